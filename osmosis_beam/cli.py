@@ -1,0 +1,303 @@
+"""The ``osmosis`` command: thin commands over the library; one place maps errors to exit codes.
+
+Example::
+
+    osmosis --home ./.osmosis run pipelines/tech_news.yaml
+    osmosis history --json
+    osmosis validate pipelines/*.yaml
+
+Exit codes: 0 ok; 1 a run, test or connector failed; 2 a config or usage error; 3 skipped because
+another process holds the pipeline's lease; 70 an internal error (run with --debug for the traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from osmosis_beam import __version__
+
+__all__ = ["main"]
+
+log = logging.getLogger("osmosis_beam")
+_SECRETS: list[Any] = []  # secrets of the specs loaded by this command, scrubbed from every error
+
+
+class _DropNoise(logging.Filter):
+    """Drops Beam's import-time warnings that say nothing to an osmosis user."""
+
+    _NOISE = ("apitools not found", "Discarding unparseable args", "Discarding invalid overrides")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = str(record.msg)
+        return not any(msg.startswith(n) for n in self._NOISE)
+
+
+class _Redact(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if _SECRETS:
+            from osmosis_beam.secrets import redact_text
+
+            record.msg = redact_text(record.getMessage(), _SECRETS)
+            record.args = ()
+        return True
+
+
+def _setup_logging(verbosity: int, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO if verbosity else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(_DropNoise())
+    handler.addFilter(_Redact())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if not debug else logging.DEBUG)
+    logging.getLogger("osmosis_beam").setLevel(level)
+    # Beam logs every stage at INFO; keep it quiet unless --debug.
+    logging.getLogger("apache_beam").setLevel(logging.DEBUG if debug else logging.ERROR)
+
+
+def _load(path: str):
+    from osmosis_beam.config import load_pipeline
+
+    spec = load_pipeline(path)
+    _SECRETS.extend(spec.secret_values())
+    return spec
+
+
+def _store(args):
+    from osmosis_beam.state.store import open_store
+
+    return open_store(home=args.home, url=args.state)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=None, default=str, ensure_ascii=False))
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    from osmosis_beam.sync import SyncRunner
+    from osmosis_beam.state.store import resolve_home
+
+    spec = _load(args.pipeline)
+    store = _store(args)
+    runner = SyncRunner(
+        spec,
+        store,
+        home=resolve_home(args.home),
+        runner=args.runner,
+        beam_args=args.beam_args,
+        full_refresh=args.full_refresh,
+    )
+    run = runner.run()
+    _print_json(run.summary())
+    return 0
+
+
+def cmd_history(args) -> int:
+    store = _store(args)
+    runs = store.list_runs(args.pipeline, limit=args.limit)
+    if args.json:
+        _print_json([r.to_dict() for r in runs])
+        return 0
+    if not runs:
+        print("no runs yet" + (f" for pipeline {args.pipeline}" if args.pipeline else ""))
+        return 0
+    header = ("STARTED", "PIPELINE", "STATUS", "READ", "WRITTEN", "DEAD", "WINDOW HI", "ERROR")
+    rows = []
+    for r in runs:
+        window = r.window.to_dict() if r.window else {"hi": None}
+        rows.append((
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.pipeline_id, r.status, str(r.records_read),
+            str(r.records_written), str(r.dead_letter), str(window["hi"] or "-"), (r.error or r.note or "")[:80],
+        ))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from osmosis_beam.exceptions import ConfigError
+
+    failed = 0
+    for path in args.pipelines:
+        try:
+            spec = _load(path)
+        except ConfigError as exc:
+            failed += 1
+            print(f"{path}: invalid", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            continue
+        print(f"{path}: ok (pipeline {spec.id}: {spec.source.type} -> {len(spec.steps)} steps -> {spec.sink.type})")
+    return 2 if failed else 0
+
+
+def cmd_test(args) -> int:
+    spec = _load(args.pipeline)
+    connector = spec.build_connector()
+    try:
+        message = connector.test_connection()
+    finally:
+        connector.disconnect()
+    print(message)
+    return 0
+
+
+def cmd_schema(args) -> int:
+    spec = _load(args.pipeline)
+    connector = spec.build_connector()
+    try:
+        connector.connect()
+        schema = connector.get_schema()
+    finally:
+        connector.disconnect()
+    print(json.dumps(schema, indent=2, default=str, ensure_ascii=False))
+    return 0
+
+
+def cmd_connectors(args) -> int:
+    from osmosis_beam.registry import default_registry
+
+    described = default_registry().describe()
+    if args.json:
+        _print_json(described)
+        return 0
+    for kind, rows in described.items():
+        print(f"{kind}:")
+        for row in rows:
+            print(f"  {row['name']:<12} {row['description']}")
+    return 0
+
+
+def cmd_sources(args) -> int:
+    from osmosis_beam.sources import DataSourceManager
+
+    manager = DataSourceManager(_store(args))
+    if args.action == "list":
+        sources = manager.list()
+        if args.json:
+            _print_json([{"id": s.id, "type": s.type, "pipeline": s.pipeline_path, "config": s.config} for s in sources])
+        elif not sources:
+            print("no sources yet (a source is saved when its pipeline first runs)")
+        else:
+            for s in sources:
+                print(f"{s.id:<24} {s.type:<10} {s.pipeline_path or ''}")
+        return 0
+    if not args.id:
+        raise _usage(f"sources {args.action} needs a source id")
+    if args.action == "show":
+        s = manager.get(args.id)
+        print(json.dumps({"id": s.id, "type": s.type, "pipeline": s.pipeline_path, "config": s.config,
+                          "created_at": s.created_at.isoformat(), "updated_at": s.updated_at.isoformat()},
+                         indent=2, default=str))
+        return 0
+    manager.remove(args.id)
+    print(f"removed source {args.id}")
+    return 0
+
+
+def _usage(message: str):
+    from osmosis_beam.exceptions import ConfigError
+
+    return ConfigError(message)
+
+
+# -- parsing -------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="osmosis", description="Incremental data ingestion on Apache Beam.")
+    parser.add_argument("--version", action="version", version=f"osmosis-beam {__version__}")
+    parser.add_argument("--home", help="state folder (default: $OSMOSIS_HOME, else ./.osmosis)")
+    parser.add_argument("--state", help="state store URL, e.g. postgresql://... (default: $OSMOSIS_STATE_URL, else SQLite in the home)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log run progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("run", help="run one sync of a pipeline")
+    p.add_argument("pipeline", metavar="PIPELINE.yaml")
+    p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAML's runner")
+    p.add_argument("--full-refresh", action="store_true", help="ignore the watermark and read from incremental.start")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("history", help="sync history, newest first")
+    p.add_argument("--pipeline", metavar="ID")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("validate", help="check pipeline files; list every error")
+    p.add_argument("pipelines", nargs="+", metavar="PIPELINE.yaml")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("test", help="test the source connection")
+    p.add_argument("pipeline", metavar="PIPELINE.yaml")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("schema", help="print the source's schema as JSON")
+    p.add_argument("pipeline", metavar="PIPELINE.yaml")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("connectors", help="list the registered connector, step and sink types")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_connectors)
+
+    p = sub.add_parser("sources", help="persisted sources (secrets redacted)")
+    p.add_argument("action", choices=["list", "show", "remove"])
+    p.add_argument("id", nargs="?")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_sources)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, beam_args = argv[:cut], argv[cut + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.beam_args = beam_args
+    if beam_args and args.command != "run":
+        parser.error("arguments after -- (Beam arguments) are only for 'run'")
+    _setup_logging(args.verbose, args.debug)
+    return _invoke(args.func, args)
+
+
+def _invoke(func: Callable, args) -> int:
+    from osmosis_beam.exceptions import ConfigError, OsmosisError
+    from osmosis_beam.secrets import redact_text
+
+    try:
+        return func(args)
+    except ConfigError as exc:
+        if args.debug:
+            raise
+        print(f"error: {redact_text(exc.message, _SECRETS)}", file=sys.stderr)
+        return exc.exit_code
+    except OsmosisError as exc:
+        if args.debug:
+            raise
+        print(f"error: {redact_text(exc.message, _SECRETS)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a message
+        if args.debug:
+            raise
+        text = redact_text(f"{type(exc).__name__}: {exc}", _SECRETS)
+        print(f"internal error: {text}\n(run with --debug for the traceback, and please report it)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,567 @@
+"""Pipeline YAML: loading, ``${ENV}`` interpolation and validation (every error at once).
+
+Example::
+
+    from osmosis_beam.config import load_pipeline
+    spec = load_pipeline("pipelines/tech_news.yaml")
+    spec.id, spec.source.type, spec.sink.options["path"]
+
+A file with mistakes raises one :class:`~osmosis_beam.exceptions.ConfigError` whose
+``problems`` name each path: ``source.url: required``,
+``schedule.cron: invalid cron expression '61 * * * *'``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import difflib
+import os
+import re
+import zoneinfo
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from osmosis_beam.exceptions import ConfigError
+from osmosis_beam.secrets import Secret, reveal
+from osmosis_beam.timefmt import parse_duration, parse_timestamp
+
+__all__ = [
+    "Option",
+    "PipelineSpec",
+    "SourceSpec",
+    "SinkSpec",
+    "StepSpec",
+    "IncrementalSpec",
+    "ScheduleSpec",
+    "RunnerSpec",
+    "ReadSpec",
+    "load_pipeline",
+    "parse_pipeline",
+    "validate_options",
+    "interpolate_env",
+    "suggest",
+]
+
+PIPELINE_ID = re.compile(r"^[a-z0-9_-]+$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_MISSING = object()
+
+
+def suggest(name: str, known: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` when ``name`` is close to one of ``known``, else ``''``."""
+    close = difflib.get_close_matches(str(name), list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One declared option of a connector, sink or step.
+
+    ``kind`` is one of: str, int, float, bool, duration, timestamp, path, list, dict, any.
+    """
+
+    name: str
+    kind: str = "str"
+    required: bool = False
+    default: Any = None
+    secret: bool = False
+    choices: tuple = ()
+    minimum: float | None = None
+    help: str = ""
+
+
+def _coerce(option: Option, value: Any, path: str, base_dir: Path | None, problems: list[str]) -> Any:
+    kind = option.kind
+    shown = "***" if option.secret else repr(reveal(value))
+    raw = reveal(value)
+    try:
+        if kind == "str":
+            if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+                raise ValueError(f"must be text, got {shown}")
+            out: Any = str(raw)
+            if option.required and not out.strip():
+                raise ValueError("must not be empty")
+        elif kind == "int":
+            if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+                raise ValueError(f"must be a whole number, got {shown}")
+            out = int(raw)
+        elif kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError(f"must be a number, got {shown}")
+            out = float(raw)
+        elif kind == "bool":
+            if isinstance(raw, bool):
+                out = raw
+            elif str(raw).lower() in ("true", "yes", "on", "1"):
+                out = True
+            elif str(raw).lower() in ("false", "no", "off", "0"):
+                out = False
+            else:
+                raise ValueError(f"must be true or false, got {shown}")
+        elif kind == "duration":
+            out = parse_duration(raw)
+        elif kind == "timestamp":
+            out = parse_timestamp(raw)
+        elif kind == "path":
+            if not isinstance(raw, str) or not raw.strip():
+                raise ValueError(f"must be a path, got {shown}")
+            if "://" in raw:
+                out = raw
+            else:
+                p = Path(raw).expanduser()
+                if not p.is_absolute() and base_dir is not None:
+                    p = base_dir / p
+                out = str(p.resolve()) if not p.is_absolute() else os.path.normpath(str(p))
+        elif kind == "list":
+            if isinstance(raw, (str, int, float)):
+                raw = [raw]
+            if not isinstance(raw, list):
+                raise ValueError(f"must be a list, got {shown}")
+            out = list(raw)
+        elif kind == "dict":
+            if not isinstance(raw, Mapping):
+                raise ValueError(f"must be a mapping (key: value), got {shown}")
+            out = dict(raw)
+        else:
+            out = raw
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        if kind == "int" and "invalid literal" in msg:
+            msg = f"must be a whole number, got {shown}"
+        elif kind == "float" and "could not convert" in msg:
+            msg = f"must be a number, got {shown}"
+        problems.append(f"{path}: {msg}")
+        return None
+    if option.choices and out not in option.choices:
+        problems.append(f"{path}: must be one of {', '.join(map(str, option.choices))}, got {shown}")
+        return None
+    if option.minimum is not None and isinstance(out, (int, float)) and out < option.minimum:
+        problems.append(f"{path}: must be at least {option.minimum:g}, got {shown}")
+        return None
+    if option.secret:
+        out = Secret(out)
+    return out
+
+
+def validate_options(
+    options: Mapping[str, Any],
+    declared: list[Option] | tuple[Option, ...],
+    path: str,
+    problems: list[str],
+    base_dir: Path | None = None,
+    what: str = "option",
+) -> dict[str, Any]:
+    """Check ``options`` against ``declared``; append every problem to ``problems``; return the values."""
+    known = {o.name: o for o in declared}
+    values: dict[str, Any] = {}
+    for key in options:
+        if key not in known:
+            problems.append(
+                f"{path}.{key}: unknown {what}{suggest(key, list(known))}; known: {', '.join(sorted(known)) or 'none'}"
+            )
+    for option in declared:
+        raw = options.get(option.name, _MISSING)
+        if raw is _MISSING or raw is None:
+            if option.required:
+                problems.append(f"{path}.{option.name}: required" + (f" ({option.help})" if option.help else ""))
+                continue
+            default = option.default
+            if isinstance(default, (list, dict)):
+                default = type(default)(default)
+            values[option.name] = default
+            continue
+        values[option.name] = _coerce(option, raw, f"{path}.{option.name}", base_dir, problems)
+    return values
+
+
+def interpolate_env(value: Any, path: str, problems: list[str], env: Mapping[str, str] | None = None) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``value``.
+
+    A reference to an unset variable without a default is a problem at ``path``.
+    """
+    env = os.environ if env is None else env
+    if isinstance(value, str):
+        def repl(match: re.Match) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set (export it, or write ${{{name}:-default}})")
+            return ""
+
+        if _ENV_REF.fullmatch(value):
+            name, default = _ENV_REF.fullmatch(value).groups()
+            if name in env or default is not None:
+                return _typed_env(repl(_ENV_REF.fullmatch(value)))
+        return _ENV_REF.sub(repl, value)
+    if isinstance(value, list):
+        return [interpolate_env(v, f"{path}[{i}]", problems, env) for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {k: interpolate_env(v, f"{path}.{k}", problems, env) for k, v in value.items()}
+    return value
+
+
+def _typed_env(text: str) -> Any:
+    """A whole-value ``${VAR}`` keeps YAML scalar typing (``${PORT}`` -> 5432)."""
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return loaded if isinstance(loaded, (int, float, bool)) and not isinstance(loaded, str) else text
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+    type: str
+    options: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class SinkSpec:
+    type: str
+    options: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    index: int
+    name: str
+    config: Any
+    on_error: str = "dead_letter"
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}: {self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class IncrementalSpec:
+    cursor_field: str | None = None
+    start: dt.datetime | None = None
+    lookback: dt.timedelta = dt.timedelta(0)
+    safety_lag: dt.timedelta | None = None
+    max_window: dt.timedelta | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleSpec:
+    every: dt.timedelta | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+
+    def to_dict(self) -> dict[str, Any]:
+        from osmosis_beam.timefmt import format_duration
+
+        if self.cron:
+            return {"cron": self.cron, "timezone": self.timezone}
+        return {"every": format_duration(self.every)} if self.every else {}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerSpec:
+    name: str = "direct"
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadSpec:
+    splits: int = 4
+    batch_size: int = 2000
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSpec:
+    """A validated pipeline. ``raw`` is the YAML as written (``${ENV}`` references unresolved)."""
+
+    id: str
+    source: SourceSpec
+    sink: SinkSpec
+    incremental: IncrementalSpec = IncrementalSpec()
+    steps: tuple[StepSpec, ...] = ()
+    schedule: ScheduleSpec | None = None
+    runner: RunnerSpec = RunnerSpec()
+    read: ReadSpec = ReadSpec()
+    dead_letter_path: str | None = None
+    path: str | None = None
+    raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.path).resolve().parent if self.path else Path.cwd()
+
+    def secret_values(self) -> list[Any]:
+        """Every secret this spec holds, for scrubbing error text."""
+        found: list[Any] = []
+
+        def walk(value: Any) -> None:
+            if isinstance(value, Secret):
+                found.append(value.reveal())
+            elif isinstance(value, Mapping):
+                for v in value.values():
+                    walk(v)
+            elif isinstance(value, (list, tuple)):
+                for v in value:
+                    walk(v)
+
+        walk(self.source.options)
+        walk(self.sink.options)
+        return found
+
+    # Built lazily so that importing config does not import every connector.
+    def build_connector(self, registry=None):
+        from osmosis_beam.registry import default_registry
+
+        cls = (registry or default_registry()).connector(self.source.type)
+        return cls(self.source.options, incremental=self.incremental, pipeline_id=self.id)
+
+    def build_sink(self, registry=None):
+        from osmosis_beam.registry import default_registry
+
+        cls = (registry or default_registry()).sink(self.sink.type)
+        return cls(self.sink.options, pipeline_id=self.id)
+
+
+_TOP_KEYS = ("id", "source", "incremental", "steps", "sink", "schedule", "runner", "read", "dead_letter", "description")
+_INCREMENTAL = (
+    Option("cursor_field"),
+    Option("start", "timestamp"),
+    Option("lookback", "duration", default=dt.timedelta(0)),
+    Option("safety_lag", "duration"),
+    Option("max_window", "duration"),
+)
+_READ = (Option("splits", "int", default=4, minimum=1), Option("batch_size", "int", default=2000, minimum=1))
+_SCHEDULE_KEYS = ("every", "interval_minutes", "cron", "timezone")
+
+
+def load_pipeline(path: str | os.PathLike, *, registry=None, env: Mapping[str, str] | None = None) -> PipelineSpec:
+    """Read, interpolate and validate one pipeline YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such pipeline file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{p}: invalid YAML{where}: {problem}", source=str(p)) from None
+    return parse_pipeline(data, path=str(p.resolve()), registry=registry, env=env)
+
+
+def parse_pipeline(
+    data: Any, *, path: str | None = None, registry=None, env: Mapping[str, str] | None = None
+) -> PipelineSpec:
+    """Validate a pipeline given as a mapping (the parsed YAML); raise ConfigError with every problem."""
+    from osmosis_beam.registry import default_registry
+
+    registry = registry or default_registry()
+    where = path or "<pipeline>"
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: a pipeline file must be a mapping with id, source and sink", source=path)
+    problems: list[str] = []
+    base_dir = Path(path).resolve().parent if path else Path.cwd()
+    raw = dict(data)
+    for key in raw:
+        if key not in _TOP_KEYS:
+            problems.append(f"{key}: unknown key{suggest(key, _TOP_KEYS)}; known: {', '.join(_TOP_KEYS)}")
+    resolved = interpolate_env(raw, "", problems, env)
+    problems[:] = [p.lstrip(".") for p in problems]
+
+    pid = resolved.get("id")
+    if pid is None:
+        problems.append("id: required (lowercase letters, digits, '_' and '-')")
+    elif not isinstance(pid, str) or not PIPELINE_ID.match(pid):
+        problems.append(f"id: {pid!r} is invalid; use only lowercase letters, digits, '_' and '-'")
+
+    source = _plugin_section(resolved, "source", "connector", registry, problems, base_dir)
+    sink = _plugin_section(resolved, "sink", "sink", registry, problems, base_dir)
+    incremental = _incremental(resolved.get("incremental"), problems)
+    steps = _steps(resolved.get("steps"), registry, problems)
+    schedule = _schedule(resolved.get("schedule"), problems)
+    runner = _runner(resolved.get("runner"), problems)
+    read = _read(resolved.get("read"), problems)
+    dead_letter = _dead_letter(resolved.get("dead_letter"), problems, base_dir)
+
+    if problems:
+        raise ConfigError(problems=problems, source=path or None)
+    return PipelineSpec(
+        id=pid,
+        source=source,
+        sink=sink,
+        incremental=incremental,
+        steps=steps,
+        schedule=schedule,
+        runner=runner,
+        read=read,
+        dead_letter_path=dead_letter,
+        path=path,
+        raw=raw,
+    )
+
+
+def _plugin_section(data, section, kind, registry, problems, base_dir):
+    body = data.get(section)
+    if body is None:
+        problems.append(f"{section}: required (a mapping with 'type' and the {kind}'s options)")
+        return None
+    if not isinstance(body, Mapping):
+        problems.append(f"{section}: must be a mapping with 'type' and the {kind}'s options")
+        return None
+    type_name = body.get("type")
+    if not type_name:
+        known = registry.names(kind)
+        problems.append(f"{section}.type: required; known: {', '.join(known)}")
+        return None
+    try:
+        cls = registry.lookup(kind, str(type_name))
+    except ConfigError as exc:
+        problems.append(f"{section}.type: {exc.message}")
+        return None
+    options = {k: v for k, v in body.items() if k != "type"}
+    values = validate_options(options, cls.options, section, problems, base_dir)
+    extra = getattr(cls, "check_options", None)
+    if extra is not None:
+        for problem in extra(values) or ():
+            problems.append(f"{section}.{problem}")
+    spec_cls = SourceSpec if section == "source" else SinkSpec
+    return spec_cls(type=str(type_name), options=values)
+
+
+def _incremental(body, problems) -> IncrementalSpec:
+    if body is None:
+        return IncrementalSpec()
+    if not isinstance(body, Mapping):
+        problems.append("incremental: must be a mapping")
+        return IncrementalSpec()
+    values = validate_options(body, _INCREMENTAL, "incremental", problems)
+    return IncrementalSpec(**{k: v for k, v in values.items() if v is not None or k == "safety_lag"})
+
+
+def _read(body, problems) -> ReadSpec:
+    if body is None:
+        return ReadSpec()
+    if not isinstance(body, Mapping):
+        problems.append("read: must be a mapping (splits, batch_size)")
+        return ReadSpec()
+    values = validate_options(body, _READ, "read", problems)
+    return ReadSpec(**{k: v for k, v in values.items() if v is not None})
+
+
+def _dead_letter(body, problems, base_dir) -> str | None:
+    if body is None:
+        return None
+    if isinstance(body, str):
+        body = {"path": body}
+    if not isinstance(body, Mapping):
+        problems.append("dead_letter: must be a path or a mapping with 'path'")
+        return None
+    values = validate_options(body, (Option("path", "path", required=True),), "dead_letter", problems, base_dir)
+    return values.get("path")
+
+
+def _steps(body, registry, problems) -> tuple[StepSpec, ...]:
+    if body is None:
+        return ()
+    if not isinstance(body, list):
+        problems.append("steps: must be a list of {<step name>: <options>}")
+        return ()
+    out = []
+    for index, item in enumerate(body, start=1):
+        where = f"steps[{index}]"
+        on_error = "dead_letter"
+        if isinstance(item, str):
+            item = {item: None}
+        if not isinstance(item, Mapping) or not item:
+            problems.append(f"{where}: must be a mapping like {{filter: 'amount > 0'}}")
+            continue
+        item = dict(item)
+        if "on_error" in item:
+            on_error = item.pop("on_error")
+            if on_error not in ("dead_letter", "fail"):
+                problems.append(f"{where}.on_error: must be dead_letter or fail, got {on_error!r}")
+        if len(item) != 1:
+            problems.append(f"{where}: one step per list item, got {', '.join(map(str, item))}")
+            continue
+        (name, config), = item.items()
+        try:
+            cls = registry.step(str(name))
+        except ConfigError as exc:
+            problems.append(f"{where} ({name}): {exc.message}")
+            continue
+        check = getattr(cls, "check_config", None)
+        if check is not None:
+            for problem in check(config) or ():
+                problems.append(f"{where} ({name}): {problem}")
+        out.append(StepSpec(index=index, name=str(name), config=config, on_error=on_error))
+    return tuple(out)
+
+
+def _schedule(body, problems) -> ScheduleSpec | None:
+    if body is None:
+        return None
+    if not isinstance(body, Mapping):
+        problems.append("schedule: must be a mapping with 'every' or 'cron'")
+        return None
+    for key in body:
+        if key not in _SCHEDULE_KEYS:
+            problems.append(f"schedule.{key}: unknown key{suggest(key, _SCHEDULE_KEYS)}; known: {', '.join(_SCHEDULE_KEYS)}")
+    given = [k for k in ("every", "interval_minutes", "cron") if body.get(k) is not None]
+    if len(given) != 1:
+        problems.append("schedule: give exactly one of every, interval_minutes or cron")
+        return None
+    timezone = body.get("timezone") or "UTC"
+    try:
+        zoneinfo.ZoneInfo(str(timezone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(f"schedule.timezone: unknown time zone {timezone!r} (use an IANA name like Europe/Berlin)")
+    every = cron = None
+    if "every" in given:
+        try:
+            every = parse_duration(body["every"])
+        except ValueError as exc:
+            problems.append(f"schedule.every: {exc}")
+    elif "interval_minutes" in given:
+        value = body["interval_minutes"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            problems.append(f"schedule.interval_minutes: must be a positive number, got {value!r}")
+        else:
+            every = dt.timedelta(minutes=value)
+    else:
+        from croniter import croniter
+
+        cron = str(body["cron"]).strip()
+        if not croniter.is_valid(cron):
+            problems.append(f"schedule.cron: invalid cron expression {cron!r}")
+    if every is not None and every.total_seconds() < 1:
+        problems.append("schedule.every: must be at least 1s")
+    return ScheduleSpec(every=every, cron=cron, timezone=str(timezone))
+
+
+def _runner(body, problems) -> RunnerSpec:
+    if body is None:
+        return RunnerSpec()
+    if isinstance(body, str):
+        body = {"name": body}
+    if not isinstance(body, Mapping):
+        problems.append("runner: must be a runner name or a mapping with 'name' and 'options'")
+        return RunnerSpec()
+    from osmosis_beam.runners import RUNNERS
+
+    name = body.get("name", "direct")
+    for key in body:
+        if key not in ("name", "options"):
+            problems.append(f"runner.{key}: unknown key; known: name, options")
+    if name not in RUNNERS:
+        problems.append(f"runner.name: unknown runner {name!r}{suggest(name, RUNNERS)}; known: {', '.join(RUNNERS)}")
+    options = body.get("options") or {}
+    if not isinstance(options, Mapping):
+        problems.append("runner.options: must be a mapping")
+        options = {}
+    return RunnerSpec(name=str(name), options=dict(options))

@@ -1,0 +1,183 @@
+"""Steps as labelled Beam PTransforms over record batches, and the seed's ``Pipeline``.
+
+Each :class:`TransformationStep` runs batch by batch; when a batch raises, the step reruns that
+batch record by record so that only the records that fail go to the dead-letter output, with the
+step's label and the error (``on_error: fail`` stops the run instead). A step can also be a Beam
+``PTransform`` over single records.
+
+Example::
+
+    import apache_beam as beam
+    from osmosis_beam.pipeline import Pipeline
+    steps = Pipeline().add_step(MyStep()).add_step(beam.Map(lambda r: {**r, "seen": True}))
+    out = batches | "Steps" >> steps          # {"records": ..., "dead_letter": ...}
+    steps.execute([{"a": 1}])                 # runs in-process on the DirectRunner
+"""
+from __future__ import annotations
+
+import traceback
+from typing import Any, Iterable
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
+from osmosis_beam.exceptions import OsmosisError, RunError
+from osmosis_beam.types import Record, TransformationStep
+
+__all__ = ["Pipeline", "ApplyStep", "build_step", "StepFailed"]
+
+
+class StepFailed(RunError):
+    """A step with ``on_error: fail`` raised for a record."""
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, OsmosisError) else text
+
+
+class _StepFn(beam.DoFn):
+    def __init__(self, step: TransformationStep, label: str, on_error: str) -> None:
+        self._step = step
+        self._label = label
+        self._on_error = on_error
+        self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letter")
+
+    def setup(self) -> None:
+        setup = getattr(self._step, "setup", None)
+        if callable(setup):
+            setup()
+
+    def process(self, batch: list[Record]):
+        try:
+            out = self._step.process(batch)
+        except Exception as batch_exc:  # noqa: BLE001 - isolate the failing records below
+            if self._on_error == "fail":
+                raise StepFailed(f"step {self._label} failed: {_error_text(batch_exc)}") from batch_exc
+            out = []
+            for record in batch:
+                try:
+                    out.extend(self._step.process([record]) or ())
+                except Exception as exc:  # noqa: BLE001
+                    self._dead.inc()
+                    yield beam.pvalue.TaggedOutput(
+                        DEAD_LETTER_TAG, DeadLetter(self._label, _error_text(exc), record).to_dict()
+                    )
+        if out:
+            yield list(out)
+
+
+class ApplyStep(beam.PTransform):
+    """One step over a PCollection of record batches; outputs ``records`` and ``dead_letter``."""
+
+    def __init__(self, step: TransformationStep, label: str | None = None, on_error: str = "dead_letter") -> None:
+        super().__init__()
+        self._step = step
+        self._label = label or step.name
+        self._on_error = on_error
+
+    def expand(self, batches):
+        return batches | beam.ParDo(_StepFn(self._step, self._label, self._on_error)).with_outputs(
+            DEAD_LETTER_TAG, main="records"
+        )
+
+
+class _RecordTransform(beam.PTransform):
+    """A user PTransform over single records, wrapped to take and give batches."""
+
+    def __init__(self, transform: beam.PTransform, batch_size: int = 2000) -> None:
+        super().__init__()
+        self._transform = transform
+        self._batch_size = batch_size
+
+    def expand(self, batches):
+        return (
+            batches
+            | "Unbatch" >> beam.FlatMap(lambda batch: batch)
+            | "Apply" >> self._transform
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size)
+        )
+
+
+def build_step(spec, registry=None) -> TransformationStep:
+    """The step object for a :class:`~osmosis_beam.config.StepSpec`."""
+    from osmosis_beam.registry import default_registry
+
+    cls = (registry or default_registry()).step(spec.name)
+    return cls.from_config(spec.config) if hasattr(cls, "from_config") else cls(spec.config)
+
+
+class Pipeline(beam.PTransform):
+    """The seed's Pipeline: an ordered chain of steps. Plugs into Beam as a composite transform.
+
+    ``add_step`` returns the pipeline; ``execute(records)`` runs the steps on in-memory records on
+    the in-process runner and returns the records that come out (``last_dead_letters`` keeps the rest).
+    """
+
+    def __init__(self, steps: Iterable[Any] = (), *, label: str | None = None) -> None:
+        super().__init__(label)
+        self._steps: list[tuple[Any, str, str]] = []
+        self.last_dead_letters: list[dict[str, Any]] = []
+        for step in steps:
+            self.add_step(step)
+
+    @property
+    def steps(self) -> list[Any]:
+        return [s for s, _, _ in self._steps]
+
+    def add_step(self, step: Any, *, label: str | None = None, on_error: str = "dead_letter") -> "Pipeline":
+        if not isinstance(step, (TransformationStep, beam.PTransform)) and not hasattr(step, "process"):
+            raise TypeError(f"a step must be a TransformationStep or a Beam PTransform, got {type(step).__name__}")
+        if on_error not in ("dead_letter", "fail"):
+            raise ValueError("on_error must be 'dead_letter' or 'fail'")
+        index = len(self._steps) + 1
+        name = getattr(step, "name", None) or getattr(step, "label", None) or type(step).__name__
+        self._steps.append((step, label or f"{index}: {name}", on_error))
+        return self
+
+    def expand(self, batches):
+        dead = []
+        for step, label, on_error in self._steps:
+            if isinstance(step, beam.PTransform):
+                batches = batches | label >> _RecordTransform(step)
+            else:
+                out = batches | label >> ApplyStep(step, label, on_error)
+                batches = out.records
+                dead.append(out[DEAD_LETTER_TAG])
+        if dead:
+            dead_letters = tuple(dead) | "Dead letters" >> beam.Flatten()
+        else:
+            dead_letters = batches.pipeline | "No dead letters" >> beam.Create([])
+        return {"records": batches, DEAD_LETTER_TAG: dead_letters}
+
+    def execute(self, records: Iterable[Record], *, batch_size: int = 2000) -> list[Record]:
+        """Run the steps on ``records`` with the in-process runner; return the output records."""
+        from osmosis_beam.runners import in_process_pipeline
+
+        records = [dict(r) for r in records]
+        batches = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
+        results: list[Record] = []
+        dead: list[dict[str, Any]] = []
+        with in_process_pipeline() as p:
+            out = p | "Records" >> beam.Create(batches, reshuffle=False) | "Steps" >> self
+            out["records"] | "Collect" >> beam.Map(_Collector(results).add_batch)
+            out[DEAD_LETTER_TAG] | "Collect dead letters" >> beam.Map(_Collector(dead).add)
+        self.last_dead_letters = dead
+        return results
+
+
+class _Collector:
+    """Collects elements in the launcher process (in-process runner only)."""
+
+    _stores: dict[int, list] = {}
+
+    def __init__(self, target: list) -> None:
+        self._key = id(target)
+        _Collector._stores[self._key] = target
+
+    def add(self, element) -> None:
+        _Collector._stores[self._key].append(element)
+
+    def add_batch(self, batch) -> None:
+        _Collector._stores[self._key].extend(batch)

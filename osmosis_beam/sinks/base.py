@@ -1,0 +1,66 @@
+"""BaseSink: the contract between a sync run and the place records are stored.
+
+A run calls, on the launcher: ``prepare(run_id)``, then builds ``write(run_id)`` into the Beam
+pipeline (a PTransform over record batches), and after the runner reports DONE ``publish(run_id, ...)``.
+On failure it calls ``abort(run_id)``. ``is_published(run_id)`` lets the next run repair a crash
+between publish and the state commit. Sinks must be idempotent or staged: a failed run's window is
+read again.
+
+Example::
+
+    class PrintSink(BaseSink):
+        type_name = "print"
+        def write(self, run_id):
+            return beam.ParDo(_PrintFn())
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar, Mapping
+
+import apache_beam as beam
+
+from osmosis_beam.config import Option
+from osmosis_beam.secrets import Secret
+
+__all__ = ["BaseSink"]
+
+
+class BaseSink:
+    """The base of every sink. Set ``type_name`` and ``options``; implement ``write``."""
+
+    type_name: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
+
+    def __init__(self, options: Mapping[str, Any] | None = None, *, pipeline_id: str = "", **kwargs: Any) -> None:
+        from osmosis_beam.config import validate_options
+        from osmosis_beam.exceptions import ConfigError
+
+        merged = dict(options or {})
+        merged.update(kwargs)
+        problems: list[str] = []
+        self.config = validate_options(merged, self.options, "sink", problems)
+        if problems:
+            raise ConfigError(problems=problems)
+        self.pipeline_id = pipeline_id
+
+    def prepare(self, run_id: str) -> None:
+        """Launcher side, before the job: create staging areas, tables, ..."""
+
+    def write(self, run_id: str) -> beam.PTransform:
+        """The PTransform that stores a PCollection of record batches."""
+        raise NotImplementedError
+
+    def publish(self, run_id: str, *, window_hi: dt.datetime, full_refresh: bool = False) -> dict[str, Any]:
+        """Launcher side, after DONE: make the run's output visible, atomically. Returns details for the log."""
+        return {}
+
+    def abort(self, run_id: str) -> None:
+        """Launcher side, on failure: remove whatever the run staged."""
+
+    def is_published(self, run_id: str) -> bool:
+        """Whether ``publish`` completed for ``run_id`` (for repairing a crash before the commit)."""
+        return False
+
+    def display(self) -> dict[str, Any]:
+        return {k: (repr(v) if isinstance(v, Secret) else str(v) if v is not None else None) for k, v in self.config.items()}
