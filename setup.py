@@ -35,8 +35,6 @@ setup(
     entry_points={
         "console_scripts": ["osmosis = osmosis_beam.cli:main"],
     },
-    classifiers=[
-        "Programming Language :: Python :: 3.11",
-        "License :: OSI Approved :: Apache Software License",
-    ],
+    license="Apache-2.0",
+    classifiers=["Programming Language :: Python :: 3.11"],
 )

@@ -191,7 +191,7 @@ class SyncRunner:
                 run.status = "succeeded"
                 run.finished_at = utcnow()
                 run.note = "committed at the next start: the process stopped after publishing its output"
-                self.store.commit_run(run, run.window.hi, None)
+                self.store.commit_run(run, run.window.hi, self.store.get_pending_state(run.run_id))
                 log.warning("pipeline %s: run %s was published but not committed; committed it now", self.spec.id, run.run_id)
             else:
                 sink.abort(run.run_id)
@@ -218,7 +218,7 @@ class SyncRunner:
         )
         started = time.monotonic()
         dead_sink = self._dead_letter_sink()
-        recorded = False
+        recorded = published = False
         try:
             watermark = store.get_watermark(spec.id)
             wm_value, wm_state = (None, {}) if self.full_refresh else (watermark.value, watermark.state)
@@ -252,13 +252,15 @@ class SyncRunner:
                 run.dead_letter = counts.get("dead_letter", 0)
             if heartbeat.lost:
                 raise RunError(f"pipeline {spec.id}: lost the lease during the run; not committing")
+            new_state = connector.end_state(window) if (window is not None and not unchanged) else None
             if window is not None:
+                store.set_pending_state(run.run_id, new_state)
                 sink.publish(run.run_id, window_hi=_as_datetime(window.hi), full_refresh=self.full_refresh)
                 dead_sink.publish(run.run_id, window_hi=_as_datetime(window.hi))
+                published = True
             run.status = "succeeded"
             run.finished_at = utcnow()
-            new_state = connector.end_state(window) if (window is not None and not unchanged) else None
-            store.commit_run(run, None if (window is None or unchanged) else window.hi, new_state)
+            self._commit(run, None if (window is None or unchanged) else window.hi, new_state)
             log.info(
                 "pipeline %s: run %s succeeded, window %s, read %d, written %d, dead letters %d, %.2fs",
                 spec.id, run.run_id, window, run.records_read, run.records_written, run.dead_letter,
@@ -266,6 +268,20 @@ class SyncRunner:
             )
             return run
         except BaseException as exc:
+            if published:
+                # The output is visible; marking the run failed would make the next run read the
+                # window again and publish it twice. Leave it 'running': the next start commits it.
+                log.error(
+                    "pipeline %s: run %s published its output but could not commit (%s); "
+                    "the next run of this pipeline will commit it",
+                    spec.id, run.run_id, redact_text(_describe(exc), self._secrets),
+                )
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                    raise
+                raise RunError(
+                    f"pipeline {spec.id}: run {run.run_id} published its output but the state commit failed "
+                    f"({redact_text(_describe(exc), self._secrets)}); the next run commits it"
+                ) from None
             run.status = "failed"
             run.finished_at = utcnow()
             run.error = redact_text(_describe(exc), self._secrets)
@@ -293,6 +309,19 @@ class SyncRunner:
                 connector.disconnect()
             except Exception:  # noqa: BLE001
                 pass
+
+    def _commit(self, run: SyncRun, watermark, state) -> None:
+        """Commit with a few retries: a busy state store must not turn a published run into a failure."""
+        delay = 0.2
+        for attempt in range(5):
+            try:
+                self.store.commit_run(run, watermark, state)
+                return
+            except OsmosisError:
+                if attempt == 4:
+                    raise
+                time.sleep(delay)
+                delay *= 2
 
     def _run_beam(self, connector, sink, dead_sink, window: SyncWindow, run_id: str) -> dict[str, int]:
         spec = self.spec

@@ -49,6 +49,10 @@ MIGRATIONS: list[str] = [
     CREATE TABLE leases (
         pipeline_id TEXT PRIMARY KEY, holder TEXT NOT NULL, acquired_at TEXT NOT NULL, expires_at TEXT NOT NULL);
     """,
+    # v2: the connector state a run will commit, saved before it publishes (for repair after a crash)
+    """
+    ALTER TABLE runs ADD COLUMN pending_state TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -271,6 +275,18 @@ class SQLiteStateStore(StateStore):
                     (run.pipeline_id, value, state_text, _ts(utcnow())),
                 )
             self._finish(conn, run)
+
+    def set_pending_state(self, run_id, state) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE runs SET pending_state = ? WHERE run_id = ?",
+                (None if state is None else json.dumps(state, sort_keys=True), run_id),
+            )
+
+    def get_pending_state(self, run_id):
+        with self._read() as conn:
+            row = conn.execute("SELECT pending_state FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
 
     def fail_run(self, run) -> None:
         with self._tx() as conn:

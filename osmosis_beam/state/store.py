@@ -118,6 +118,11 @@ class StateStore(abc.ABC):
     def commit_run(self, run: SyncRun, watermark: dt.datetime | None, state: dict[str, Any] | None) -> None:
         """In one transaction: set the watermark (when given) and state, and mark ``run`` succeeded."""
     @abc.abstractmethod
+    def set_pending_state(self, run_id: str, state: dict[str, Any] | None) -> None:
+        """Save the connector state ``run_id`` will commit, before its output is published."""
+    @abc.abstractmethod
+    def get_pending_state(self, run_id: str) -> dict[str, Any] | None: ...
+    @abc.abstractmethod
     def fail_run(self, run: SyncRun) -> None: ...
     @abc.abstractmethod
     def list_runs(self, pipeline_id: str | None = None, limit: int | None = None) -> list[SyncRun]: ...

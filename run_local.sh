@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# osmosis-beam local runner.
+#   ./run_local.sh          set up .venv, install the package, run the demo pipeline on the DirectRunner
+#   ./run_local.sh test     set up .venv with the test extra and run the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON="${PYTHON:-python3}"
+VENV="${OSMOSIS_VENV:-.venv}"
+
+setup_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo ">> creating $VENV" >&2
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local extra="$1"
+  local stamp="$VENV/.osmosis-installed$extra"
+  if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+    echo ">> installing osmosis-beam$extra into $VENV" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".$extra" >&2
+    touch "$stamp"
+  fi
+}
+
+free_port() {
+  "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+demo() {
+  setup_venv ""
+  local port; port="$(free_port)"
+  "$VENV/bin/python" -m http.server "$port" --bind 127.0.0.1 --directory pipelines/feeds >/dev/null 2>&1 &
+  FEED_SERVER_PID=$!
+  trap 'kill "$FEED_SERVER_PID" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 50); do
+    if "$VENV/bin/python" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/tech_news.xml', timeout=1)" 2>/dev/null; then break; fi
+    sleep 0.1
+  done
+  export DEMO_FEED_URL="http://127.0.0.1:$port/tech_news.xml"
+  local home="${OSMOSIS_HOME:-pipelines/.osmosis}"
+  echo ">> osmosis run pipelines/tech_news.yaml   (feed served at $DEMO_FEED_URL, home $home)"
+  "$VENV/bin/osmosis" --home "$home" run pipelines/tech_news.yaml
+  echo ">> output files under pipelines/data/tech_news:"
+  find pipelines/data/tech_news -name 'part-*.jsonl' -not -path '*/_*' | sort | sed 's/^/   /'
+  echo ">> osmosis history"
+  "$VENV/bin/osmosis" --home "$home" history --pipeline tech_news
+}
+
+run_tests() {
+  setup_venv "[test]"
+  shift || true
+  "$VENV/bin/python" -m pytest "$@"
+}
+
+case "${1:-demo}" in
+  demo) demo ;;
+  test) run_tests "$@" ;;
+  *) echo "usage: $0 [test [PYTEST_ARGS...]]" >&2; exit 2 ;;
+esac
