@@ -25,7 +25,7 @@ import yaml
 
 from osmosis_beam.exceptions import ConfigError
 from osmosis_beam.secrets import Secret, reveal
-from osmosis_beam.timefmt import parse_duration, parse_timestamp
+from osmosis_beam.timefmt import format_duration, parse_duration, parse_timestamp
 
 __all__ = [
     "Option",
@@ -204,13 +204,21 @@ def interpolate_env(value: Any, path: str, problems: list[str], env: Mapping[str
     return value
 
 
+_ENV_INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
+_ENV_FLOAT = re.compile(r"-?(?:0|[1-9][0-9]*)\.[0-9]+")
+
+
 def _typed_env(text: str) -> Any:
-    """A whole-value ``${VAR}`` keeps YAML scalar typing (``${PORT}`` -> 5432)."""
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return loaded if isinstance(loaded, (int, float, bool)) and not isinstance(loaded, str) else text
+    """A whole-value ``${VAR}`` holding a plain number becomes that number (``${PORT}`` -> 5432).
+
+    Only text that the number prints back exactly is converted, so a string option never changes:
+    YAML 1.1 would read ``0123`` as octal 83, ``12:30`` as 750 and ``yes`` as True.
+    """
+    if _ENV_INT.fullmatch(text):
+        return int(text)
+    if _ENV_FLOAT.fullmatch(text) and repr(float(text)) == text:
+        return float(text)
+    return text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,11 +381,15 @@ def parse_pipeline(
             problems.append(f"{key}: unknown key{suggest(key, _TOP_KEYS)}; known: {', '.join(_TOP_KEYS)}")
     resolved = interpolate_env(raw, "", problems, env)
     problems[:] = [p.lstrip(".") for p in problems]
+    # A path whose ${VAR} is unset reports that, not also the empty value it left behind.
+    env_paths = {p.split(": ", 1)[0] for p in problems if ": environment variable " in p}
 
     pid = resolved.get("id")
     if pid is None:
         problems.append("id: required (lowercase letters, digits, '_' and '-')")
-    elif not isinstance(pid, str) or not PIPELINE_ID.match(pid):
+    elif not isinstance(pid, str):
+        problems.append(f"id: must be text, got {pid!r}; quote it (id: \"{pid}\")")
+    elif not PIPELINE_ID.fullmatch(pid):
         problems.append(f"id: {pid!r} is invalid; use only lowercase letters, digits, '_' and '-'")
 
     source = _plugin_section(resolved, "source", "connector", registry, problems, base_dir)
@@ -389,6 +401,10 @@ def parse_pipeline(
     read = _read(resolved.get("read"), problems)
     dead_letter = _dead_letter(resolved.get("dead_letter"), problems, base_dir)
 
+    if env_paths:
+        problems[:] = [
+            p for p in problems if ": environment variable " in p or p.split(": ", 1)[0] not in env_paths
+        ]
     if problems:
         raise ConfigError(problems=problems, source=path or None)
     return PipelineSpec(
@@ -424,8 +440,12 @@ def _plugin_section(data, section, kind, registry, problems, base_dir):
     except ConfigError as exc:
         problems.append(f"{section}.type: {exc.message}")
         return None
+    declared = getattr(cls, "options", None)
+    if not isinstance(declared, (list, tuple)):
+        problems.append(f"{section}.type: {type_name!r} is not a {kind} type (it declares no 'options')")
+        return None
     options = {k: v for k, v in body.items() if k != "type"}
-    values = validate_options(options, cls.options, section, problems, base_dir)
+    values = validate_options(options, declared, section, problems, base_dir)
     extra = getattr(cls, "check_options", None)
     if extra is not None:
         for problem in extra(values) or ():
@@ -441,6 +461,13 @@ def _incremental(body, problems) -> IncrementalSpec:
         problems.append("incremental: must be a mapping")
         return IncrementalSpec()
     values = validate_options(body, _INCREMENTAL, "incremental", problems)
+    max_window, lookback = values.get("max_window"), values.get("lookback") or dt.timedelta(0)
+    if max_window is not None and max_window <= lookback:
+        # hi is capped at lo + max_window = watermark - lookback + max_window: the watermark could never move.
+        problems.append(
+            f"incremental.max_window: must be longer than lookback ({format_duration(lookback)}), "
+            "or the window never advances"
+        )
     return IncrementalSpec(**{k: v for k, v in values.items() if v is not None or k == "safety_lag"})
 
 
@@ -486,6 +513,9 @@ def _steps(body, registry, problems) -> tuple[StepSpec, ...]:
             on_error = item.pop("on_error")
             if on_error not in ("dead_letter", "fail"):
                 problems.append(f"{where}.on_error: must be dead_letter or fail, got {on_error!r}")
+        if not item:
+            problems.append(f"{where}: no step given, only on_error")
+            continue
         if len(item) != 1:
             problems.append(f"{where}: one step per list item, got {', '.join(map(str, item))}")
             continue

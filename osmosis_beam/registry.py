@@ -41,11 +41,13 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "rss": "osmosis_beam.connectors.rss:RSSConnector",
         "postgres": "osmosis_beam.connectors.postgres:PostgresConnector",
         "mongodb": "osmosis_beam.connectors.mongodb:MongoDBConnector",
+        "web": "osmosis_beam.connectors.web:WebConnector",
     },
     "sink": {
         "jsonl": "osmosis_beam.sinks.jsonl:JSONLSink",
         "postgres": "osmosis_beam.sinks.postgres:PostgresSink",
         "mongodb": "osmosis_beam.sinks.mongodb:MongoDBSink",
+        "parquet": "osmosis_beam.sinks.parquet:ParquetSink",
     },
     "step": {
         "filter": "osmosis_beam.pipeline.transformations:FilterStep",
@@ -54,6 +56,11 @@ _BUILTINS: dict[str, dict[str, str]] = {
         "drop": "osmosis_beam.pipeline.transformations:DropStep",
         "rename": "osmosis_beam.pipeline.transformations:RenameStep",
         "python": "osmosis_beam.pipeline.transformations:PythonStep",
+        "cast": "osmosis_beam.pipeline.transformations:CastStep",
+        "dedupe": "osmosis_beam.pipeline.transformations:DedupeStep",
+        "flatten": "osmosis_beam.pipeline.transformations:FlattenStep",
+        "explode": "osmosis_beam.pipeline.transformations:ExplodeStep",
+        "html_to_text": "osmosis_beam.pipeline.transformations:HtmlToTextStep",
     },
 }
 

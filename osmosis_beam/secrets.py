@@ -18,7 +18,9 @@ from typing import Any, Iterable
 __all__ = ["Secret", "reveal", "redact_url", "redact_text", "REDACTED", "is_secret_name"]
 
 REDACTED = "***"
-_SECRET_NAMES = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|credential|private[_-]?key)", re.I)
+_SECRET_NAMES = re.compile(
+    r"(pass(word|wd)?|secret|token|api[_-]?key|credential|private[_-]?key|authori[sz]ation|cookie)", re.I
+)
 
 
 class Secret:
@@ -66,14 +68,31 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAMES.search(name or ""))
 
 
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]*)@")
-_KV_PASSWORD = re.compile(r"(?P<key>\b(?:password|passwd|pwd|secret|token|api_key)\s*=\s*)(?P<val>'[^']*'|\"[^\"]*\"|[^\s&;]+)", re.I)
+# The password runs to the LAST '@' of the authority, so an unescaped '@' in it does not leak its tail.
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^/?#\s'\"]*)@")
+# Any key ending in a secret word: password=, db_password=, access_token=, client_secret=, x-api-key=.
+_KV_PASSWORD = re.compile(
+    r"(?P<key>(?<![A-Za-z0-9])[A-Za-z0-9_.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey)\s*=\s*)"
+    r"(?P<val>'[^']*'|\"[^\"]*\"|[^\s&;]+)",
+    re.I,
+)
+_ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 def redact_url(text: str) -> str:
-    """Replace the password in every ``scheme://user:password@host`` and ``password=...`` in ``text``."""
-    text = _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
-    return _KV_PASSWORD.sub(lambda m: f"{m['key']}{REDACTED}", text)
+    """Replace the password in every ``scheme://user:password@host`` and ``password=...`` in ``text``.
+
+    A password written as a pure ``${VAR}`` reference names a secret without holding it, and is kept.
+    """
+
+    def url(m: re.Match) -> str:
+        pw = m["pw"] if _ENV_REF.fullmatch(m["pw"]) else REDACTED
+        return f"{m['scheme']}{m['user']}:{pw}@"
+
+    def kv(m: re.Match) -> str:
+        return m[0] if _ENV_REF.fullmatch(m["val"].strip("'\"")) else f"{m['key']}{REDACTED}"
+
+    return _KV_PASSWORD.sub(kv, _URL_PASSWORD.sub(url, text))
 
 
 def redact_text(text: str | None, secrets: Iterable[Any] = ()) -> str | None:
@@ -81,11 +100,9 @@ def redact_text(text: str | None, secrets: Iterable[Any] = ()) -> str | None:
     if text is None:
         return None
     out = str(text)
-    for secret in secrets:
-        value = reveal(secret)
-        if value is None:
-            continue
-        value = str(value)
+    values = {str(reveal(secret)) for secret in secrets if reveal(secret) is not None}
+    # Longest first: replacing "abc" before "abcdef" would leave "***def" showing part of the longer one.
+    for value in sorted(values, key=len, reverse=True):
         if len(value) >= 3:
             out = out.replace(value, REDACTED)
     return redact_url(out)

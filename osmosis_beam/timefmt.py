@@ -71,7 +71,8 @@ def parse_timestamp(text: str | dt.datetime | dt.date, *, default_tz: dt.tzinfo 
             raise ValueError(f"invalid timestamp {text!r}: use ISO-8601 like 2024-01-01T00:00:00Z") from None
     if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
         if default_tz is None:
-            raise ValueError(f"timestamp {text!r} has no time zone: add one (e.g. 'Z' or '+02:00')")
+            shown = text.isoformat() if isinstance(text, dt.date) else text
+            raise ValueError(f"timestamp {shown!r} has no time zone: add one (e.g. 'Z' or '+02:00')")
         value = value.replace(tzinfo=default_tz)
     return value.astimezone(UTC)
 
@@ -96,12 +97,17 @@ def parse_duration(value: str | int | float | dt.timedelta) -> dt.timedelta:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"invalid duration {value!r}: must not be negative")
-        return dt.timedelta(seconds=value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(f"invalid duration {value!r}: use e.g. 30s, 10m, 2h, 1d")
-    number, unit = match.groups()
-    return dt.timedelta(seconds=float(number) * _UNITS[unit or "s"])
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"invalid duration {value!r}: use e.g. 30s, 10m, 2h, 1d")
+        number, unit = match.groups()
+        seconds = float(number) * _UNITS[unit or "s"]
+    try:
+        return dt.timedelta(seconds=seconds)
+    except (OverflowError, ValueError):  # inf, nan, or beyond timedelta's ~2.7 million years
+        raise ValueError(f"invalid duration {value!r}: out of range") from None
 
 
 def format_duration(value: dt.timedelta) -> str:
@@ -111,4 +117,7 @@ def format_duration(value: dt.timedelta) -> str:
         size = _UNITS[unit]
         if seconds and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s" if seconds else "0s"
+    if not seconds:
+        return "0s"
+    # Fixed-point, never exponent notation ("1e-06s" would not parse back).
+    return f"{seconds:.6f}".rstrip("0").rstrip(".") + "s"
