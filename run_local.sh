@@ -47,7 +47,29 @@ demo() {
   "$VENV/bin/osmosis" --home "$home" history --pipeline tech_news
 }
 
+have_pg_server() {
+  command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
+}
+
+ensure_test_services() {
+  # The suite starts a throwaway PostgreSQL cluster and a MongoDB-wire server (Node.js) itself;
+  # on a fresh machine, install their packages when we can (root with apt-get).
+  local missing=()
+  if [ -z "${OSMOSIS_TEST_PG_DSN:-}" ] && ! have_pg_server; then missing+=(postgresql); fi
+  if [ -z "${OSMOSIS_TEST_MONGO_URI:-}" ] && ! command -v node >/dev/null 2>&1; then missing+=(nodejs); fi
+  if [ -z "${OSMOSIS_TEST_MONGO_URI:-}" ] && ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
+  if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+      echo ">> installing ${missing[*]} for the test services" >&2
+      apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2
+    else
+      echo ">> warning: ${missing[*]} not installed; tests needing them will skip (or fail under CI=true)" >&2
+    fi
+  fi
+}
+
 run_tests() {
+  ensure_test_services
   setup_venv "[test]"
   shift || true
   "$VENV/bin/python" -m pytest "$@"

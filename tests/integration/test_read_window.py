@@ -1,0 +1,180 @@
+"""The splittable read: initial splits, dynamic splits never cutting ties, ordering checks, batching."""
+from __future__ import annotations
+
+import datetime as dt
+
+import apache_beam as beam
+import pytest
+from apache_beam.io.restriction_trackers import OffsetRange
+
+from osmosis_beam.connectors.base import (
+    BaseConnector,
+    DeadLetter,
+    ReadWindow,
+    _ReadTask,
+    _ReadWindowFn,
+    _WindowRestrictionProvider,
+)
+from osmosis_beam.exceptions import FatalConnectorError
+from osmosis_beam.runners import in_process_pipeline
+from osmosis_beam.timefmt import parse_timestamp, to_micros
+from osmosis_beam.types import SyncWindow
+from tests.integration.synthetic import SyntheticConnector
+
+T0 = parse_timestamp("2024-01-01T00:00:00Z")
+
+
+def synth(**options):
+    return SyntheticConnector({"clock": "2024-01-02T00:00:00Z", **options})
+
+
+def collect(connector, window, **kw):
+    # The in-process runner pickles functions; _Collector keeps its target list in this process.
+    from osmosis_beam.pipeline.pipeline import _Collector
+
+    records, dead = [], []
+    with in_process_pipeline() as p:
+        out = p | ReadWindow(connector, window, **kw)
+        out.records | "r" >> beam.Map(_Collector(records).add_batch)
+        out.dead_letter | "d" >> beam.Map(_Collector(dead).add)
+    return records, dead
+
+
+def test_initial_splits_cover_window_without_gaps():
+    provider = _WindowRestrictionProvider()
+    read = ReadWindow(synth(), SyncWindow(T0, T0 + dt.timedelta(hours=1)), splits=4)
+    task = _ReadTask(to_micros(T0), to_micros(T0) + 3_600_000_000, read.split_points())
+    parts = list(provider.split(task, provider.initial_restriction(task)))
+    assert len(parts) == 4
+    assert parts[0].start == task.lo and parts[-1].stop == task.hi
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+
+
+def test_unsplittable_connector_is_read_whole():
+    class Whole(SyntheticConnector):
+        splittable = False
+
+    read = ReadWindow(Whole({}), SyncWindow(T0, T0 + dt.timedelta(hours=1)), splits=8)
+    assert read.split_points() == ()
+    provider = _WindowRestrictionProvider()
+    task = _ReadTask(1, 100, (), False, False)
+    tracker = provider.create_tracker(provider.initial_restriction(task))
+    assert tracker.try_split(0.5) is None  # refuses dynamic splits too
+
+
+def test_open_window_splits_only_from_a_known_lower_bound():
+    window = SyncWindow(None, T0 + dt.timedelta(hours=1))
+    assert ReadWindow(synth(), window, splits=4).split_points() == ()
+    points = ReadWindow(synth(), window, splits=4, split_from=T0).split_points()
+    assert len(points) == 3 and points[0] > to_micros(T0)
+
+
+def test_read_through_beam_with_ties_and_batches():
+    connector = synth(count=1000, ties=4, step_us=1000)
+    window = SyncWindow(T0, T0 + dt.timedelta(seconds=1))
+    records, dead = collect(connector, window, splits=7, batch_size=33)
+    assert sorted(r["id"] for r in records) == list(range(1000))
+    assert dead == []
+
+
+def _drive(fn, task, restriction, split_after=None, fraction=0.5):
+    """Run the DoFn on one restriction like a runner would; optionally split mid-read."""
+    provider = _WindowRestrictionProvider()
+    tracker = provider.create_tracker(restriction)
+    out, residual, seen = [], None, 0
+    for item in fn.process(task, tracker=tracker):
+        if isinstance(item, list):
+            out.extend(item)
+            seen += len(item)
+            if split_after is not None and residual is None and seen >= split_after:
+                split = tracker.try_split(fraction)
+                if split:
+                    residual = split[1]
+    tracker.check_done()
+    return out, residual
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.9])
+def test_dynamic_split_never_cuts_ties_and_loses_nothing(fraction):
+    connector = synth(count=600, ties=6, step_us=10)  # 100 cursor values, 6 records each
+    lo = to_micros(T0)
+    task = _ReadTask(lo, lo + 10_000, ())
+    fn = _ReadWindowFn(connector, batch_size=5)
+    first, residual = _drive(fn, task, OffsetRange(task.lo, task.hi), split_after=50, fraction=fraction)
+    assert residual is not None
+    rest, _ = _drive(fn, task, residual)
+    ids = [r["id"] for r in first + rest]
+    assert sorted(ids) == list(range(600))  # exactly once
+    first_ts = {r["ts"] for r in first}
+    assert not first_ts & {r["ts"] for r in rest}  # no cursor value split between the two halves
+
+
+class _Unordered(BaseConnector):
+    type_name = "unordered"
+    cursor_fields = ("ts",)
+
+    def read_window(self, lo, hi):
+        yield {"ts": T0 + dt.timedelta(seconds=2)}
+        yield {"ts": T0 + dt.timedelta(seconds=1)}
+
+
+def test_out_of_order_records_fail_clearly():
+    fn = _ReadWindowFn(_Unordered({}), batch_size=10)
+    task = _ReadTask(to_micros(T0), to_micros(T0) + 10_000_000, ())
+    with pytest.raises(FatalConnectorError, match="out of cursor order"):
+        _drive(fn, task, OffsetRange(task.lo, task.hi))
+
+
+class _Sloppy(BaseConnector):
+    """Returns one record past hi and one without a cursor value."""
+
+    type_name = "sloppy"
+    cursor_fields = ("ts",)
+
+    def read_window(self, lo, hi):
+        yield {"id": 1, "ts": None}
+        yield {"id": 2, "ts": lo}
+        yield DeadLetter("read", "bad row", {"id": 3})
+        yield {"id": 4, "ts": hi}
+
+
+def test_records_outside_window_are_not_emitted_and_missing_cursor_dead_letters():
+    window = SyncWindow(T0, T0 + dt.timedelta(seconds=5))
+    records, dead = collect(_Sloppy({}), window, splits=1)
+    assert [r["id"] for r in records] == [2]
+    assert sorted(d["record"]["id"] for d in dead) == [1, 3]
+    assert any("no value in cursor field 'ts'" in d["error"] for d in dead)
+
+
+def test_naive_cursor_is_rejected():
+    class Naive(_Sloppy):
+        def read_window(self, lo, hi):
+            yield {"ts": dt.datetime(2024, 1, 1, 0, 0, 1)}
+
+    fn = _ReadWindowFn(Naive({}), batch_size=10)
+    task = _ReadTask(to_micros(T0), to_micros(T0) + 10_000_000, ())
+    with pytest.raises(FatalConnectorError, match="naive timestamp"):
+        _drive(fn, task, OffsetRange(task.lo, task.hi))
+
+
+def test_integer_cursor_window():
+    class Ids(BaseConnector):
+        type_name = "ids"
+        cursor_fields = ("id",)
+
+        def source_clock(self):
+            return 1000
+
+        def read_window(self, lo, hi):
+            start = 0 if lo is None else lo
+            for i in range(start, min(hi, 1000)):
+                yield {"id": i}
+
+    records, _ = collect(Ids({}), SyncWindow(100, 900), splits=4)
+    assert sorted(r["id"] for r in records) == list(range(100, 900))
+
+
+def test_fetch_reads_in_process_without_beam():
+    connector = synth(count=10, clock="2024-01-01T00:00:05Z")
+    assert [r["id"] for r in connector.fetch()] == [0, 1, 2, 3, 4]
+    assert [r["id"] for r in connector.fetch(T0 + dt.timedelta(seconds=3))] == [3, 4]
