@@ -1,0 +1,740 @@
+"""The PostgreSQL sink: batched upserts by key, or appends staged per run and published atomically.
+
+``mode: upsert`` (the default when ``key`` is given) writes each record batch with one
+``INSERT ... ON CONFLICT (key) DO UPDATE``: a window read twice leaves the table exactly as one
+read would, so ``publish`` has nothing to do. ``mode: append`` (the default without a key) writes
+into a per-run staging table that ``publish`` copies into the table in one transaction, and each run
+is published once, so a failed run that is read again never duplicates rows. (A window read again after
+it was published, by ``lookback`` or a reset watermark, is appended again: pair those with upserts.)
+
+The table is created when it is missing: from the source schema when the run hands one over
+(:meth:`PostgresSink.use_schema`), else from the values of the first records (int -> bigint,
+Decimal -> numeric, aware datetime -> timestamptz, dict/list -> jsonb, ...), with the key as its
+primary key. Fields that appear later are added as columns (``create_table: false`` turns all DDL off).
+
+Full refresh: a run prepared with ``prepare(run_id, full_refresh=True)`` is staged, and ``publish``
+replaces the table's rows in one transaction (rows deleted at the source disappear; readers see the
+old rows until the commit). A run whose window held no rows empties the table. A direct upsert run
+that is told only at ``publish`` that it was a full refresh keeps rows deleted at the source, and
+says so in the details it returns.
+
+Bookkeeping lives beside the table: ``_osmosis_sink_runs`` (one row per published run) and
+``_osmosis_stage_*`` staging tables (UNLOGGED, dropped at publish or abort).
+
+Example (pipeline YAML)::
+
+    sink:
+      type: postgres
+      dsn: postgresql://loader:${WAREHOUSE_PASSWORD}@warehouse:5432/dw
+      table: raw.orders
+      key: [id]
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import logging
+import uuid
+from typing import Any, Mapping, Sequence
+
+import apache_beam as beam
+import psycopg2
+import psycopg2.extensions
+import psycopg2.extras
+from apache_beam.metrics import Metrics
+from psycopg2 import sql
+
+from osmosis_beam.config import Option
+from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
+from osmosis_beam.connectors.postgres import describe_dsn, dsn_params, open_connection, parse_table_name, quoted
+from osmosis_beam.exceptions import ConfigError, ConnectorError, SinkError
+from osmosis_beam.secrets import redact_text, reveal
+from osmosis_beam.sinks.base import BaseSink
+from osmosis_beam.sinks.encoding import dumps
+
+__all__ = ["PostgresSink", "WritePostgres"]
+
+log = logging.getLogger(__name__)
+
+RUNS_TABLE = "_osmosis_sink_runs"
+STAGE_PREFIX = "_osmosis_stage_"
+SEQ = "_osmosis_seq"
+_JSON_TYPES = ("json", "jsonb")
+# A bad value fails the batch with one of these; the batch is then written row by row.
+_VALUE_ERRORS = (psycopg2.DataError, psycopg2.IntegrityError, psycopg2.ProgrammingError, ValueError)
+
+# uuid.UUID values are written as uuid (psycopg2 cannot adapt them otherwise).
+psycopg2.extensions.register_adapter(uuid.UUID, psycopg2.extras.UUID_adapter)
+
+
+def infer_type(value: Any) -> str | None:
+    """The column type for a Python value (None for None: decide on a later value)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, float):
+        return "double precision"
+    if isinstance(value, decimal.Decimal):
+        return "numeric"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dt.datetime):
+        return "timestamp with time zone" if value.tzinfo is not None else "timestamp without time zone"
+    if isinstance(value, dt.date):
+        return "date"
+    if isinstance(value, dt.time):
+        return "time with time zone" if value.tzinfo is not None else "time without time zone"
+    if isinstance(value, dt.timedelta):
+        return "interval"
+    if isinstance(value, (dict, list, tuple)):
+        return "jsonb"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytea"
+    if isinstance(value, uuid.UUID):
+        return "uuid"
+    return "text"
+
+
+def _sink_error(exc: BaseException, what: str, dsn: str) -> SinkError:
+    if isinstance(exc, ConnectorError):
+        return SinkError(exc.message)
+    text = redact_text(str(getattr(exc, "pgerror", None) or exc).strip(), [dsn]) or type(exc).__name__
+    return SinkError(f"{what}: {text.replace('ERROR:  ', '')}")
+
+
+class _Target:
+    """Where and how to write: picklable facts shared by the launcher side and the workers."""
+
+    def __init__(self, dsn: str, table: str, key: Sequence[str], mode: str, create: bool,
+                 schema_types: Mapping[str, str] | None) -> None:
+        self.dsn = dsn
+        self.table = table
+        self.key = list(key)
+        self.mode = mode
+        self.create = create
+        self.schema_types = dict(schema_types or {})
+        self.schema: str | None = None  # resolved on the launcher
+        self.name = parse_table_name(table)[1]
+
+    @property
+    def label(self) -> str:
+        return f"sink postgres {self.schema}.{self.name}" if self.schema else f"sink postgres {self.table}"
+
+    @property
+    def step(self) -> str:
+        return f"sink: postgres {self.schema}.{self.name}"
+
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    def stage_name(self, run_id: str) -> str:
+        digest = hashlib.sha1(f"{self.schema}.{self.name}\x00{run_id}".encode()).hexdigest()[:24]
+        return STAGE_PREFIX + digest
+
+    def connect(self):
+        try:
+            return open_connection(self.dsn, "sink postgres")
+        except ConnectorError as exc:
+            raise _sink_error(exc, self.label, self.dsn) from None
+
+    def resolve_schema(self, conn) -> str:
+        """The table's schema: as written, else where the search path finds it, else the current schema."""
+        schema, name = parse_table_name(self.table)
+        if schema is None:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relname = %s AND n.nspname = ANY (current_schemas(false)) AND c.relkind IN ('r', 'p') "
+                    "ORDER BY array_position(current_schemas(false), n.nspname) LIMIT 1",
+                    (name,),
+                )
+                row = cur.fetchone()
+                if row is None:
+                    cur.execute("SELECT current_schema()")
+                    row = cur.fetchone()
+                    if row[0] is None:
+                        raise SinkError(f"sink postgres {self.table}: no schema to create it in; write schema.table")
+            schema = row[0]
+        self.schema = schema
+        return schema
+
+
+def _columns(cur, schema: str, name: str) -> dict[str, str] | None:
+    """Column name -> type of a table, or None when it does not exist."""
+    cur.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a "
+        "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        (schema, name),
+    )
+    rows = cur.fetchall()
+    if rows:
+        return dict(rows)
+    cur.execute(
+        "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        (schema, name),
+    )
+    return {} if cur.fetchone() else None
+
+
+def _has_unique_key(cur, schema: str, name: str, key: Sequence[str]) -> bool:
+    cur.execute(
+        "SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey) "
+        "WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL "
+        "GROUP BY i.indexrelid",
+        (schema, name),
+    )
+    wanted = sorted(key)
+    return any(sorted(r[0]) == wanted for r in cur.fetchall())
+
+
+def _lock(cur, target: _Target) -> None:
+    """Serialize DDL and publishing on one table across processes (held to the end of the transaction)."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7707))", (f"osmosis-sink:{target.schema}.{target.name}",))
+
+
+def _safe_type(cur, type_text: str) -> str:
+    """``type_text`` as PostgreSQL spells it, when it names a type in this database; else text (or text[])."""
+    try:
+        cur.execute("SAVEPOINT osmosis_type")
+        cur.execute("SELECT to_regtype(%s)::text", (type_text,))
+        found = cur.fetchone()[0]
+        cur.execute("RELEASE SAVEPOINT osmosis_type")
+    except psycopg2.Error:
+        cur.execute("ROLLBACK TO SAVEPOINT osmosis_type")
+        found = None
+    if found:
+        return found
+    return "text[]" if type_text.rstrip().endswith("]") else "text"
+
+
+def _create_table(cur, target: _Target, types: Mapping[str, str], with_key: bool) -> None:
+    items = [sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(_safe_type(cur, t))) for c, t in types.items()]
+    if with_key and target.key:
+        items.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(map(sql.Identifier, target.key))))
+    cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(target.ident(), sql.SQL(", ").join(items)))
+    log.info("%s: created the table with columns %s", target.label, ", ".join(types))
+
+
+def _add_columns(cur, ident: sql.Composable, types: Mapping[str, str], label: str) -> None:
+    for column, type_text in types.items():
+        cur.execute(
+            sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                ident, sql.Identifier(column), sql.SQL(_safe_type(cur, type_text))
+            )
+        )
+    if types:
+        log.info("%s: added columns %s", label, ", ".join(types))
+
+
+# ---------------------------------------------------------------------------------------------
+# The write (workers)
+# ---------------------------------------------------------------------------------------------
+
+
+class _WritePostgresFn(beam.DoFn):
+    """Writes each record batch in one statement and one transaction (DDL first, when needed)."""
+
+    def __init__(self, target: _Target, stage: str | None) -> None:
+        self._target = target
+        self._stage = stage  # the staging table, or None for direct upserts
+        self._written = Metrics.counter(METRICS_NAMESPACE, "records_written")
+        self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letter")
+
+    def setup(self) -> None:
+        self._conn = self._target.connect()
+        self._dest_columns: dict[str, str] | None = None
+        self._target_columns: dict[str, str] | None = None
+
+    def teardown(self) -> None:
+        conn = getattr(self, "_conn", None)
+        if conn is not None and not conn.closed:
+            conn.close()
+
+    # -- schema ----------------------------------------------------------------------------------
+    @property
+    def _dest(self) -> tuple[str, str]:
+        return (self._target.schema, self._stage or self._target.name)
+
+    def _dest_ident(self) -> sql.Identifier:
+        return sql.Identifier(*self._dest)
+
+    def _load_columns(self, cur) -> None:
+        target = self._target
+        self._target_columns = _columns(cur, target.schema, target.name)
+        self._dest_columns = self._target_columns if self._stage is None else _columns(cur, *self._dest)
+
+    def _ensure_columns(self, cur, batch: list[dict], fields: list[str]) -> None:
+        """Create the destination or add columns for ``fields`` it lacks (in this batch's transaction)."""
+        target = self._target
+        if self._dest_columns is None or any(f not in self._dest_columns for f in fields):
+            self._load_columns(cur)
+        missing = [f for f in fields if self._dest_columns is None or f not in self._dest_columns]
+        if not missing:
+            return
+        if not target.create:
+            what = "does not exist" if self._dest_columns is None else f"has no column {', '.join(map(repr, missing))}"
+            raise SinkError(
+                f"{target.label}: the table {what} and create_table is false; create it, or drop the fields with a step"
+            )
+        _lock(cur, target)
+        self._load_columns(cur)  # another worker may have done it while we waited
+        types: dict[str, str] = {}
+        for field in fields:
+            if self._dest_columns is not None and field in self._dest_columns:
+                continue
+            known = (self._target_columns or {}).get(field) or target.schema_types.get(field)
+            if known is None:
+                known = next((t for t in (infer_type(r.get(field)) for r in batch) if t is not None), None)
+            if known is not None:
+                types[field] = known
+        if not types and self._dest_columns is not None:
+            return
+        if self._stage is None:
+            if self._dest_columns is None:
+                _create_table(cur, target, types, with_key=True)
+            else:
+                _add_columns(cur, target.ident(), types, target.label)
+        else:
+            if self._dest_columns is None:
+                cur.execute(
+                    sql.SQL("CREATE UNLOGGED TABLE IF NOT EXISTS {} ({} bigserial)").format(self._dest_ident(), sql.Identifier(SEQ))
+                )
+            _add_columns(cur, self._dest_ident(), types, f"{target.label} (staging)")
+        self._load_columns(cur)
+
+    # -- rows --------------------------------------------------------------------------------------
+    def _statement(self, columns: list[str]) -> sql.Composed:
+        # Executed with parameters (execute_values): names are rendered with % doubled.
+        conn = self._conn
+        insert = sql.SQL("INSERT INTO {} ({}) VALUES %s").format(
+            quoted(conn, self._dest_ident()), quoted(conn, sql.SQL(", ").join(map(sql.Identifier, columns)))
+        )
+        if self._stage is not None or self._target.mode != "upsert":
+            return insert
+        key = self._target.key
+        updates = [c for c in columns if c not in key]
+        conflict = sql.SQL(" ON CONFLICT ({}) ").format(quoted(conn, sql.SQL(", ").join(map(sql.Identifier, key))))
+        if not updates:
+            return insert + conflict + sql.SQL("DO NOTHING")
+        return insert + conflict + sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(quoted(conn, sql.Identifier(c))) for c in updates
+        )
+
+    def _rows(self, batch: list[dict], columns: list[str]) -> list[tuple]:
+        json_at = [i for i, c in enumerate(columns) if self._dest_columns.get(c, "").split("(")[0] in _JSON_TYPES]
+        rows = [tuple(map(record.get, columns)) for record in batch]
+        if json_at:
+            wrap = psycopg2.extras.Json
+            for n, row in enumerate(rows):
+                values = list(row)
+                for i in json_at:
+                    if values[i] is not None:
+                        values[i] = wrap(values[i], dumps=dumps)
+                rows[n] = tuple(values)
+        return rows
+
+    def process(self, batch):
+        if not batch:
+            return
+        target = self._target
+        if target.mode == "upsert":
+            batch, unkeyed = self._keyed(batch)
+            for item in unkeyed:
+                self._dead.inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, item.to_dict())
+        if not batch:
+            return
+        dead: list[DeadLetter] = []
+        fields = _fields(batch)
+        conn = self._conn
+        try:
+            with conn.cursor() as cur:
+                self._ensure_columns(cur, batch, fields)
+                columns = [f for f in fields if f in (self._dest_columns or {})]
+                if not columns:  # every field of every record is null: there is no column to write
+                    conn.rollback()
+                    for record in batch:
+                        self._dead.inc()
+                        yield beam.pvalue.TaggedOutput(
+                            DEAD_LETTER_TAG, DeadLetter(target.step, "no field has a value; nothing to write", record).to_dict()
+                        )
+                    return
+                statement = self._statement(columns).as_string(conn)
+                rows = self._rows(batch, columns)
+                cur.execute("SAVEPOINT osmosis_batch")
+                try:
+                    psycopg2.extras.execute_values(cur, statement, rows, page_size=len(rows))
+                    written = len(rows)
+                except _VALUE_ERRORS as exc:
+                    if not _is_value_error(exc):
+                        raise  # an SQL problem, not a bad value
+                    cur.execute("ROLLBACK TO SAVEPOINT osmosis_batch")
+                    written = 0
+                    for record, row in zip(batch, rows):
+                        cur.execute("SAVEPOINT osmosis_row")
+                        try:
+                            psycopg2.extras.execute_values(cur, statement, [row])
+                            written += 1
+                        except _VALUE_ERRORS as row_exc:
+                            if not _is_value_error(row_exc):
+                                raise
+                            cur.execute("ROLLBACK TO SAVEPOINT osmosis_row")
+                            dead.append(DeadLetter(target.step, _value_error(row_exc, target.dsn), record))
+            conn.commit()
+        except SinkError:
+            conn.rollback()
+            raise
+        except psycopg2.Error as exc:
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                pass
+            self._dest_columns = None
+            raise _sink_error(exc, f"{target.label}: write failed", target.dsn) from None
+        self._written.inc(written)
+        for item in dead:
+            self._dead.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, item.to_dict())
+
+    def _keyed(self, batch: list[dict]) -> tuple[list[dict], list[DeadLetter]]:
+        """Records with a complete key, the last one per key (one statement cannot update a row twice)."""
+        key = self._target.key
+        by_key: dict[Any, dict] = {}
+        dead = []
+        for record in batch:
+            values = tuple(record.get(k) for k in key)
+            if None in values:
+                missing = [k for k, v in zip(key, values) if v is None]
+                dead.append(DeadLetter(self._target.step, f"key field {', '.join(missing)} is missing or null", record))
+                continue
+            try:
+                by_key.pop(values, None)
+                by_key[values] = record
+            except TypeError:
+                by_key[repr(values)] = record
+        if len(by_key) == len(batch):
+            return batch, dead
+        return list(by_key.values()), dead
+
+
+def _fields(batch: list[dict]) -> list[str]:
+    """Every field of the batch, in first-seen order."""
+    first = list(batch[0])
+    seen = set(first)
+    extra: set[str] = set()
+    for record in batch:
+        if len(record) != len(first) or not seen.issuperset(record):
+            extra.update(k for k in record if k not in seen)
+    return first + sorted(extra)
+
+
+def _is_value_error(exc: Exception) -> bool:
+    """Whether ``exc`` blames a value (dead-letter the record) rather than the statement (fail the run)."""
+    if isinstance(exc, psycopg2.ProgrammingError):
+        return getattr(exc, "pgcode", None) in (None, "42804")  # cannot adapt; datatype mismatch
+    return True
+
+
+def _value_error(exc: Exception, dsn: str) -> str:
+    text = redact_text(str(getattr(exc, "pgerror", None) or exc).strip(), [dsn]) or type(exc).__name__
+    return text.replace("ERROR:  ", "").splitlines()[0]
+
+
+class WritePostgres(beam.PTransform):
+    """Writes record batches (dead letters on the ``dead_letter`` tag; main output ``written``)."""
+
+    def __init__(self, target: _Target, stage: str | None = None) -> None:
+        super().__init__()
+        self._target = target
+        self._stage = stage
+
+    def expand(self, batches):
+        verb = "Upsert into" if (self._target.mode == "upsert" and self._stage is None) else "Stage for"
+        return batches | f"{verb} {self._target.schema}.{self._target.name}" >> beam.ParDo(
+            _WritePostgresFn(self._target, self._stage)
+        ).with_outputs(DEAD_LETTER_TAG, main="written")
+
+
+# ---------------------------------------------------------------------------------------------
+# The sink (launcher)
+# ---------------------------------------------------------------------------------------------
+
+
+class PostgresSink(BaseSink):
+    """A PostgreSQL table: batched upserts by key, or appends published once per run."""
+
+    type_name = "postgres"
+    options = (
+        Option("dsn", "str", required=True, secret=True,
+               help="postgresql://user:password@host:5432/dbname or libpq keywords; put the password in ${ENV}"),
+        Option("table", "str", required=True, help="the table to write: name or schema.name (created when missing)"),
+        Option("key", "list", help="the key columns for upserts"),
+        Option("mode", "str", choices=("upsert", "append"), help="upsert (default with a key) or append"),
+        Option("create_table", "bool", default=True, help="create the table and add new columns when needed"),
+    )
+
+    @classmethod
+    def check_options(cls, values: Mapping[str, Any]) -> list[str]:
+        problems: list[str] = []
+        table = values.get("table")
+        if table:
+            try:
+                parse_table_name(table)
+            except ValueError as exc:
+                problems.append(f"table: {exc}")
+        key = values.get("key")
+        if key is not None:
+            if not key:
+                problems.append("key: must not be empty")
+            for item in key:
+                if not isinstance(item, str) or not item:
+                    problems.append(f"key: column names must be non-empty text, got {item!r}")
+        if values.get("mode") == "upsert" and not key:
+            problems.append("key: required for mode upsert (the columns that identify a row), or set mode: append")
+        dsn = reveal(values.get("dsn"))
+        if dsn:
+            try:
+                dsn_params(dsn)
+            except ValueError as exc:
+                problems.append(f"dsn: not a valid PostgreSQL DSN ({exc}); use postgresql://user@host:5432/dbname")
+        return problems
+
+    def __init__(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(options, **kwargs)
+        problems = self.check_options(self.config)
+        if problems:
+            raise ConfigError(problems=[f"sink.{p}" for p in problems])
+        self.mode = self.config.get("mode") or ("upsert" if self.config.get("key") else "append")
+        self._schema_types: dict[str, str] = {}
+        self._staged: dict[str, bool] = {}  # run_id -> staged, for runs prepared by this object
+
+    # -- helpers -----------------------------------------------------------------------------------
+    @property
+    def _dsn(self) -> str:
+        return reveal(self.config["dsn"])
+
+    def _target(self) -> _Target:
+        return _Target(self._dsn, self.config["table"], self.config.get("key") or [], self.mode,
+                       self.config["create_table"], self._schema_types)
+
+    def _open(self) -> tuple[Any, _Target]:
+        target = self._target()
+        conn = target.connect()
+        try:
+            target.resolve_schema(conn)
+            conn.commit()
+        except psycopg2.Error as exc:
+            conn.close()
+            raise _sink_error(exc, target.label, self._dsn) from None
+        return conn, target
+
+    wants_schema = True
+
+    def use_schema(self, schema: Mapping[str, Any] | None) -> None:
+        """Take column types from a PostgreSQL source's schema (``connector.get_schema()``) to create the table.
+
+        Schemas of other sources (their types are not SQL types) are ignored: types then come from the values.
+        """
+        if not schema or schema.get("dialect") != "postgresql":
+            self._schema_types = {}
+            return
+        fields = (schema or {}).get("fields") or []
+        self._schema_types = {f["name"]: f["type"] for f in fields if f.get("name") and f.get("type")}
+
+    def display(self) -> dict[str, Any]:
+        shown = super().display()
+        shown["dsn"] = describe_dsn(self._dsn)
+        return shown
+
+    # -- the run ---------------------------------------------------------------------------------
+    def prepare(self, run_id: str, *, full_refresh: bool = False) -> None:
+        """Check (or create) the table; a staged run (append, full refresh) starts from an empty stage."""
+        staged = self.mode == "append" or full_refresh
+        conn, target = self._open()
+        try:
+            with conn.cursor() as cur:
+                columns = _columns(cur, target.schema, target.name)
+                if columns is None:
+                    if not target.create:
+                        raise SinkError(f"{target.label}: the table does not exist and create_table is false; create it")
+                    if self._schema_types:
+                        _lock(cur, target)
+                        _create_table(cur, target, self._schema_types, with_key=True)
+                elif self.mode == "upsert" and not _has_unique_key(cur, target.schema, target.name, target.key):
+                    raise SinkError(
+                        f"{target.label}: upserts need a primary key or unique index on ({', '.join(target.key)}); "
+                        f"add one (CREATE UNIQUE INDEX ON {target.schema}.{target.name} ({', '.join(target.key)})) "
+                        "or set mode: append"
+                    )
+                elif self.mode == "upsert":
+                    absent = [k for k in target.key if k not in columns]
+                    if absent:
+                        raise SinkError(f"{target.label}: key column {', '.join(absent)} does not exist in the table")
+                self._ensure_runs_table(cur, target)
+                if staged:
+                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(target.schema, target.stage_name(run_id))))
+            conn.commit()
+        except psycopg2.Error as exc:
+            conn.rollback()
+            raise _sink_error(exc, f"{target.label}: cannot prepare", self._dsn) from None
+        finally:
+            conn.close()
+        self._staged[run_id] = staged
+        self._resolved_schema = target.schema
+
+    def write(self, run_id: str) -> beam.PTransform:
+        target = self._target()
+        target.schema = getattr(self, "_resolved_schema", None)
+        if target.schema is None:
+            conn, resolved = self._open()
+            conn.close()
+            target.schema = resolved.schema
+        staged = self._staged.get(run_id, self.mode == "append")
+        return WritePostgres(target, target.stage_name(run_id) if staged else None)
+
+    def _ensure_runs_table(self, cur, target: _Target) -> None:
+        cur.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (target text NOT NULL, run_id text NOT NULL, "
+                "published_at timestamptz NOT NULL DEFAULT now(), window_hi timestamptz, records bigint, "
+                "PRIMARY KEY (target, run_id))"
+            ).format(sql.Identifier(target.schema, RUNS_TABLE))
+        )
+
+    def publish(self, run_id: str, *, window_hi: dt.datetime, full_refresh: bool = False) -> dict[str, Any]:
+        """Copy a staged run into the table (replacing its rows on a full refresh), in one transaction."""
+        conn, target = self._open()
+        ident = target.ident()
+        label = f"{target.schema}.{target.name}"
+        details: dict[str, Any] = {"table": label, "mode": self.mode}
+        try:
+            with conn.cursor() as cur:
+                _lock(cur, target)
+                self._ensure_runs_table(cur, target)
+                runs = quoted(conn, sql.Identifier(target.schema, RUNS_TABLE))
+                cur.execute(sql.SQL("SELECT 1 FROM {} WHERE target = %s AND run_id = %s").format(runs), (label, run_id))
+                if cur.fetchone():
+                    conn.rollback()
+                    return {**details, "already_published": True}
+                stage = target.stage_name(run_id)
+                stage_columns = _columns(cur, target.schema, stage)
+                records = None
+                if stage_columns is not None:
+                    records = self._merge(cur, target, stage, stage_columns, full_refresh)
+                    cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(target.schema, stage)))
+                elif full_refresh:
+                    if self._staged.get(run_id) is False:
+                        details["warning"] = (
+                            "full refresh written as direct upserts: rows deleted at the source were kept "
+                            "(the run must call prepare(run_id, full_refresh=True) to replace the table)"
+                        )
+                    elif _columns(cur, target.schema, target.name) is not None:
+                        cur.execute(sql.SQL("DELETE FROM {}").format(ident))
+                        details["deleted"] = cur.rowcount
+                        records = 0
+                if records is not None:
+                    details["records"] = records
+                cur.execute(
+                    sql.SQL("INSERT INTO {} (target, run_id, window_hi, records) VALUES (%s, %s, %s, %s)").format(runs),
+                    (label, run_id, window_hi, records),
+                )
+                cur.execute(
+                    sql.SQL("DELETE FROM {} WHERE target = %s AND published_at < now() - interval '90 days'").format(runs),
+                    (label,),
+                )
+            conn.commit()
+        except psycopg2.Error as exc:
+            conn.rollback()
+            raise _sink_error(exc, f"{target.label}: cannot publish run {run_id}", self._dsn) from None
+        finally:
+            conn.close()
+        self._staged.pop(run_id, None)
+        if "warning" in details:
+            log.warning("%s: %s", target.label, details["warning"])
+        return details
+
+    def _merge(self, cur, target: _Target, stage: str, stage_columns: dict[str, str], full_refresh: bool) -> int:
+        ident = target.ident()
+        stage_ident = sql.Identifier(target.schema, stage)
+        columns = [c for c in stage_columns if c != SEQ]
+        table_columns = _columns(cur, target.schema, target.name)
+        if table_columns is None:
+            if not target.create:
+                raise SinkError(f"{target.label}: the table does not exist and create_table is false; create it")
+            _create_table(cur, target, {c: stage_columns[c] for c in columns}, with_key=self.mode == "upsert")
+        else:
+            absent = {c: stage_columns[c] for c in columns if c not in table_columns}
+            if absent and not target.create:
+                raise SinkError(f"{target.label}: the table has no column {', '.join(absent)} and create_table is false")
+            _add_columns(cur, ident, absent, target.label)
+        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+        if self.mode == "upsert":
+            absent_key = [k for k in target.key if k not in columns]
+            if absent_key:
+                raise SinkError(f"{target.label}: no record had the key field {', '.join(absent_key)}")
+            keys = sql.SQL(", ").join(map(sql.Identifier, target.key))
+            if full_refresh:
+                match = sql.SQL(" AND ").join(sql.SQL("s.{0} = t.{0}").format(sql.Identifier(k)) for k in target.key)
+                cur.execute(
+                    sql.SQL("DELETE FROM {} AS t WHERE NOT EXISTS (SELECT 1 FROM {} AS s WHERE {})").format(ident, stage_ident, match)
+                )
+            updates = [c for c in columns if c not in target.key]
+            action = (
+                sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
+                if updates else sql.SQL("DO NOTHING")
+            )
+            cur.execute(
+                sql.SQL("INSERT INTO {t} ({c}) SELECT DISTINCT ON ({k}) {c} FROM {s} ORDER BY {k}, {seq} DESC ON CONFLICT ({k}) ").format(
+                    t=ident, c=cols, k=keys, s=stage_ident, seq=sql.Identifier(SEQ)
+                ) + action
+            )
+        else:
+            if full_refresh:
+                cur.execute(sql.SQL("DELETE FROM {}").format(ident))
+            cur.execute(
+                sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s} ORDER BY {seq}").format(
+                    t=ident, c=cols, s=stage_ident, seq=sql.Identifier(SEQ)
+                )
+            )
+        return cur.rowcount
+
+    def abort(self, run_id: str) -> None:
+        """Drop the run's staging table (direct upserts stay: they are correct rows of the source)."""
+        conn, target = self._open()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(target.schema, target.stage_name(run_id))))
+            conn.commit()
+        except psycopg2.Error as exc:
+            conn.rollback()
+            raise _sink_error(exc, f"{target.label}: cannot abort run {run_id}", self._dsn) from None
+        finally:
+            conn.close()
+        self._staged.pop(run_id, None)
+
+    def is_published(self, run_id: str) -> bool:
+        conn, target = self._open()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass(%s)", (sql.Identifier(target.schema, RUNS_TABLE).as_string(conn),))
+                if cur.fetchone()[0] is None:
+                    return False
+                cur.execute(
+                    sql.SQL("SELECT 1 FROM {} WHERE target = %s AND run_id = %s").format(
+                        quoted(conn, sql.Identifier(target.schema, RUNS_TABLE))
+                    ),
+                    (f"{target.schema}.{target.name}", run_id),
+                )
+                return cur.fetchone() is not None
+        except psycopg2.Error as exc:
+            raise _sink_error(exc, f"{target.label}: cannot check run {run_id}", self._dsn) from None
+        finally:
+            conn.close()

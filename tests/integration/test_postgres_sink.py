@@ -1,0 +1,317 @@
+"""The PostgreSQL sink against a real server: upserts, appends, re-runs, full refresh, table creation, safety."""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from osmosis_beam.exceptions import ConfigError, SinkError
+from osmosis_beam.registry import default_registry
+from osmosis_beam.sinks.postgres import PostgresSink
+from osmosis_beam.types import SyncWindow
+from tests.integration.pg_support import pg_dsn, pg_module_database  # noqa: F401  (fixtures)
+from tests.integration.pg_support import T0, execute, fetch, source, sync_once, utc, write_through_beam
+
+HI = utc(2024, 1, 2)
+
+
+def sink(dsn: str, table: str = "copy", **options) -> PostgresSink:
+    return PostgresSink({"dsn": dsn, "table": table, **options}, pipeline_id="t")
+
+
+def make_source(dsn: str, rows: int = 10) -> None:
+    execute(
+        dsn,
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, updated_at timestamptz NOT NULL, amount numeric(12,2), "
+        "status text, doc jsonb)",
+        "INSERT INTO orders (updated_at, amount, status, doc) "
+        f"SELECT %s::timestamptz + g * interval '1 minute', g / 100.0, 'new', jsonb_build_object('g', g) "
+        f"FROM generate_series(1, {rows}) g",
+        args=(T0,),
+    )
+
+
+def table(dsn: str, name: str = "copy", order: str = "id") -> list[tuple]:
+    return fetch(dsn, f"SELECT * FROM {name} ORDER BY {order}")
+
+
+def column_types(dsn: str, name: str) -> dict[str, str]:
+    return dict(fetch(
+        dsn,
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
+        "AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        (name,),
+    ))
+
+
+def leftovers(dsn: str) -> list[str]:
+    return [r[0] for r in fetch(dsn, "SELECT relname FROM pg_class WHERE relname LIKE '\\_osmosis\\_stage\\_%'")]
+
+
+def test_registered_as_postgres_and_checks_options():
+    assert default_registry().sink("postgres") is PostgresSink
+    with pytest.raises(ConfigError, match="sink.key: required for mode upsert"):
+        PostgresSink({"dsn": "postgresql://u@h/db", "table": "t", "mode": "upsert"})
+    with pytest.raises(ConfigError, match="sink.table: .* is not a table name"):
+        PostgresSink({"dsn": "postgresql://u@h/db", "table": '"; DROP TABLE x; --'})
+    assert PostgresSink({"dsn": "postgresql://u@h/db", "table": "t", "key": ["id"]}).mode == "upsert"
+    assert PostgresSink({"dsn": "postgresql://u@h/db", "table": "t"}).mode == "append"
+
+
+# -- upserts ------------------------------------------------------------------------------------------------------
+def test_updates_to_existing_rows_reach_the_upsert_sink(pg_dsn):
+    make_source(pg_dsn)
+    orders, copy = source(pg_dsn, table="orders"), sink(pg_dsn, key=["id"])
+    sync_once(orders, copy, SyncWindow(T0, HI), "run-1")
+    assert len(table(pg_dsn)) == 10 and {r[3] for r in table(pg_dsn)} == {"new"}
+
+    execute(pg_dsn, "UPDATE orders SET status = 'paid', amount = amount + 1, updated_at = %s WHERE id IN (2, 7)",
+            args=(utc(2024, 1, 2, 1),))
+    execute(pg_dsn, "INSERT INTO orders (updated_at, amount, status) VALUES (%s, 5, 'new')", args=(utc(2024, 1, 2, 2),))
+    sync_once(orders, copy, SyncWindow(HI, utc(2024, 1, 3)), "run-2")
+    rows = {r[0]: r for r in table(pg_dsn)}
+    assert len(rows) == 11
+    assert rows[2][3] == "paid" and rows[2][2] == decimal.Decimal("1.02") and rows[2][1] == utc(2024, 1, 2, 1)
+    assert rows[7][3] == "paid" and rows[3][3] == "new"
+    assert table(pg_dsn) == table(pg_dsn, "orders")  # the copy mirrors the source
+
+
+def test_a_rerun_of_the_same_window_leaves_the_table_as_one_run_would(pg_dsn):
+    make_source(pg_dsn, rows=200)
+    orders = source(pg_dsn, table="orders")
+    window = SyncWindow(T0, utc(2024, 1, 1, 2))
+    target = sink(pg_dsn, "by_key", key=["id"])
+    sync_once(orders, target, window, "first", splits=3)
+    once = table(pg_dsn, "by_key")
+    assert len(once) == 119  # minutes 1..119
+    sync_once(orders, target, window, "again", splits=5)  # e.g. the commit failed after the writes
+    assert table(pg_dsn, "by_key") == once
+    assert target.publish("again", window_hi=window.hi)["already_published"] is True
+    assert table(pg_dsn, "by_key") == once
+
+
+def test_an_append_run_that_failed_and_ran_again_appends_the_window_once(pg_dsn):
+    make_source(pg_dsn, rows=200)
+    orders = source(pg_dsn, table="orders")
+    window = SyncWindow(T0, utc(2024, 1, 1, 2))
+    target = sink(pg_dsn, "appended")
+    target.prepare("failed")
+    write_through_beam(target, "failed", [[{"id": 1}], [{"id": 2}]])
+    target.abort("failed")  # the run failed after writing part of the window
+    sync_once(orders, target, window, "retry", splits=5)
+    assert [r[0] for r in table(pg_dsn, "appended")] == list(range(1, 120))
+    # Published but not committed (a crash): the next start sees it published and commits instead of re-running.
+    assert target.is_published("retry") is True
+    assert target.publish("retry", window_hi=window.hi)["already_published"] is True
+    assert len(table(pg_dsn, "appended")) == 119
+    assert leftovers(pg_dsn) == []
+
+
+def test_duplicate_keys_in_one_batch_keep_the_last_record(pg_dsn):
+    target = sink(pg_dsn, key=["id"])
+    target.prepare("r")
+    dead = write_through_beam(target, "r", [[{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 1, "v": "c"}]])
+    target.publish("r", window_hi=HI)
+    assert dead == [] and table(pg_dsn) == [(1, "c"), (2, "b")]
+
+
+def test_an_existing_table_without_a_unique_key_is_refused_at_prepare(pg_dsn):
+    execute(pg_dsn, "CREATE TABLE copy (id int, v text)")
+    with pytest.raises(SinkError, match=r"upserts need a primary key or unique index on \(id\)"):
+        sink(pg_dsn, key=["id"]).prepare("r")
+    execute(pg_dsn, "CREATE UNIQUE INDEX ON copy (id)")
+    sink(pg_dsn, key=["id"]).prepare("r")
+
+
+# -- appends, staging, failures ------------------------------------------------------------------------------------
+def test_append_is_invisible_until_published_and_abort_leaves_nothing(pg_dsn):
+    target = sink(pg_dsn, "log")
+    target.prepare("r1")
+    write_through_beam(target, "r1", [[{"n": 1}, {"n": 2}], [{"n": 3}]])
+    assert fetch(pg_dsn, "SELECT to_regclass('public.log') IS NULL")[0][0]  # nothing visible yet
+    assert target.is_published("r1") is False
+    target.abort("r1")  # the run failed
+    assert leftovers(pg_dsn) == []
+    target.prepare("r2")  # the next run reads the same window again
+    write_through_beam(target, "r2", [[{"n": 1}, {"n": 2}], [{"n": 3}]])
+    assert target.publish("r2", window_hi=HI)["records"] == 3
+    assert target.is_published("r2") is True
+    assert table(pg_dsn, "log", "n") == [(1,), (2,), (3,)]
+
+
+def test_bad_values_go_to_the_dead_letters_and_the_rest_is_written(pg_dsn):
+    execute(pg_dsn, "CREATE TABLE copy (id int PRIMARY KEY, qty int NOT NULL, note text)")
+    target = sink(pg_dsn, key=["id"])
+    target.prepare("r")
+    dead = write_through_beam(target, "r", [[
+        {"id": 1, "qty": 1, "note": "ok"},
+        {"id": 2, "qty": "many", "note": "bad number"},
+        {"id": 3, "qty": None, "note": "null in a NOT NULL column"},
+        {"id": 4, "qty": 4, "note": "nul \x00 byte"},
+        {"id": None, "qty": 5},
+        {"id": 6, "qty": 6, "note": "ok"},
+    ]])
+    target.publish("r", window_hi=HI)
+    assert table(pg_dsn) == [(1, 1, "ok"), (6, 6, "ok")]
+    errors = {d["record"]["id"]: d["error"] for d in dead}
+    assert set(errors) == {2, 3, 4, None}
+    assert "invalid input syntax for type integer" in errors[2]
+    assert "null value in column \"qty\"" in errors[3]
+    assert "NUL" in errors[4] and "key field id is missing or null" in errors[None]
+    assert all(d["step"] == "sink: postgres public.copy" for d in dead)
+
+
+# -- full refresh ---------------------------------------------------------------------------------------------
+def test_a_full_refresh_replaces_the_table(pg_dsn):
+    make_source(pg_dsn)
+    orders = source(pg_dsn, table="orders")
+    for name, options in (("by_key", {"key": ["id"]}), ("appended", {})):
+        target = sink(pg_dsn, name, **options)
+        sync_once(orders, target, SyncWindow(T0, HI), "initial")
+        execute(pg_dsn, "INSERT INTO " + name + " (id, updated_at) VALUES (999, now())")  # deleted at the source since
+        details, _ = sync_once(orders, target, SyncWindow(None, HI), "refresh", full_refresh=True, prepare_full_refresh=True)
+        assert [r[0] for r in table(pg_dsn, name)] == list(range(1, 11)), name
+        assert table(pg_dsn, name) == table(pg_dsn, "orders")
+    assert leftovers(pg_dsn) == []
+
+
+def test_a_full_refresh_of_an_empty_source_empties_the_table(pg_dsn):
+    make_source(pg_dsn, rows=0)
+    execute(pg_dsn, "CREATE TABLE copy (id bigint PRIMARY KEY, updated_at timestamptz)", "INSERT INTO copy VALUES (1, now())")
+    details, _ = sync_once(source(pg_dsn, table="orders"), sink(pg_dsn, key=["id"]), SyncWindow(None, HI), "r",
+                           full_refresh=True)
+    assert table(pg_dsn) == [] and details["deleted"] == 1
+
+
+def test_a_full_refresh_announced_only_at_publish_keeps_rows_and_says_so(pg_dsn):
+    make_source(pg_dsn, rows=3)
+    execute(pg_dsn, "CREATE TABLE copy (id bigint PRIMARY KEY, updated_at timestamptz)", "INSERT INTO copy VALUES (99, now())")
+    details, _ = sync_once(source(pg_dsn, table="orders"), sink(pg_dsn, key=["id"]), SyncWindow(None, HI), "r",
+                           full_refresh=True)
+    assert "rows deleted at the source were kept" in details["warning"]
+    assert [r[0] for r in table(pg_dsn)] == [1, 2, 3, 99]
+
+
+# -- creating and evolving the table ---------------------------------------------------------------------------------
+def test_the_table_is_created_from_the_source_schema(pg_dsn):
+    execute(
+        pg_dsn,
+        "CREATE TYPE mood AS ENUM ('calm', 'angry')",
+        "CREATE TABLE src (id int PRIMARY KEY, updated_at timestamptz NOT NULL, price numeric(10,2), tags text[], "
+        "feeling mood, doc jsonb, wait interval)",
+        "INSERT INTO src VALUES (1, %s, 1.50, '{a}', 'calm', '{\"k\": [1]}', '1 hour')",
+        args=(utc(2024, 1, 1, 1),),
+    )
+    orders = source(pg_dsn, table="src")
+    target = sink(pg_dsn, "dw.copy", key=["id"])
+    execute(pg_dsn, "CREATE SCHEMA dw")
+    target.use_schema(orders.get_schema())
+    sync_once(orders, target, SyncWindow(T0, HI), "r")
+    assert column_types(pg_dsn, "dw.copy") == {
+        "id": "integer", "updated_at": "timestamp with time zone", "price": "numeric", "tags": "text[]",
+        "feeling": "mood", "doc": "jsonb", "wait": "interval",
+    }
+    assert fetch(pg_dsn, "SELECT * FROM dw.copy") == [
+        (1, utc(2024, 1, 1, 1), decimal.Decimal("1.50"), ["a"], "calm", {"k": [1]}, dt.timedelta(hours=1))
+    ]
+    assert fetch(pg_dsn, "SELECT count(*) FROM pg_index WHERE indrelid = 'dw.copy'::regclass AND indisprimary")[0][0] == 1
+
+
+def test_without_a_schema_the_table_and_new_columns_come_from_the_values(pg_dsn):
+    target = sink(pg_dsn, key=["id"])
+    target.prepare("r1")
+    values = {
+        "id": 1, "at": utc(2024, 1, 1), "naive": dt.datetime(2024, 1, 1), "amount": decimal.Decimal("0.10"),
+        "ratio": 0.25, "flag": True, "doc": {"a": 1}, "items": [1, 2], "uid": uuid.UUID(int=1), "raw": b"\x00\x01",
+        "wait": dt.timedelta(seconds=90), "day": dt.date(2024, 2, 29), "later": None,
+    }
+    write_through_beam(target, "r1", [[values]])
+    target.publish("r1", window_hi=HI)
+    assert column_types(pg_dsn, "copy") == {
+        "id": "bigint", "at": "timestamp with time zone", "naive": "timestamp without time zone", "amount": "numeric",
+        "ratio": "double precision", "flag": "boolean", "doc": "jsonb", "items": "jsonb", "uid": "uuid", "raw": "bytea",
+        "wait": "interval", "day": "date",
+    }
+    target.prepare("r2")
+    write_through_beam(target, "r2", [[{"id": 2, "later": "now set", "doc": [1, {"b": None}]}]])
+    target.publish("r2", window_hi=HI)
+    assert column_types(pg_dsn, "copy")["later"] == "text"
+    rows = fetch(pg_dsn, "SELECT id, doc, items, uid::text, encode(raw, 'hex'), later FROM copy ORDER BY id")
+    assert rows[0][1:5] == ({"a": 1}, [1, 2], "00000000-0000-0000-0000-000000000001", "0001")
+    assert rows[1] == (2, [1, {"b": None}], None, None, None, "now set")
+
+
+def test_create_table_false_never_runs_ddl(pg_dsn):
+    with pytest.raises(SinkError, match="does not exist and create_table is false"):
+        sink(pg_dsn, key=["id"], create_table=False).prepare("r")
+
+
+def test_hostile_identifiers_in_the_sink_are_quoted(pg_dsn):
+    execute(pg_dsn, "CREATE TABLE victim (id int)")
+    name = '"x""; DROP TABLE victim; --"'
+    target = sink(pg_dsn, name, key=['id"); DROP TABLE victim; --'])
+    target.prepare("r")
+    write_through_beam(target, "r", [[{'id"); DROP TABLE victim; --': 1, "v; DROP TABLE victim": "a"}]])
+    target.publish("r", window_hi=HI)
+    assert fetch(pg_dsn, 'SELECT * FROM "x""; DROP TABLE victim; --"') == [(1, "a")]
+    assert fetch(pg_dsn, "SELECT to_regclass('public.victim') IS NOT NULL")[0][0]
+    for mode, options in (("upsert", {"key": ["id%s"]}), ("append", {})):
+        execute(pg_dsn, 'CREATE SCHEMA IF NOT EXISTS "50%"')
+        target = sink(pg_dsn, f'"50%".{mode}%(x)s', **options)
+        target.prepare("r")
+        write_through_beam(target, "r", [[{"id%s": 1, "v%": "a"}], [{"id%s": 1, "v%": "b"}]])
+        target.publish("r", window_hi=HI)
+        assert target.is_published("r")
+        assert fetch(pg_dsn, f'SELECT "v%%" FROM "50%%"."{mode}%%(x)s" ORDER BY 1', ()) == (
+            [("b",)] if mode == "upsert" else [("a",), ("b",)])
+
+
+def test_wrong_credentials_are_a_sink_error_without_the_password(pg_server, pg_dsn):
+    dbname = psycopg2.extensions.parse_dsn(pg_dsn)["dbname"]
+    dsn = pg_server.dsn_for(dbname, password="Not-The-Password-42")
+    with pytest.raises(SinkError) as err:
+        sink(dsn, key=["id"]).prepare("r")
+    assert "refused the password for user 'osmosis'" in str(err.value)
+    assert "Not-The-Password-42" not in str(err.value) and pg_server.password not in str(err.value)
+
+
+def test_end_to_end_sync_runs_with_postgres_source_sink_and_state(pg_dsn, tmp_path):
+    """The real SyncRunner: PostgreSQL source, PostgreSQL sink, PostgreSQL state store."""
+    from osmosis_beam.config import parse_pipeline
+    from osmosis_beam.state.postgres import PostgresStateStore
+    from osmosis_beam.sync import SyncRunner
+
+    make_source(pg_dsn, rows=50)
+    execute(pg_dsn, "UPDATE orders SET updated_at = now() - interval '1 hour' + id * interval '1 second'")
+    spec = parse_pipeline({
+        "id": "orders_copy",
+        "source": {"type": "postgres", "dsn": pg_dsn, "table": "orders"},
+        "incremental": {"cursor_field": "updated_at", "safety_lag": "1s"},
+        "sink": {"type": "postgres", "dsn": pg_dsn, "table": "copy", "key": ["id"]},
+        "read": {"splits": 3, "batch_size": 7},
+    })
+    store = PostgresStateStore(pg_dsn)
+    first = SyncRunner(spec, store, home=tmp_path).run()
+    assert (first.status, first.records_read, first.records_written) == ("succeeded", 50, 50)
+    execute(pg_dsn, "UPDATE orders SET status = 'paid', updated_at = clock_timestamp() WHERE id <= 5")
+    time.sleep(1.2)  # past the safety lag
+    second = SyncRunner(spec, store, home=tmp_path).run()
+    assert (second.status, second.records_read) == ("succeeded", 5)
+    assert table(pg_dsn) == table(pg_dsn, "orders")
+    third = SyncRunner(spec, store, home=tmp_path).run()  # nothing new: no Beam job
+    assert third.records_read == 0 and third.window.lo == second.window.hi
+    assert store.get_watermark("orders_copy").value == third.window.hi
+    store.close()
+
+
+def test_records_without_any_value_are_dead_letters_not_empty_rows(pg_dsn):
+    target = sink(pg_dsn, "log")
+    target.prepare("r")
+    dead = write_through_beam(target, "r", [[{"a": None}, {"b": None}], [{"a": 1}]])
+    target.publish("r", window_hi=HI)
+    assert [d["error"] for d in dead] == ["no field has a value; nothing to write"] * 2
+    assert table(pg_dsn, "log", "a") == [(1,)]
