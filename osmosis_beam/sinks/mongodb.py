@@ -1,0 +1,555 @@
+"""The MongoDB sink: idempotent bulk writes into one collection, so a re-run of a window changes nothing.
+
+``mode: upsert`` (the default) finds the document by the ``key`` fields (dotted paths allowed; the key
+need not be ``_id``) and, with ``update: replace`` (the default), makes it exactly the record:
+``ReplaceOne({key...}, record, upsert=True)``. Fields the source dropped disappear from the target too,
+so the collection always equals what one run over the same windows would leave. ``update: merge``
+sets the record's fields instead (``UpdateOne({key...}, {$set: record}, upsert=True)``) and keeps
+fields that other writers added. A record's ``_id`` (a 24-hex string, as the ``mongodb`` connector
+writes ObjectIds, becomes an ObjectId again) is the ``_id`` of a document the sink inserts; a stored
+document whose ``_id`` differs keeps its own (MongoDB never rewrites ``_id``: the sink retries the
+replacement without it), so references to stored documents never break.
+
+``mode: append`` inserts each record once and never updates it: the record's ``_id`` or, without
+one, an ObjectId derived from a hash of the record's content is the identity, and a duplicate
+``_id`` means "already stored", so re-sending a record is a no-op. (So in append mode two records
+identical in every field are stored once.)
+
+Writes go in bulk batches of ``batch_size`` (ordered for upserts, so that of two records with the
+same key in one batch the later one wins). A record that cannot be stored (a missing or
+null key field, a value BSON cannot hold, a write error the server reports for it) goes to the
+dead-letter output with the reason; the rest of the batch is still written. Connection faults fail
+the bundle, and the run is retried as a whole, which the idempotent writes make safe. Writes are
+visible as they happen: ``publish`` has nothing to do and ``is_published`` is False, so a crash
+before the commit simply re-runs the window.
+
+Values are the pipeline's native ones turned into BSON: ``Decimal`` -> Decimal128, aware ``datetime``
+-> date, ``date`` -> midnight UTC, ``uuid.UUID`` -> UUID binary, ``bytes`` -> binary, ``time`` and
+``timedelta`` -> ISO-8601 text, sets and tuples -> arrays; MongoDB Extended JSON wrappers written by the
+``mongodb`` connector (``{"$regularExpression": ...}``, ``{"$timestamp": ...}``) become BSON again.
+ObjectIds other than ``_id`` reach the sink as hex strings and are stored as strings.
+
+Example (pipeline YAML)::
+
+    sink:
+      type: mongodb
+      uri: ${TARGET_MONGO_URI}
+      database: analytics
+      collection: orders
+      key: [order_id]
+      update: replace                   # or merge
+
+Or in Python::
+
+    from osmosis_beam.sinks.mongodb import WriteToMongoDB
+    batches | "Write orders" >> WriteToMongoDB(uri=uri, database="analytics", collection="orders", key=["order_id"])
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import hashlib
+import ipaddress
+import json
+import logging
+import uuid
+from typing import Any, Iterator, Mapping
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from osmosis_beam.config import Option
+from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
+from osmosis_beam.connectors.mongodb import _EXTJSON_KEYS, _new_client, from_extjson, get_path, scrub
+from osmosis_beam.exceptions import ConfigError, ConnectorError, SinkError
+from osmosis_beam.secrets import Secret, redact_url, reveal
+from osmosis_beam.sinks.base import BaseSink
+from osmosis_beam.sinks.encoding import dumps, format_timedelta, json_default
+from osmosis_beam.timefmt import UTC
+
+__all__ = ["MongoDBSink", "WriteToMongoDB"]
+
+log = logging.getLogger(__name__)
+
+MODES = ("upsert", "append")
+UPDATES = ("replace", "merge")
+_MISSING = object()
+_STEP = "sink: mongodb"
+
+
+class _Reject(ValueError):
+    """A record that cannot be written (goes to the dead-letter output)."""
+
+
+def check_sink_options(values: Mapping[str, Any]) -> list[str]:
+    """Problems with the sink's coerced option values, each as ``"option: what is wrong"``."""
+    problems: list[str] = []
+    uri = reveal(values.get("uri"))
+    if isinstance(uri, str) and not uri.startswith(("mongodb://", "mongodb+srv://")):
+        problems.append(f"uri: must start with mongodb:// or mongodb+srv://, got {redact_url(uri)!r}")
+    mode = values.get("mode") or "upsert"
+    key = values.get("key")
+    if mode == "upsert":
+        if not key:
+            problems.append("key: required when mode is upsert (the fields that identify a record, e.g. [order_id])")
+        else:
+            for name in key:
+                if not isinstance(name, str) or not name.strip() or name.startswith("$") or ".." in name:
+                    problems.append(f"key: {name!r} is not a field name")
+            if len(set(key)) != len(key):
+                problems.append(f"key: lists a field twice: {key!r}")
+    elif key:
+        problems.append("key: only used when mode is upsert; remove it, or set mode: upsert")
+    if mode == "append" and values.get("update") == "merge":
+        problems.append("update: merge is only used when mode is upsert")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Records -> BSON
+# ---------------------------------------------------------------------------------------------
+
+
+def _bson_types():
+    from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+    from bson.datetime_ms import DatetimeMS
+
+    return (Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp, DatetimeMS)
+
+
+_PASS = (str, int, float, bool, type(None), dt.datetime, bytes, uuid.UUID)
+
+
+def to_bson(value: Any, *, _bson: tuple = ()) -> Any:
+    """A native record value as a value pymongo can encode (raises ``_Reject`` when there is none)."""
+    bson_types = _bson or _bson_types()
+    kind = type(value)
+    if kind in _PASS:
+        if kind is int and not -(2**63) <= value < 2**63:
+            raise _Reject(f"integer {value} does not fit a 64-bit BSON integer")
+        return value
+    if isinstance(value, Mapping):
+        if value and all(isinstance(k, str) and k.startswith("$") for k in value) and _EXTJSON_KEYS.intersection(value):
+            try:
+                return from_extjson(value)
+            except Exception as exc:  # noqa: BLE001
+                raise _Reject(f"invalid Extended JSON value {value!r}: {exc}") from None
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise _Reject(f"field name {k!r} is not text")
+            out[k] = to_bson(v, _bson=bson_types)
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_bson(v, _bson=bson_types) for v in value]
+    if isinstance(value, decimal.Decimal):
+        from bson import Decimal128
+
+        try:
+            return Decimal128(value)
+        except (decimal.DecimalException, ValueError, TypeError):
+            raise _Reject(f"decimal {value} does not fit a BSON Decimal128 (34 digits)") from None
+    if isinstance(value, bson_types):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return format_timedelta(value)
+    if isinstance(value, enum.Enum):
+        return to_bson(value.value, _bson=bson_types)
+    if isinstance(value, (ipaddress._BaseAddress, ipaddress._BaseNetwork)):
+        return str(value)
+    if isinstance(value, Secret):
+        return "***"
+    for base in (int, float, str):  # subclasses of the plain types (IntEnum and friends are handled above)
+        if isinstance(value, base):
+            return to_bson(base(value), _bson=bson_types)
+    raise _Reject(f"cannot store {type(value).__name__} in MongoDB")
+
+
+def _document(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A record as a BSON-ready document; a 24-hex ``_id`` becomes an ObjectId again."""
+    if not isinstance(record, Mapping):
+        raise _Reject(f"a record must be a mapping, got {type(record).__name__}")
+    doc = to_bson(record)
+    oid = doc.get("_id")
+    if isinstance(oid, str) and len(oid) == 24:
+        from bson import ObjectId
+
+        if ObjectId.is_valid(oid):
+            doc["_id"] = ObjectId(oid)
+    return doc
+
+
+def _content_id(record: Mapping[str, Any]):
+    """An ObjectId that is a function of the record's content (for append mode without ``_id``)."""
+    from bson import ObjectId
+
+    def default(v: Any) -> Any:
+        try:
+            return json_default(v)
+        except TypeError:
+            return repr(v)
+
+    text = json.dumps(record, sort_keys=True, default=default, separators=(",", ":"), ensure_ascii=False)
+    return ObjectId(hashlib.sha256(text.encode("utf-8")).digest()[:12])
+
+
+def _shown(record: Any) -> Any:
+    """The record as the dead-letter output keeps it (JSON-safe)."""
+    try:
+        dumps(record)
+        return record
+    except (TypeError, ValueError):
+        return repr(record)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Beam write
+# ---------------------------------------------------------------------------------------------
+
+
+class _WriteMongoFn(beam.DoFn):
+    """Writes each batch of records with bulk writes; records that cannot be stored go to the dead-letter output."""
+
+    def __init__(self, uri: Secret, database: str, collection: str, mode: str, key: tuple[str, ...],
+                 batch_size: int, timeout: dt.timedelta, update: str = "replace") -> None:
+        self._uri = uri
+        self._database = database
+        self._collection_name = collection
+        self._mode = mode
+        self._update = update
+        self._key = tuple(key)
+        self._batch_size = batch_size
+        self._timeout = timeout
+        self._client = None
+        self._written = Metrics.counter(METRICS_NAMESPACE, "records_written")
+        self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letter")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_client"] = None
+        state.pop("_coll", None)
+        return state
+
+    def setup(self) -> None:
+        try:
+            self._client = _new_client(reveal(self._uri), self._timeout, app="osmosis-beam sink")
+        except ConnectorError as exc:
+            raise SinkError(f"sink.{exc.message}") from None
+        self._coll = self._client.get_database(self._database).get_collection(self._collection_name)
+
+    def teardown(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def process(self, batch):
+        if isinstance(batch, Mapping):  # tolerate single records
+            batch = [batch]
+        for start in range(0, len(batch), self._batch_size):
+            yield from self._write_chunk(batch[start:start + self._batch_size])
+
+    def _dead_letter(self, record: Any, error: str):
+        self._dead.inc()
+        return beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, DeadLetter(_STEP, error, _shown(record)).to_dict())
+
+    def _ops(self, record: Mapping[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, Any], bool]]:
+        """The ``(kind, filter, document, upsert)`` operations that store ``record`` (kind: insert, replace, update)."""
+        doc = _document(record)
+        oid = doc.pop("_id", _MISSING)
+        if self._mode == "append":
+            if oid is _MISSING:
+                oid = _content_id(record)
+            return [("insert", {}, {"_id": oid, **doc}, False)]
+        query = {}
+        for name in self._key:
+            value = get_path(doc, name, _MISSING) if name != "_id" else oid
+            if value is _MISSING:
+                raise _Reject(f"record has no value for key field {name!r}")
+            if value is None:
+                raise _Reject(f"key field {name!r} is null")
+            query[name] = value
+        if self._update == "merge":
+            update: dict[str, Any] = {}
+            if doc:
+                update["$set"] = doc
+            if oid is not _MISSING and "_id" not in self._key:
+                update["$setOnInsert"] = {"_id": oid}
+            return [("update", query, update or {"$setOnInsert": dict(query)}, True)]
+        if oid is not _MISSING:
+            doc = {"_id": oid, **doc}
+        return [("replace", query, doc, True)]
+
+    def _write_chunk(self, records: list) -> Iterator[Any]:
+        ops, kept = [], []
+        for record in records:
+            try:
+                record_ops = self._ops(record)
+            except _Reject as exc:
+                yield self._dead_letter(record, str(exc))
+                continue
+            ops += [(len(kept), op) for op in record_ops]
+            kept.append(record)
+        yield from self._apply(ops, kept)
+
+    def _apply(self, ops: list[tuple[int, tuple]], records: list) -> Iterator[Any]:
+        """Runs ``ops`` (each tagged with the index of its record) as bulk writes.
+
+        Upserts run ordered (a key that appears twice in a batch ends with the later record). A
+        write error dead-letters the record at fault and the rest resumes after it, except: a
+        replacement whose ``_id`` differs from the stored document's (MongoDB error 66) is retried
+        without ``_id``, so the stored document keeps its own. Appends run unordered, and a
+        duplicate ``_id`` means the record is already stored.
+        """
+        from bson.errors import InvalidDocument
+        from pymongo.errors import BulkWriteError, PyMongoError
+
+        ordered = self._mode != "append"
+        ops = list(ops)
+        start = 0
+        while start < len(ops):
+            pending = ops[start:]
+            try:
+                self._coll.bulk_write([_pymongo_op(op) for _, op in pending], ordered=ordered)
+                self._written.inc(len({owner for owner, _ in pending}))
+                return
+            except BulkWriteError as exc:
+                details = exc.details or {}
+                if details.get("writeConcernErrors"):
+                    raise SinkError(f"{self._where()}: write concern error: {self._scrub(details['writeConcernErrors'][0])}") from None
+                errors = details.get("writeErrors") or []
+                if not errors:
+                    raise SinkError(f"{self._where()}: bulk write failed: {self._scrub(exc)}") from None
+                if not ordered:
+                    dead: dict[int, dict[str, Any]] = {}
+                    for error in errors:
+                        owner = pending[error["index"]][0]
+                        if not _duplicate_id(error):
+                            dead.setdefault(owner, error)
+                    for owner, error in dead.items():
+                        yield self._dead_letter(records[owner], self._describe(error))
+                    self._written.inc(len({owner for owner, _ in pending}) - len(dead))
+                    return
+                error = errors[0]
+                failed = start + error["index"]
+                owner, op = ops[failed]
+                self._written.inc(len({o for o, _ in ops[start:failed] if o != owner}))
+                kind, query, document, upsert = op
+                if error.get("code") == 66 and kind == "replace" and "_id" in document and "_id" not in query:
+                    ops[failed] = (owner, (kind, query, {k: v for k, v in document.items() if k != "_id"}, upsert))
+                    start = failed
+                    continue
+                yield self._dead_letter(records[owner], self._describe(error))
+                start = failed
+                while start < len(ops) and ops[start][0] == owner:
+                    start += 1
+            except (InvalidDocument, OverflowError, TypeError, ValueError):
+                # A value pymongo cannot encode: find the records at fault, write the others.
+                bad = {}
+                for owner, op in pending:
+                    problem = _encode_problem(op)
+                    if problem and owner not in bad:
+                        bad[owner] = problem
+                if not bad:
+                    raise  # not a per-record problem after all
+                for owner, problem in bad.items():
+                    yield self._dead_letter(records[owner], problem)
+                ops = [(o, op) for o, op in pending if o not in bad]
+                start = 0
+            except PyMongoError as exc:
+                raise SinkError(
+                    f"{self._where()}: cannot write to MongoDB at {redact_url(reveal(self._uri))} ({self._scrub(exc)}); "
+                    "the run fails and its window is written again by the next run"
+                ) from None
+
+    def _describe(self, error: Mapping[str, Any]) -> str:
+        return f"write error {error.get('code')}: {self._scrub(error.get('errmsg', 'unknown'))}"
+
+    def _where(self) -> str:
+        return f"sink {self._database}.{self._collection_name}"
+
+    def _scrub(self, text: Any) -> str:
+        return scrub(str(text), reveal(self._uri))
+
+
+def _pymongo_op(op: tuple[str, dict[str, Any], dict[str, Any], bool]):
+    from pymongo import InsertOne, ReplaceOne, UpdateOne
+
+    kind, query, document, upsert = op
+    if kind == "insert":
+        return InsertOne(document)
+    return (ReplaceOne if kind == "replace" else UpdateOne)(query, document, upsert=upsert)
+
+
+def _duplicate_id(error: Mapping[str, Any]) -> bool:
+    """Whether a write error is a duplicate ``_id`` (in append mode: the record is already stored)."""
+    if error.get("code") not in (11000, 11001):
+        return False
+    pattern = error.get("keyPattern")
+    if isinstance(pattern, Mapping):
+        return list(pattern) == ["_id"]
+    return "index: _id_ " in str(error.get("errmsg", ""))
+
+
+def _encode_problem(op: tuple[str, dict[str, Any], dict[str, Any], bool]) -> str | None:
+    import bson
+
+    try:
+        bson.encode(op[1])
+        bson.encode(op[2])
+    except Exception as exc:  # noqa: BLE001
+        return f"cannot encode as BSON: {exc}"
+    return None
+
+
+class WriteToMongoDB(beam.PTransform):
+    """Writes batches of records into one collection (upsert by ``key``, or append); dead letters on ``dead_letter``.
+
+    Arguments are checked here, when the pipeline is built.
+    """
+
+    def __init__(self, *, uri: str | Secret, database: str, collection: str, mode: str = "upsert",
+                 key: list[str] | tuple[str, ...] | None = None, update: str = "replace", batch_size: int = 1000,
+                 timeout: dt.timedelta = dt.timedelta(seconds=10)) -> None:
+        super().__init__()
+        values = {"uri": uri, "database": database, "collection": collection, "mode": mode, "key": key, "update": update}
+        problems = check_sink_options(values)
+        if mode not in MODES:
+            problems.append(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+        if update not in UPDATES:
+            problems.append(f"update: must be one of {', '.join(UPDATES)}, got {update!r}")
+        if batch_size < 1:
+            problems.append("batch_size: must be at least 1")
+        for name in ("database", "collection"):
+            if not isinstance(values[name], str) or not values[name]:
+                problems.append(f"{name}: required")
+        if problems:
+            raise ConfigError(problems=[f"sink.{p}" for p in problems])
+        self._fn = _WriteMongoFn(Secret(uri), database, collection, mode, tuple(key or ()), batch_size, timeout, update)
+        self._label = f"{database}.{collection}"
+        self._mode = mode
+
+    def expand(self, batches):
+        return batches | f"Write MongoDB {self._label}" >> beam.ParDo(self._fn).with_outputs(DEAD_LETTER_TAG, main="written")
+
+    def display_data(self) -> dict[str, Any]:
+        return {"collection": self._label, "mode": self._mode, "update": self._fn._update}
+
+
+class MongoDBSink(BaseSink):
+    """A MongoDB collection, written with idempotent upserts by key (or insert-once appends)."""
+
+    type_name = "mongodb"
+    options = (
+        Option("uri", "str", required=True, secret=True, help="mongodb://user:${PASSWORD}@host:27017/?authSource=admin"),
+        Option("database", "str", required=True, help="the database name"),
+        Option("collection", "str", required=True, help="the collection name"),
+        Option("mode", "str", default="upsert", choices=MODES, help="upsert by key, or append (insert once)"),
+        Option("key", "list", help="the fields that identify a record (upsert); dotted paths allowed"),
+        Option("update", "str", default="replace", choices=UPDATES,
+               help="upsert: replace the document with the record, or merge (set) the record's fields into it"),
+        Option("batch_size", "int", default=1000, minimum=1, help="operations per bulk write"),
+        Option("create_index", "bool", default=True, help="create a unique index on the key fields in prepare()"),
+        Option("timeout", "duration", default=dt.timedelta(seconds=10), help="server selection and connect timeout"),
+    )
+
+    def __init__(self, options: Mapping[str, Any] | None = None, *, pipeline_id: str = "", **kwargs: Any) -> None:
+        problems: list[str] = []
+        try:
+            super().__init__(options, pipeline_id=pipeline_id, **kwargs)
+        except ConfigError as exc:
+            problems += exc.problems
+        problems += [f"sink.{p}" for p in self.check_options(getattr(self, "config", {}) or {})]
+        if problems:
+            raise ConfigError(problems=problems)
+        self.key: tuple[str, ...] = tuple(self.config.get("key") or ())
+
+    @classmethod
+    def check_options(cls, values: Mapping[str, Any]) -> list[str]:
+        return check_sink_options(values)
+
+    @property
+    def _uri(self) -> str:
+        return reveal(self.config["uri"])
+
+    @property
+    def _where(self) -> str:
+        return f"sink {self.config['database']}.{self.config['collection']}"
+
+    def _error(self, exc: Exception, doing: str) -> SinkError:
+        return SinkError(f"{self._where}: {doing} at {redact_url(self._uri)} failed ({scrub(exc, self._uri)})")
+
+    def prepare(self, run_id: str, *, full_refresh: bool = False) -> None:
+        """Checks the server answers and, in upsert mode, makes sure a unique index covers the key."""
+        try:
+            client = _new_client(self._uri, self.config["timeout"], app="osmosis-beam sink")
+        except ConnectorError as exc:
+            raise SinkError(f"sink.{exc.message}") from None
+        try:
+            try:
+                client.admin.command("ping")
+            except Exception as exc:  # noqa: BLE001
+                raise SinkError(
+                    f"{self._where}: cannot reach MongoDB at {redact_url(self._uri)} ({scrub(exc, self._uri)}); "
+                    "check the host and port in sink.uri and that the server is up"
+                ) from None
+            if self.config["mode"] == "upsert" and self.config["create_index"] and self.key != ("_id",):
+                self._ensure_index(client)
+        finally:
+            client.close()
+
+    def _ensure_index(self, client) -> None:
+        from pymongo.errors import DuplicateKeyError, OperationFailure
+
+        collection = client.get_database(self.config["database"]).get_collection(self.config["collection"])
+        spec = [(name, 1) for name in self.key]
+        try:
+            for index in collection.list_indexes():
+                if list(index["key"].items()) == spec:
+                    if not index.get("unique"):
+                        log.warning("%s: index %s on the key is not unique; concurrent upserts may duplicate documents",
+                                    self._where, index.get("name"))
+                    return
+            collection.create_index(spec, unique=True, name="osmosis_key_" + "_".join(self.key).replace(".", "_"))
+        except DuplicateKeyError as exc:
+            raise SinkError(
+                f"{self._where}: cannot create a unique index on {list(self.key)}: the collection already holds documents "
+                f"with the same key ({scrub(exc, self._uri)}); remove the duplicates, or set sink.create_index: false"
+            ) from None
+        except OperationFailure as exc:
+            raise self._error(exc, "creating the key index") from None
+        except Exception as exc:  # noqa: BLE001
+            raise self._error(exc, "creating the key index") from None
+
+    def write(self, run_id: str) -> beam.PTransform:
+        return WriteToMongoDB(
+            uri=self.config["uri"],
+            database=self.config["database"],
+            collection=self.config["collection"],
+            mode=self.config["mode"],
+            key=list(self.key),
+            update=self.config["update"],
+            batch_size=self.config["batch_size"],
+            timeout=self.config["timeout"],
+        )
+
+    def publish(self, run_id: str, *, window_hi: dt.datetime, full_refresh: bool = False) -> dict[str, Any]:
+        """Nothing to publish: writes were visible as they happened."""
+        if full_refresh:
+            log.warning("%s: full refresh keeps documents that this run did not write (the mongodb sink only upserts)",
+                        self._where)
+        return {"collection": f"{self.config['database']}.{self.config['collection']}", "mode": self.config["mode"]}
+
+    def abort(self, run_id: str) -> None:
+        """Nothing to undo: what a failed run wrote is rewritten identically when its window is read again."""
+
+    def is_published(self, run_id: str) -> bool:
+        return False
