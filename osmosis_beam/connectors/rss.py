@@ -1,10 +1,19 @@
 """The RSS/Atom connector: feedparser over requests, incremental on entry dates.
 
 Reads RSS 0.9x, 1.0, 2.0 and Atom. The launcher fetches the feed once per run with a conditional GET
-(ETag / Last-Modified remembered per feed), so an unchanged feed costs one ``304`` and no Beam job.
-Entries are windowed on ``updated`` (or ``published``; see ``incremental.cursor_field``); entries
-without a date are delivered exactly once (their ids are remembered while they stay in the feed);
-with a ``lookback`` the entries re-read are deduplicated by id and date.
+(ETag / Last-Modified remembered per feed), so an unchanged feed costs one ``304`` and no Beam job,
+and parses it before the Beam job starts, so a document that is not a readable feed fails the run
+with a clear message. Entries are windowed on ``updated`` (or ``published``; see
+``incremental.cursor_field``; an entry without the one falls back to the other); entries without a
+date are delivered exactly once (their ids are remembered while they stay in the feed); with a
+``lookback`` the entries re-read are deduplicated by id and date, while an entry whose date changed
+is delivered again. Entries dated at or after the window's ``hi`` wait for a later run: while such
+entries are due, an unchanged feed (``304``) is fetched again in full so that they are delivered.
+
+Records: ``id`` is the entry's guid / Atom id as written, else its link, else a hash of its
+content; ``link`` is made absolute against the feed's final URL (after redirects) or ``xml:base``;
+``published`` and ``updated`` are UTC-aware datetimes of the entry's own dates (RSS 2.0's
+``pubDate`` is ``published``; ``updated`` is None when the feed gives no update date).
 
 Example (pipeline YAML)::
 
@@ -20,7 +29,9 @@ import datetime as dt
 import email.utils
 import hashlib
 import logging
+import xml.sax
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import requests
 
@@ -28,7 +39,7 @@ from osmosis_beam import __version__
 from osmosis_beam.config import Option
 from osmosis_beam.connectors.base import BaseConnector, DeadLetter
 from osmosis_beam.exceptions import FatalConnectorError, RetriableConnectorError
-from osmosis_beam.timefmt import UTC, utcnow
+from osmosis_beam.timefmt import UTC, parse_timestamp, utcnow
 from osmosis_beam.types import Record, SyncWindow
 
 __all__ = ["RSSConnector"]
@@ -56,6 +67,14 @@ def _http_date(value: str | None) -> dt.datetime | None:
     except (TypeError, ValueError):
         return None
     return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# What expat reports when the document ends before its root element is closed.
+_TRUNCATION_ERRORS = ("no element found", "unclosed token", "unclosed cdata section", "partial character")
+
+
+def _is_truncated(exc: BaseException | None) -> bool:
+    return isinstance(exc, xml.sax.SAXParseException) and any(m in str(exc).lower() for m in _TRUNCATION_ERRORS)
 
 
 class RSSConnector(BaseConnector):
@@ -91,12 +110,15 @@ class RSSConnector(BaseConnector):
         self._body: bytes | None = None
         self._status: int | None = None
         self._headers: dict[str, str] = {}
+        self._base: str = self.url  # the URL the feed came from, after redirects (relative links resolve against it)
         self._state: dict[str, Any] = {}
         self._parsed: Any = None
+        self._ids: list[Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state["_parsed"] = None
+        state["_parsed"] = None  # workers parse the fetched body again
+        state["_ids"] = None
         return state
 
     @property
@@ -154,36 +176,72 @@ class RSSConnector(BaseConnector):
         resp._content = b"".join(chunks)  # noqa: SLF001 - we streamed it ourselves to cap the size
         return resp
 
+    def _fetch(self, conditional: dict[str, Any] | None) -> None:
+        resp = self._get(conditional)
+        self._status = resp.status_code
+        self._headers = {k.lower(): v for k, v in resp.headers.items()}
+        self._base = resp.url or self.url
+        self._body = None if resp.status_code == 304 else resp.content
+        self._parsed = None
+
     # -- sync hooks ------------------------------------------------------------------------------
     def begin_run(self, state) -> None:
         self._state = dict(state or {})
-        resp = self._get(self._state)
-        self._status = resp.status_code
-        self._headers = {k.lower(): v for k, v in resp.headers.items()}
-        self._body = None if resp.status_code == 304 else resp.content
-        self._parsed = None
+        self._fetch(self._state)
+        if self._status == 304 and self._pending_due():
+            # The document is unchanged, but entries it holds were dated after the last window's hi
+            # and are due now: a 304 would hold them back for as long as the feed does not change.
+            log.info("rss %s: not modified, but entries held back for their future date are due; reading it again", self.url)
+            self._fetch(None)
+        if self._status != 304:
+            self._parse()  # fail here, on the launcher, with a clear message rather than inside the Beam job
+
+    def _pending_due(self) -> bool:
+        pending = self._state.get("pending")
+        if not pending:
+            return False
+        try:
+            due = parse_timestamp(pending)
+        except ValueError:
+            return True
+        lag = self.incremental.safety_lag if self.incremental.safety_lag is not None else self.default_safety_lag
+        return due < self.source_clock() - lag
 
     def unchanged(self) -> bool:
         return self._status == 304
 
     def source_clock(self) -> dt.datetime:
-        """The feed server's clock (its ``Date`` header), else the launcher's."""
-        return _http_date(self._headers.get("date")) or utcnow()
+        """The feed server's clock (its ``Date`` header), but never later than the launcher's.
 
-    def end_state(self, window: SyncWindow) -> dict[str, Any]:
+        A server whose clock runs ahead would otherwise move the watermark past entries it has not
+        published yet; the earlier of the two clocks can only hold entries back until a later run.
+        """
+        now = utcnow()
+        server = _http_date(self._headers.get("date"))
+        return min(server, now) if server is not None else now
+
+    def end_state(self, window: SyncWindow) -> dict[str, Any] | None:
+        if window.lo is not None and window.is_empty:
+            # The runner skips the read for an empty window: nothing was delivered, so keep the state of
+            # the last read (its validators too, so that the next run fetches the document in full).
+            return None
         seen: dict[str, str] = {}
-        undated: list[str] = []
+        undated: set[str] = set()
+        future: list[dt.datetime] = []
         lookback = self.incremental.lookback
         for rec, cursor, problem in self._entries():
             if cursor is None or problem:
-                undated.append(rec["id"])
-            elif lookback and window.hi - lookback <= cursor < window.hi:
+                undated.add(rec["id"])
+            elif cursor >= window.hi:
+                future.append(cursor)
+            elif lookback and window.hi - lookback <= cursor:
                 seen[_key(rec["id"], cursor)] = cursor.isoformat()
         return {
             "etag": self._headers.get("etag") or self._state.get("etag"),
             "last_modified": self._headers.get("last-modified") or self._state.get("last_modified"),
             "seen": seen,
-            "undated": sorted(set(undated)),
+            "undated": sorted(undated),
+            "pending": min(future).isoformat() if future else None,
         }
 
     # -- parsing -------------------------------------------------------------------------------------
@@ -194,31 +252,68 @@ class RSSConnector(BaseConnector):
 
         if self._body is None:
             raise FatalConnectorError(f"rss {self.url}: no feed was fetched (begin_run was not called)")
-        headers = {"content-location": self.url}
-        if "content-type" in self._headers:
-            headers["content-type"] = self._headers["content-type"]
+        content_type = self._headers.get("content-type")
+        if not self._body.strip():
+            raise FatalConnectorError(
+                f"rss {self.url}: the server sent an empty document (HTTP {self._status}, "
+                f"Content-Type {content_type or 'missing'}); check source.url"
+            )
+        headers = {"content-location": self._base}
+        if content_type:
+            headers["content-type"] = content_type
         parsed = feedparser.parse(self._body, response_headers=headers)
-        if parsed.bozo and not parsed.entries and not parsed.feed.get("title"):
-            reason = getattr(parsed, "bozo_exception", None) or "not RSS or Atom"
-            raise FatalConnectorError(f"rss {self.url}: not a readable RSS or Atom feed ({reason})")
-        if not parsed.version and not parsed.entries:
-            raise FatalConnectorError(f"rss {self.url}: the document is not an RSS or Atom feed; check source.url")
-        if parsed.bozo:
-            log.warning("rss %s: the feed is malformed but readable (%s)", self.url, getattr(parsed, "bozo_exception", ""))
+        problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
+        if not parsed.get("version") and not (parsed.entries and parsed.feed.get("title")):
+            # feedparser names every RSS/Atom flavour it recognises; an unnamed document counts as a
+            # feed only with a channel title and entries (any XML with <item> elements has "entries")
+            start = self._body[:80].decode("utf-8", "replace").strip().replace("\n", " ")
+            raise FatalConnectorError(
+                f"rss {self.url}: the document is not an RSS or Atom feed (Content-Type {content_type or 'missing'}, "
+                f"starts with {start!r}{f'; {problem}' if problem else ''}); check source.url"
+            )
+        if _is_truncated(problem):
+            # The loose parser would read the entries before the cut, and the window would move past
+            # the ones after it: fail so that the next run reads the same window again.
+            raise RetriableConnectorError(
+                f"rss {self.url}: the feed document is truncated ({problem}); the server sent an incomplete feed, retry later"
+            )
+        if problem is not None and not parsed.entries and not parsed.feed.get("title"):
+            raise FatalConnectorError(f"rss {self.url}: not a readable RSS or Atom feed ({problem})")
+        if problem is not None and not isinstance(problem, feedparser.CharacterEncodingOverride):
+            log.warning("rss %s: the feed is malformed but readable (%s)", self.url, problem)
         self._parsed = parsed
+        self._ids = self._verbatim_ids(parsed, feedparser, content_type)
         return parsed
+
+    def _verbatim_ids(self, parsed, feedparser, content_type: str | None) -> list[Any] | None:
+        """The entries' ids as written, where feedparser resolved them against the feed's URL.
+
+        feedparser treats an RSS guid (unless ``isPermaLink="false"``) and an Atom id as a URI relative
+        to the document, so ``<guid>42</guid>`` would become ``http://host/path/42``: an id that changes
+        when the feed moves. Parsing again without a base URL gives the ids as written.
+        """
+        parts = urlsplit(self._base)
+        origin = f"{parts.scheme}://{parts.netloc}/"
+        if not any(str(e.get("id") or "").startswith(origin) for e in parsed.entries):
+            return None
+        bare = feedparser.parse(self._body, response_headers={"content-type": content_type} if content_type else {})
+        if len(bare.entries) != len(parsed.entries):
+            return None
+        return [e.get("id") for e in bare.entries]
 
     def _entries(self) -> list[tuple[Record, dt.datetime | None, str | None]]:
         parsed = self._parse()
         feed_title = parsed.feed.get("title")
         primary, fallback = ("updated", "published") if self.cursor_field == "updated" else ("published", "updated")
+        ids = self._ids or [None] * len(parsed.entries)
         out = []
-        for entry in parsed.entries:
-            published = _struct_to_dt(entry.get("published_parsed"))
-            updated = _struct_to_dt(entry.get("updated_parsed"))
+        for entry, verbatim_id in zip(parsed.entries, ids):
+            # dict.get: the entry's own dates, without feedparser's deprecated updated -> published fallback
+            published = _struct_to_dt(dict.get(entry, "published_parsed"))
+            updated = _struct_to_dt(dict.get(entry, "updated_parsed"))
             content = entry.get("content") or []
             record = {
-                "id": entry.get("id") or entry.get("link") or _hash_entry(entry),
+                "id": verbatim_id or entry.get("id") or entry.get("link") or _hash_entry(entry),
                 "title": entry.get("title"),
                 "link": entry.get("link"),
                 "summary": entry.get("summary"),
@@ -232,8 +327,8 @@ class RSSConnector(BaseConnector):
             }
             problem = None
             for name, value in (("published", published), ("updated", updated)):
-                if value is None and entry.get(name):
-                    problem = f"unparseable date {entry.get(name)!r} in {name}"
+                if value is None and dict.get(entry, name):
+                    problem = f"unparseable date {dict.get(entry, name)!r} in {name}"
             cursor = {"updated": updated, "published": published}
             out.append((record, cursor[primary] or cursor[fallback], problem))
         return out
@@ -241,8 +336,13 @@ class RSSConnector(BaseConnector):
     def read_window(self, lo, hi) -> Iterator[Record | DeadLetter]:
         seen = set((self._state.get("seen") or {}).keys())
         undated = set(self._state.get("undated") or ())
+        taken: set[str] = set()  # a feed may list the same entry twice: deliver it once
         chosen = []
         for record, cursor, problem in self._entries():
+            key = record["id"] if (problem or cursor is None) else _key(record["id"], cursor)
+            if key in taken:
+                continue
+            taken.add(key)
             if problem:
                 if record["id"] not in undated:
                     yield DeadLetter("read: rss", f"entry {record['id']!r}: {problem}", record)
@@ -251,7 +351,7 @@ class RSSConnector(BaseConnector):
                 if record["id"] not in undated:
                     chosen.append((dt.datetime.min.replace(tzinfo=UTC), record))
                 continue
-            if (lo is not None and cursor < lo) or cursor >= hi or _key(record["id"], cursor) in seen:
+            if (lo is not None and cursor < lo) or cursor >= hi or key in seen:
                 continue
             chosen.append((cursor, record))
         chosen.sort(key=lambda pair: pair[0])
@@ -278,7 +378,13 @@ def _key(entry_id: str, cursor: dt.datetime) -> str:
 
 
 def _hash_entry(entry) -> str:
-    basis = "\x1f".join(str(entry.get(k) or "") for k in ("title", "summary", "published", "updated"))
+    """An id for an entry with neither guid nor link: a hash of its title, text and publication date.
+
+    The update date is left out, so that a new update date alone does not change the id.
+    """
+    content = entry.get("content") or [{}]
+    values = (dict.get(entry, "title"), dict.get(entry, "summary"), content[0].get("value"), dict.get(entry, "published"))
+    basis = "\x1f".join(str(v or "") for v in values)
     return "sha256:" + hashlib.sha256(basis.encode("utf-8")).hexdigest()
 
 
