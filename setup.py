@@ -24,6 +24,7 @@ setup(
         "pymongo>=4.6",
         "requests>=2.31",
         "lxml>=5.0",
+        "cssselect>=1.2",
         "feedparser>=6.0",
         "croniter>=2.0",
         "PyYAML>=6.0",

@@ -268,54 +268,101 @@ class _ReadWindowFn(beam.DoFn):
         else:
             lo = None if restriction.start <= MIN_MICROS else from_micros(restriction.start)
             hi = from_micros(restriction.stop)
-        splittable = connector.splittable
-        last = None
+        if connector.splittable:
+            yield from self._read_claiming(task, tracker, restriction, lo, hi)
+            return
+        # A connector that cannot split owns the whole window once it claims its start.
+        if not tracker.try_claim(restriction.start):
+            return
+        size = self._batch_size
         batch: list[Record] = []
-        finished = True
-        if not splittable:
-            if not tracker.try_claim(restriction.start):
-                return
-            last = restriction.start
         for item in connector.read_window(lo, hi):
             if isinstance(item, DeadLetter):
                 self._dead.inc()
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, item.to_dict())
                 continue
-            if splittable:
-                pos = connector.cursor_position(item)
-                if pos is None:
-                    self._dead.inc()
-                    yield beam.pvalue.TaggedOutput(
-                        DEAD_LETTER_TAG,
-                        DeadLetter("read", f"record has no value in cursor field {connector.cursor_field!r}", item).to_dict(),
-                    )
-                    continue
-                if last is not None and pos < last:
-                    raise FatalConnectorError(
-                        f"{connector.type_name} returned records out of cursor order "
-                        f"({_show(pos, task.integer)} after {_show(last, task.integer)}); "
-                        "read_window must sort by the cursor"
-                    )
-                if pos < restriction.start:
-                    raise FatalConnectorError(
-                        f"{connector.type_name} returned a record before the window start "
-                        f"({_show(pos, task.integer)} < {_show(restriction.start, task.integer)})"
-                    )
-                if last is None or pos > last:
-                    if not tracker.try_claim(pos):
-                        finished = False
-                        break
-                    last = pos
             batch.append(item)
-            if len(batch) >= self._batch_size:
+            if len(batch) >= size:
                 self._read.inc(len(batch))
                 yield batch
                 batch = []
         if batch:
             self._read.inc(len(batch))
             yield batch
-        if finished:
-            tracker.try_claim(restriction.stop)  # marks the restriction done
+        tracker.try_claim(restriction.stop)  # marks the restriction done
+
+    def _read_claiming(self, task, tracker, restriction, lo, hi):
+        """Reads a splittable window, claiming once per batch (at the batch's last cursor position).
+
+        Claiming position p means owning every position up to p, so one claim per batch keeps the
+        exactly-once guarantee: when a claim fails (a dynamic split moved the stop, or the connector
+        returned records past ``hi``), the records before the current stop are still ours and are
+        emitted; the rest belong to the residual. Ties are never cut: a split point always lies
+        after the last claimed position.
+        """
+        connector = self._connector
+        position = connector.cursor_position
+        size = self._batch_size
+        start = restriction.start
+        claimed: int | None = None
+        prev: int | None = None
+        batch: list[Record] = []
+        positions: list[int] = []
+        for item in connector.read_window(lo, hi):
+            if isinstance(item, DeadLetter):
+                self._dead.inc()
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, item.to_dict())
+                continue
+            pos = position(item)
+            if pos is None:
+                self._dead.inc()
+                yield beam.pvalue.TaggedOutput(
+                    DEAD_LETTER_TAG,
+                    DeadLetter("read", f"record has no value in cursor field {connector.cursor_field!r}", item).to_dict(),
+                )
+                continue
+            if prev is None:
+                if pos < start:
+                    raise FatalConnectorError(
+                        f"{connector.type_name} returned a record before the window start "
+                        f"({_show(pos, task.integer)} < {_show(start, task.integer)})"
+                    )
+            elif pos < prev:
+                raise FatalConnectorError(
+                    f"{connector.type_name} returned records out of cursor order "
+                    f"({_show(pos, task.integer)} after {_show(prev, task.integer)}); "
+                    "read_window must sort by the cursor"
+                )
+            prev = pos
+            batch.append(item)
+            positions.append(pos)
+            if len(batch) >= size:
+                out, claimed, done = self._claim(tracker, batch, positions, claimed)
+                if out:
+                    self._read.inc(len(out))
+                    yield out
+                if done:
+                    return
+                batch, positions = [], []
+        if batch:
+            out, claimed, done = self._claim(tracker, batch, positions, claimed)
+            if out:
+                self._read.inc(len(out))
+                yield out
+            if done:
+                return
+        tracker.try_claim(restriction.stop)  # marks the restriction done
+
+    @staticmethod
+    def _claim(tracker, batch, positions, claimed):
+        """Claim ``batch``; returns (records to emit, highest claimed position, whether reading is over)."""
+        last = positions[-1]
+        if claimed is not None and last <= claimed:
+            return batch, claimed, False  # all ties at a position we already own
+        if tracker.try_claim(last):
+            return batch, last, False
+        stop = tracker.current_restriction().stop
+        return [r for r, p in zip(batch, positions) if p < stop], claimed, True
 
 
 def _show(pos: int, integer: bool) -> str:

@@ -3,7 +3,9 @@
 Each :class:`TransformationStep` runs batch by batch; when a batch raises, the step reruns that
 batch record by record so that only the records that fail go to the dead-letter output, with the
 step's label and the error (``on_error: fail`` stops the run instead). A step can also be a Beam
-``PTransform`` over single records.
+``PTransform`` over single records, a plain function (record -> record, None to drop, or a list),
+or a :class:`BatchTransform`: a PTransform over record batches that may group (``dedupe``) and
+returns ``{"records": ..., "dead_letter": ...}``.
 
 Example::
 
@@ -15,8 +17,10 @@ Example::
 """
 from __future__ import annotations
 
-import traceback
-from typing import Any, Iterable
+import copy
+import dataclasses
+import inspect
+from typing import Any, Callable, Iterable
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -25,7 +29,7 @@ from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, Dea
 from osmosis_beam.exceptions import OsmosisError, RunError
 from osmosis_beam.types import Record, TransformationStep
 
-__all__ = ["Pipeline", "ApplyStep", "build_step", "StepFailed"]
+__all__ = ["Pipeline", "ApplyStep", "BatchTransform", "StepContext", "build_step", "StepFailed"]
 
 
 class StepFailed(RunError):
@@ -35,6 +39,61 @@ class StepFailed(RunError):
 def _error_text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, OsmosisError) else text
+
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What a step may need to know about the pipeline it runs in (given to ``from_config(config, context=)``)."""
+
+    pipeline_id: str = ""
+    cursor_field: str | None = None
+    batch_size: int = 2000
+
+
+class BatchTransform(beam.PTransform):
+    """A step written as a Beam PTransform over record *batches* (lists of dicts).
+
+    Subclasses set ``name`` and implement ``expand(batches)``, returning either a PCollection of
+    batches or ``{"records": batches, "dead_letter": dead_letters}``. Inside a :class:`Pipeline`
+    ``step_label`` is the step's label (``"3: dedupe"``) and ``on_error`` is ``dead_letter`` or ``fail``;
+    dead letters should carry ``step_label``.
+    """
+
+    name = "step"
+
+    def __init__(self, label: str | None = None) -> None:
+        super().__init__(label)
+        self.step_label = self.name
+        self.on_error = "dead_letter"
+
+    def bound(self, label: str, on_error: str) -> "BatchTransform":
+        """A copy that carries its label and error policy inside one pipeline."""
+        step = copy.copy(self)
+        step.step_label = label
+        step.on_error = on_error
+        return step
+
+
+class _FunctionStep(TransformationStep):
+    """A plain function as a step: record -> record, None to drop it, or a list of records."""
+
+    def __init__(self, fn: Callable[[Record], Any]) -> None:
+        super().__init__(getattr(fn, "__name__", None) or "function")
+        if self.name == "<lambda>":
+            self.name = "lambda"
+        self._fn = fn
+
+    def process(self, records):
+        out: list[Record] = []
+        for record in records:
+            result = self._fn(record)
+            if result is None:
+                continue
+            if isinstance(result, list):
+                out.extend(result)
+            else:
+                out.append(result)
+        return out
 
 
 class _StepFn(beam.DoFn):
@@ -48,6 +107,11 @@ class _StepFn(beam.DoFn):
         setup = getattr(self._step, "setup", None)
         if callable(setup):
             setup()
+
+    def teardown(self) -> None:
+        teardown = getattr(self._step, "teardown", None)
+        if callable(teardown):
+            teardown()
 
     def process(self, batch: list[Record]):
         try:
@@ -100,12 +164,25 @@ class _RecordTransform(beam.PTransform):
         )
 
 
-def build_step(spec, registry=None) -> TransformationStep:
-    """The step object for a :class:`~osmosis_beam.config.StepSpec`."""
+def build_step(spec, registry=None, context: StepContext | None = None) -> Any:
+    """The step object for a :class:`~osmosis_beam.config.StepSpec`.
+
+    A step class whose ``from_config`` takes a ``context`` argument gets ``context`` (the pipeline's
+    cursor field, batch size, ...); other classes get the config only.
+    """
     from osmosis_beam.registry import default_registry
 
     cls = (registry or default_registry()).step(spec.name)
-    return cls.from_config(spec.config) if hasattr(cls, "from_config") else cls(spec.config)
+    from_config = getattr(cls, "from_config", None)
+    if from_config is None:
+        return cls(spec.config)
+    try:
+        takes_context = "context" in inspect.signature(from_config).parameters
+    except (TypeError, ValueError):
+        takes_context = False
+    if takes_context:
+        return from_config(spec.config, context=context or StepContext())
+    return from_config(spec.config)
 
 
 class Pipeline(beam.PTransform):
@@ -127,8 +204,19 @@ class Pipeline(beam.PTransform):
         return [s for s, _, _ in self._steps]
 
     def add_step(self, step: Any, *, label: str | None = None, on_error: str = "dead_letter") -> "Pipeline":
+        """Append ``step``; returns the pipeline, so calls chain.
+
+        ``step`` is a :class:`TransformationStep` (or any object with ``process(records)``), a
+        :class:`BatchTransform`, a Beam PTransform over single records, or a function
+        (record -> record, None to drop it, or a list). ``on_error`` is ``dead_letter`` or ``fail``;
+        it does not apply to a PTransform over single records, which handles its own errors.
+        """
         if not isinstance(step, (TransformationStep, beam.PTransform)) and not hasattr(step, "process"):
-            raise TypeError(f"a step must be a TransformationStep or a Beam PTransform, got {type(step).__name__}")
+            if isinstance(step, type) or not callable(step):
+                raise TypeError(
+                    f"a step must be a TransformationStep, a Beam PTransform or a function, got {type(step).__name__}"
+                )
+            step = _FunctionStep(step)
         if on_error not in ("dead_letter", "fail"):
             raise ValueError("on_error must be 'dead_letter' or 'fail'")
         index = len(self._steps) + 1
@@ -139,7 +227,15 @@ class Pipeline(beam.PTransform):
     def expand(self, batches):
         dead = []
         for step, label, on_error in self._steps:
-            if isinstance(step, beam.PTransform):
+            if isinstance(step, BatchTransform):
+                out = batches | label >> step.bound(label, on_error)
+                if isinstance(out, dict):
+                    batches = out["records"]
+                    if out.get(DEAD_LETTER_TAG) is not None:
+                        dead.append(out[DEAD_LETTER_TAG])
+                else:
+                    batches = out
+            elif isinstance(step, beam.PTransform):
                 batches = batches | label >> _RecordTransform(step)
             else:
                 out = batches | label >> ApplyStep(step, label, on_error)
@@ -157,27 +253,40 @@ class Pipeline(beam.PTransform):
 
         records = [dict(r) for r in records]
         batches = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
-        results: list[Record] = []
-        dead: list[dict[str, Any]] = []
-        with in_process_pipeline() as p:
-            out = p | "Records" >> beam.Create(batches, reshuffle=False) | "Steps" >> self
-            out["records"] | "Collect" >> beam.Map(_Collector(results).add_batch)
-            out[DEAD_LETTER_TAG] | "Collect dead letters" >> beam.Map(_Collector(dead).add)
-        self.last_dead_letters = dead
-        return results
+        results = _Collector()
+        dead = _Collector()
+        try:
+            with in_process_pipeline() as p:
+                out = p | "Records" >> beam.Create(batches, reshuffle=False) | "Steps" >> self
+                out["records"] | "Collect" >> beam.Map(results.add_batch)
+                out[DEAD_LETTER_TAG] | "Collect dead letters" >> beam.Map(dead.add)
+            self.last_dead_letters = dead.items
+            return results.items
+        finally:
+            results.close()
+            dead.close()
 
 
 class _Collector:
-    """Collects elements in the launcher process (in-process runner only)."""
+    """Collects elements in the launcher process (in-process runner only); ``close`` frees the store."""
 
-    _stores: dict[int, list] = {}
+    _stores: dict[str, list] = {}
 
-    def __init__(self, target: list) -> None:
-        self._key = id(target)
-        _Collector._stores[self._key] = target
+    def __init__(self) -> None:
+        import uuid
+
+        self._key = uuid.uuid4().hex
+        _Collector._stores[self._key] = []
+
+    @property
+    def items(self) -> list:
+        return _Collector._stores.get(self._key, [])
 
     def add(self, element) -> None:
         _Collector._stores[self._key].append(element)
 
     def add_batch(self, batch) -> None:
         _Collector._stores[self._key].extend(batch)
+
+    def close(self) -> None:
+        _Collector._stores.pop(self._key, None)

@@ -44,8 +44,14 @@ class BaseSink:
             raise ConfigError(problems=problems)
         self.pipeline_id = pipeline_id
 
-    def prepare(self, run_id: str) -> None:
-        """Launcher side, before the job: create staging areas, tables, ..."""
+    def use_schema(self, schema: dict[str, Any] | None) -> None:
+        """Launcher side, before ``prepare``: the source's schema (``get_schema()``), when it has one."""
+
+    def prepare(self, run_id: str, *, full_refresh: bool = False) -> None:
+        """Launcher side, before the job: create staging areas, tables, ...
+
+        ``full_refresh`` says the run rereads the source from the start and should replace the output.
+        """
 
     def write(self, run_id: str) -> beam.PTransform:
         """The PTransform that stores a PCollection of record batches."""
@@ -63,4 +69,7 @@ class BaseSink:
         return False
 
     def display(self) -> dict[str, Any]:
-        return {k: (repr(v) if isinstance(v, Secret) else str(v) if v is not None else None) for k, v in self.config.items()}
+        """The sink's options with secrets shown as ``***`` (for logs and display data)."""
+        from osmosis_beam.connectors.base import _plain
+
+        return {k: (repr(v) if isinstance(v, Secret) else _plain(v)) for k, v in self.config.items()}

@@ -13,10 +13,8 @@ Example (pipeline YAML)::
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import shutil
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,43 +24,15 @@ from apache_beam.metrics import Metrics
 
 from osmosis_beam.config import Option
 from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
-from osmosis_beam.exceptions import SinkError
-from osmosis_beam.sinks.base import BaseSink
 from osmosis_beam.sinks.encoding import dumps
+from osmosis_beam.sinks.staged import StagedFileSink, fsync_dir
+from osmosis_beam.sinks.staged import iter_output_files as _iter_output_files
 
 __all__ = ["JSONLSink", "WriteJSONL", "read_jsonl_dir", "iter_output_files"]
 
-STAGING = "_staging"
-MANIFEST = "_manifest.json"
-
-
-def _hidden(name: str) -> bool:
-    return name.startswith(("_", "."))
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def iter_output_files(path: str | os.PathLike, suffix: str = ".jsonl") -> Iterator[Path]:
-    """The published output files under ``path``, in publish order, skipping ``_``/``.`` names."""
-    root = Path(path)
-    if not root.is_dir():
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
-        for name in sorted(filenames):
-            if not _hidden(name) and name.endswith(suffix):
-                yield Path(dirpath) / name
+    """The published JSONL files under ``path``, in publish order, skipping ``_``/``.`` names."""
+    return _iter_output_files(path, suffix)
 
 
 def read_jsonl_dir(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
@@ -122,7 +92,7 @@ class _WriteJSONLFn(beam.DoFn):
         os.fsync(self._fh.fileno())
         self._fh.close()
         os.replace(self._tmp, self._final)
-        _fsync_dir(Path(self._staging))
+        fsync_dir(Path(self._staging))
         self._fh = None
 
 
@@ -158,81 +128,12 @@ class WriteJSONL(beam.PTransform):
         ).with_outputs(DEAD_LETTER_TAG, main="written")
 
 
-class JSONLSink(BaseSink):
+class JSONLSink(StagedFileSink):
     """JSON lines files, staged per run and published atomically at commit."""
 
     type_name = "jsonl"
+    suffix = ".jsonl"
     options = (Option("path", "path", required=True, help="the output folder"),)
-
-    @property
-    def root(self) -> Path:
-        return Path(self.config["path"])
-
-    def staging_dir(self, run_id: str) -> Path:
-        return self.root / STAGING / run_id
-
-    def _published_name(self, run_id: str, window_hi: dt.datetime) -> str:
-        stamp = window_hi.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        return f"{stamp}-{run_id}"
-
-    def prepare(self, run_id: str) -> None:
-        try:
-            self.staging_dir(run_id).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SinkError(f"sink.path {self.root}: cannot create the output folder ({exc.strerror}); check permissions") from None
 
     def write(self, run_id: str) -> beam.PTransform:
         return WriteJSONL(str(self.staging_dir(run_id)))
-
-    def publish(self, run_id: str, *, window_hi: dt.datetime, full_refresh: bool = False) -> dict[str, Any]:
-        staging = self.staging_dir(run_id)
-        parts = sorted(p for p in staging.glob("part-*.jsonl")) if staging.is_dir() else []
-        result: dict[str, Any] = {"files": 0, "path": None}
-        if parts:
-            for leftover in staging.glob(".part-*.tmp"):  # from failed bundle attempts
-                leftover.unlink(missing_ok=True)
-            manifest = {
-                "run_id": run_id,
-                "pipeline": self.pipeline_id,
-                "window_hi": window_hi.isoformat(),
-                "files": [p.name for p in parts],
-            }
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-            target = self.root / self._published_name(run_id, window_hi)
-            try:
-                os.rename(staging, target)
-            except OSError as exc:
-                raise SinkError(f"sink.path {self.root}: cannot publish run {run_id} ({exc.strerror})") from None
-            _fsync_dir(self.root)
-            result = {"files": len(parts), "path": str(target)}
-        else:
-            shutil.rmtree(staging, ignore_errors=True)
-        if full_refresh:
-            self._remove_older(run_id)
-        self._clean_staging_root()
-        return result
-
-    def _remove_older(self, run_id: str) -> None:
-        trash = self.root / f"_replaced-{run_id}"
-        trash.mkdir(parents=True, exist_ok=True)
-        for entry in self.root.iterdir():
-            if _hidden(entry.name) or entry.name.endswith(f"-{run_id}"):
-                continue
-            os.rename(entry, trash / entry.name)
-        _fsync_dir(self.root)
-        shutil.rmtree(trash, ignore_errors=True)
-
-    def _clean_staging_root(self) -> None:
-        try:
-            (self.root / STAGING).rmdir()
-        except OSError:
-            pass
-
-    def abort(self, run_id: str) -> None:
-        shutil.rmtree(self.staging_dir(run_id), ignore_errors=True)
-        self._clean_staging_root()
-
-    def is_published(self, run_id: str) -> bool:
-        if not self.root.is_dir():
-            return False
-        return any(e.name.endswith(f"-{run_id}") and not _hidden(e.name) for e in self.root.iterdir())

@@ -32,12 +32,16 @@ def collect(connector, window, **kw):
     # The in-process runner pickles functions; _Collector keeps its target list in this process.
     from osmosis_beam.pipeline.pipeline import _Collector
 
-    records, dead = [], []
-    with in_process_pipeline() as p:
-        out = p | ReadWindow(connector, window, **kw)
-        out.records | "r" >> beam.Map(_Collector(records).add_batch)
-        out.dead_letter | "d" >> beam.Map(_Collector(dead).add)
-    return records, dead
+    records, dead = _Collector(), _Collector()
+    try:
+        with in_process_pipeline() as p:
+            out = p | ReadWindow(connector, window, **kw)
+            out.records | "r" >> beam.Map(records.add_batch)
+            out.dead_letter | "d" >> beam.Map(dead.add)
+        return list(records.items), list(dead.items)
+    finally:
+        records.close()
+        dead.close()
 
 
 def test_initial_splits_cover_window_without_gaps():
