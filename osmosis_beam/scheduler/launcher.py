@@ -1,0 +1,534 @@
+"""The launcher: a long-running loop that runs pipelines when their schedule says they are due.
+
+Each run is one :class:`~osmosis_beam.sync.SyncRunner` on a thread of this process (up to
+``concurrency`` at once). The sync jobs (last run, next run, failures in a row) live in the state
+store, so a restarted launcher continues where it stopped, and the pipeline lease keeps two
+launchers on one home from running the same pipeline at once.
+
+Example::
+
+    from osmosis_beam.scheduler.launcher import SyncScheduler, load_specs
+    from osmosis_beam.state import open_store
+    scheduler = SyncScheduler(load_specs(["pipelines/tech_news.yaml"]), open_store(home=".osmosis"))
+    with scheduler.stop_on_signals():         # SIGTERM / SIGINT: finish within the grace period, exit
+        result = scheduler.run(max_runs=3)    # LaunchResult(runs=3, succeeded=3, ...)
+
+Behaviour:
+
+- due runs start oldest-due first; missed ticks coalesce into one run (see ``schedule.next_run``);
+- a due run whose lease another process holds is skipped, logged, and tried again at its next tick;
+- a failing pipeline backs off exponentially (``backoff`` doubling up to ``max_backoff``) and never
+  runs sooner than its schedule; the other pipelines keep their schedule;
+- ``stop()`` (SIGTERM, SIGINT): no new runs; running ones get ``grace`` to finish, then they are
+  cancelled and fail without committing; a second signal cancels at once;
+- at start, runs left ``running`` by a launcher that died are marked failed (or committed, when
+  their output was already published), but only when their process is gone.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import queue
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from osmosis_beam.config import PipelineSpec, ScheduleSpec, load_pipeline
+from osmosis_beam.exceptions import ConfigError, LeaseHeldError, OsmosisError
+from osmosis_beam.scheduler.schedule import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF, backoff_delay, next_attempt, next_run
+from osmosis_beam.state.store import StateStore, holder_is_dead
+from osmosis_beam.timefmt import format_duration, format_timestamp, utcnow
+from osmosis_beam.types import SyncJob, SyncRun
+
+__all__ = ["SyncScheduler", "LaunchResult", "load_specs", "describe_jobs", "DEFAULT_GRACE"]
+
+log = logging.getLogger(__name__)
+DEFAULT_GRACE = dt.timedelta(seconds=30)
+_TICK = 0.2  # longest sleep between looks at signals, finished runs and the store (seconds)
+
+
+# -- loading ------------------------------------------------------------------------------------------
+def load_specs(paths: Sequence[str | Path] = (), directory: str | Path | None = None) -> list[PipelineSpec]:
+    """The pipelines named by ``paths`` and the ``*.yaml`` / ``*.yml`` files in ``directory``.
+
+    Every file is validated; the problems of all files are reported at once. Pipeline ids must be
+    unique. Raises :class:`ConfigError`.
+    """
+    files = [Path(p) for p in paths]
+    if directory is not None:
+        folder = Path(directory)
+        if not folder.is_dir():
+            raise ConfigError(f"--dir {folder}: not a folder")
+        found = sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        if not found:
+            raise ConfigError(f"--dir {folder}: no pipeline files (*.yaml, *.yml) in it")
+        files += found
+    if not files:
+        raise ConfigError("launch: give pipeline files or --dir DIR")
+    specs: list[PipelineSpec] = []
+    problems: list[str] = []
+    for path in files:
+        try:
+            specs.append(load_pipeline(str(path)))
+        except ConfigError as exc:
+            problems += [f"{path}: {p}" for p in exc.problems] or [exc.message]
+    seen: dict[str, PipelineSpec] = {}
+    for spec in specs:
+        if spec.id in seen:
+            problems.append(f"{spec.path}: pipeline id {spec.id!r} is also used by {seen[spec.id].path}; ids must be unique")
+        seen[spec.id] = spec
+    if problems:
+        raise ConfigError(problems=problems)
+    return specs
+
+
+def _schedule_fields(schedule: ScheduleSpec) -> tuple[float | None, str | None, str]:
+    minutes = schedule.every.total_seconds() / 60 if schedule.every is not None else None
+    return minutes, schedule.cron, schedule.timezone
+
+
+def _same_schedule(job: SyncJob, schedule: ScheduleSpec) -> bool:
+    minutes, cron, timezone = _schedule_fields(schedule)
+    if (job.interval_minutes is None) != (minutes is None):
+        return False
+    if minutes is not None and abs(job.interval_minutes - minutes) > 1e-9:
+        return False
+    return job.cron == cron and (job.timezone or "UTC") == timezone
+
+
+def _job_schedule(job: SyncJob) -> dict[str, Any] | None:
+    if job.cron:
+        return {"cron": job.cron, "timezone": job.timezone}
+    if job.interval_minutes is not None:
+        return {"every": format_duration(dt.timedelta(minutes=job.interval_minutes))}
+    return None
+
+
+def describe_jobs(store: StateStore, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """The sync jobs as ``osmosis jobs`` shows them: pipeline, schedule, last run, next run, status.
+
+    ``status`` is ``running`` while a run holds the pipeline's lease; otherwise the job's own status
+    (``idle`` before the first launcher run, then ``succeeded``, ``failed`` or ``cancelled``).
+    """
+    now = now or utcnow()
+    out = []
+    for job in store.list_jobs():
+        lease = store.get_lease(job.pipeline_id)
+        running = lease is not None and lease.expires_at > now and not holder_is_dead(lease.holder)
+        out.append({
+            "pipeline": job.pipeline_id,
+            "schedule": _job_schedule(job),
+            "last_run": format_timestamp(job.last_run),
+            "next_run": format_timestamp(job.next_run),
+            "status": "running" if running else job.status,
+            "consecutive_failures": job.consecutive_failures,
+            "spec_path": job.spec_path,
+        })
+    return out
+
+
+# -- the loop -----------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class LaunchResult:
+    """What one :meth:`SyncScheduler.run` did. ``runs`` counts finished runs (not skipped ones)."""
+
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    skipped: int = 0
+    stopped: bool = False  # stopped by stop() / a signal
+    unfinished: int = 0  # runs still going when the launcher gave up waiting for their cancellation
+
+    @property
+    def runs(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 1 when a run failed (runs cancelled by a shutdown do not count)."""
+        return 1 if self.failed else 0
+
+
+@dataclasses.dataclass
+class _Done:
+    spec: PipelineSpec
+    outcome: str  # succeeded | failed | cancelled | skipped
+    run: SyncRun | None = None
+    error: BaseException | None = None
+
+
+class SyncScheduler:
+    """Runs ``specs`` when they are due, each through a :class:`~osmosis_beam.sync.SyncRunner` on a thread.
+
+    Args:
+        specs: the pipelines; those without a ``schedule`` are ignored (with a warning).
+        store: the state store (sync jobs, leases, history).
+        home: the osmosis home (dead letters go under it); default: the store's folder.
+        concurrency: how many runs at once.
+        grace: how long running runs may take to finish after :meth:`stop`.
+        backoff: the wait after a pipeline's first failure; it doubles with each failure in a row.
+        max_backoff: the cap of that wait.
+        runner: override every pipeline's Beam runner.
+        clock: ``now`` as a UTC-aware datetime (tests pass their own).
+        abort_timeout: after the grace period, how long to wait for cancelled runs to stop.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[PipelineSpec],
+        store: StateStore,
+        *,
+        home: str | Path | None = None,
+        concurrency: int = 1,
+        grace: dt.timedelta = DEFAULT_GRACE,
+        backoff: dt.timedelta = DEFAULT_BACKOFF,
+        max_backoff: dt.timedelta = DEFAULT_MAX_BACKOFF,
+        runner: str | None = None,
+        registry=None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        abort_timeout: float = 30.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
+        if max_backoff < backoff:
+            raise ConfigError(f"--max-backoff ({format_duration(max_backoff)}) must not be less than --backoff ({format_duration(backoff)})")
+        self.specs = [s for s in specs if s.schedule is not None]
+        for spec in specs:
+            if spec.schedule is None:
+                log.warning("pipeline %s has no schedule; the launcher ignores it (add schedule: {every: 15m})", spec.id)
+        if not self.specs:
+            raise ConfigError("launch: none of the pipelines has a schedule (add e.g. schedule: {every: 15m})")
+        self.store = store
+        self.home = Path(home) if home else Path(store.location).parent
+        self.concurrency = concurrency
+        self.grace = grace
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.runner = runner
+        self.registry = registry
+        self.abort_timeout = abort_timeout
+        self._clock = clock
+        self._by_id = {s.id: s for s in self.specs}
+        self._running: dict[str, threading.Thread] = {}
+        self._not_before: dict[str, dt.datetime] = {}  # after a skip: not before the next tick
+        self._done: queue.Queue[_Done] = queue.Queue()
+        self._wake = threading.Event()  # set by finishing runs
+        self._cancel = threading.Event()  # set when the grace period is over: running runs abort
+        # Set from signal handlers: plain flags only (taking a lock in a handler can deadlock).
+        self._stop_requested = False
+        self._abort_requested = False
+
+    # -- control ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Take no new runs; give running ones the grace period. Safe to call from a signal handler."""
+        self._stop_requested = True
+
+    def abort(self) -> None:
+        """Take no new runs and cancel the running ones now. Safe to call from a signal handler."""
+        self._stop_requested = True
+        self._abort_requested = True
+
+    @contextlib.contextmanager
+    def stop_on_signals(self, signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+        """While inside, the first signal calls :meth:`stop`, a second one :meth:`abort` (main thread only)."""
+
+        def handle(signum, frame) -> None:  # noqa: ARG001
+            if self._stop_requested:
+                self.abort()
+            else:
+                self.stop()
+
+        previous = {s: signal.signal(s, handle) for s in signals}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    # -- start-up -----------------------------------------------------------------------------------
+    def sweep_abandoned(self) -> int:
+        """Repair runs left ``running`` by a dead launcher; returns how many pipelines were repaired.
+
+        Only pipelines with a run whose holder is a dead process on this host are touched, and only
+        under their lease: a run whose process is alive (or unknown, on another host) is left alone;
+        its own next run repairs it once its lease has expired.
+        """
+        repaired = 0
+        for spec in self.specs:
+            stale = [(run, holder) for run, holder in self.store.running_runs(spec.id) if holder_is_dead(holder)]
+            if not stale:
+                continue
+            try:
+                if self._sync_runner(spec).repair():
+                    repaired += 1
+                else:
+                    log.info("pipeline %s: abandoned runs left for the process that holds its lease", spec.id)
+            except OsmosisError as exc:
+                log.error("pipeline %s: could not repair abandoned runs: %s", spec.id, exc)
+        return repaired
+
+    def register(self) -> list[SyncJob]:
+        """Create or update the sync job of every pipeline; a job whose schedule changed is rescheduled."""
+        now = self._clock()
+        jobs = []
+        for spec in self.specs:
+            job = self.store.get_job(spec.id)
+            changed = False
+            if job is None:
+                job = SyncJob(pipeline_id=spec.id, source_id=spec.id)
+                changed = True
+            if not _same_schedule(job, spec.schedule):
+                job.interval_minutes, job.cron, job.timezone = _schedule_fields(spec.schedule)
+                job.next_run = None
+                changed = True
+            if job.spec_path != spec.path:
+                job.spec_path = spec.path
+                changed = True
+            if job.next_run is None:
+                # A pipeline run before by hand (`osmosis run`) keeps its cadence from that run.
+                last = job.last_run
+                if last is None:
+                    latest = self.store.list_runs(spec.id, limit=1)
+                    last = latest[0].started_at if latest else None
+                job.next_run = next_attempt(
+                    spec.schedule, last, now, failures=job.consecutive_failures, base=self.backoff, cap=self.max_backoff
+                )
+                changed = True
+            if changed:
+                self.store.put_job(job)
+            jobs.append(job)
+        return jobs
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def run(self, *, once: bool = False, max_runs: int | None = None) -> LaunchResult:
+        """Run due pipelines until stopped; ``once``: the ones due now, then return; ``max_runs``: return after N runs."""
+        if max_runs is not None and max_runs < 1:
+            raise ConfigError(f"--max-runs must be at least 1, got {max_runs}")
+        result = LaunchResult()
+        self.sweep_abandoned()
+        self.register()
+        log.info(
+            "launcher started: %d pipelines, concurrency %d%s%s",
+            len(self.specs), self.concurrency, ", once" if once else "", f", max runs {max_runs}" if max_runs else "",
+        )
+        pending_once: set[str] | None = None
+        if once:
+            now = self._clock()
+            pending_once = {j.pipeline_id for j in self._jobs().values() if self._due(j, now)}
+            if not pending_once:
+                log.info("nothing is due now")
+        try:
+            while True:
+                self._reap(result)
+                if self._stop_requested:
+                    break
+                if max_runs is not None and result.runs >= max_runs and not self._running:
+                    break
+                if pending_once is not None and not pending_once and not self._running:
+                    break
+                try:
+                    wait = self._start_due(result, pending_once, max_runs)
+                except OsmosisError as exc:  # e.g. the state store is busy: runs in progress go on
+                    log.warning("could not read the sync jobs (%s); trying again", exc)
+                    wait = 1.0
+                self._wake.wait(max(wait, 0.01))
+                self._wake.clear()
+        except BaseException:
+            # A bug or a KeyboardInterrupt without signal handlers: cancel the runs cleanly first.
+            log.error("launcher stopping on an unexpected error; aborting %d running runs", len(self._running))
+            self.abort()
+            self._drain(result)
+            raise
+        if self._stop_requested:
+            result.stopped = True
+            self._drain(result)
+        log.info(
+            "launcher stopped: %d runs (%d succeeded, %d failed, %d cancelled), %d skipped",
+            result.runs, result.succeeded, result.failed, result.cancelled, result.skipped,
+        )
+        return result
+
+    def _start_due(self, result: LaunchResult, pending_once: set[str] | None, max_runs: int | None) -> float:
+        """Start the due pipelines there is room for (oldest due first); return how long to sleep."""
+        now = self._clock()
+        jobs = self._jobs()
+        wait = _TICK
+        budget = None if max_runs is None else max_runs - result.runs - len(self._running)
+        due = []
+        for spec in self.specs:
+            if spec.id in self._running:
+                continue
+            if pending_once is not None and spec.id not in pending_once:
+                continue
+            job = jobs.get(spec.id)
+            if job is None:  # removed under us (e.g. by hand): register again
+                self.register()
+                job = self._jobs().get(spec.id)
+                if job is None:
+                    continue
+            if self._due(job, now):
+                due.append((self._when(job), spec, job))
+            else:
+                wait = min(wait, max((self._when(job) - now).total_seconds(), 0.0))
+        due.sort(key=lambda item: item[0])
+        for _, spec, job in due:
+            if len(self._running) >= self.concurrency or (budget is not None and budget <= 0):
+                break
+            if pending_once is not None:
+                pending_once.discard(spec.id)
+            self._start(spec, job)
+            if budget is not None:
+                budget -= 1
+        return wait
+
+    def _jobs(self) -> dict[str, SyncJob]:
+        return {j.pipeline_id: j for j in self.store.list_jobs() if j.pipeline_id in self._by_id}
+
+    def _when(self, job: SyncJob) -> dt.datetime:
+        when = job.next_run or self._clock()
+        not_before = self._not_before.get(job.pipeline_id)
+        return max(when, not_before) if not_before else when
+
+    def _due(self, job: SyncJob, now: dt.datetime) -> bool:
+        return self._when(job) <= now
+
+    def _drain(self, result: LaunchResult) -> None:
+        if self._running:
+            log.warning(
+                "stopping: no new runs; waiting up to %s for %d running (%s)",
+                format_duration(self.grace), len(self._running), ", ".join(sorted(self._running)),
+            )
+        deadline = time.monotonic() + self.grace.total_seconds()
+        while self._running and not self._abort_requested and time.monotonic() < deadline:
+            self._wake.wait(min(_TICK, max(deadline - time.monotonic(), 0.0)))
+            self._wake.clear()
+            self._reap(result)
+        if not self._running:
+            return
+        log.warning("aborting %d runs without committing: %s", len(self._running), ", ".join(sorted(self._running)))
+        self._cancel.set()
+        deadline = time.monotonic() + self.abort_timeout
+        while self._running and time.monotonic() < deadline:
+            self._wake.wait(_TICK)
+            self._wake.clear()
+            self._reap(result)
+        if self._running:
+            result.unfinished = len(self._running)
+            log.error(
+                "%d runs did not stop within %ss (%s); their history rows stay 'running' and the next start "
+                "marks them failed", len(self._running), self.abort_timeout, ", ".join(sorted(self._running)),
+            )
+
+    def _reap(self, result: LaunchResult) -> None:
+        while True:
+            try:
+                done = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self._running.pop(done.spec.id, None)
+            setattr(result, done.outcome, getattr(result, done.outcome) + 1)
+
+    # -- one run ------------------------------------------------------------------------------------
+    def _sync_runner(self, spec: PipelineSpec, **hooks: Any):
+        from osmosis_beam.sync import SyncRunner
+
+        return SyncRunner(
+            spec, self.store, home=self.home, runner=self.runner, registry=self.registry,
+            cancel_event=self._cancel, **hooks,
+        )
+
+    def _start(self, spec: PipelineSpec, job: SyncJob) -> None:
+        slot = job.next_run or self._clock()
+        self._not_before.pop(spec.id, None)
+        thread = threading.Thread(target=self._execute, args=(spec, slot), name=f"run-{spec.id}", daemon=True)
+        self._running[spec.id] = thread
+        thread.start()
+
+    def _execute(self, spec: PipelineSpec, slot: dt.datetime) -> None:
+        """One run on its own thread; reports to the loop through ``_done``."""
+        began = time.monotonic()
+        attempt = self._clock()
+        finished = {"job": False}
+
+        def on_start(run: SyncRun) -> None:
+            log.info("start %s run %s window %s", spec.id, run.run_id, run.window if run.window else "(none)")
+
+        def on_done(run: SyncRun | None, error: BaseException | None) -> None:
+            # Still under the lease: another launcher sees the new next run before it can take the lease.
+            self._finish_job(spec, slot, attempt, run, error, time.monotonic() - began)
+            finished["job"] = True
+
+        done = _Done(spec, "failed")
+        try:
+            run = self._sync_runner(spec, on_start=on_start, on_done=on_done).run()
+            done = _Done(spec, "succeeded", run=run)
+        except LeaseHeldError as exc:
+            now = self._clock()
+            self._not_before[spec.id] = next_run(spec.schedule, now, now)
+            held = self._lease_text(spec.id)
+            log.info("skip %s: another run holds its lease%s; next try %s", spec.id, held, format_timestamp(self._not_before[spec.id]))
+            done = _Done(spec, "skipped", error=exc)
+        except BaseException as exc:  # noqa: BLE001 - a run's failure never stops the launcher
+            outcome = "cancelled" if self._cancel.is_set() else "failed"
+            done = _Done(spec, outcome, error=exc)
+            if not finished["job"]:
+                # Failed before it held the lease (e.g. the state store was unreachable).
+                try:
+                    self._finish_job(spec, slot, attempt, None, exc, time.monotonic() - began)
+                except Exception as state_exc:  # noqa: BLE001
+                    log.error("pipeline %s: could not update its sync job: %s", spec.id, state_exc)
+        finally:
+            self._done.put(done)
+            self._wake.set()
+
+    def _lease_text(self, pipeline_id: str) -> str:
+        try:
+            lease = self.store.get_lease(pipeline_id)
+        except OsmosisError:
+            return ""
+        return f" ({lease.holder} until {format_timestamp(lease.expires_at)})" if lease else ""
+
+    def _finish_job(
+        self, spec: PipelineSpec, slot: dt.datetime, attempt: dt.datetime,
+        run: SyncRun | None, error: BaseException | None, seconds: float,
+    ) -> None:
+        now = self._clock()
+        job = self.store.get_job(spec.id) or SyncJob(pipeline_id=spec.id, source_id=spec.id, spec_path=spec.path)
+        job.interval_minutes, job.cron, job.timezone = _schedule_fields(spec.schedule)
+        job.last_run = run.started_at if run is not None else attempt
+        run_id = run.run_id if run is not None else "-"
+        window = run.window if run is not None and run.window is not None else "(none)"
+        if error is None:
+            job.status, job.consecutive_failures = "succeeded", 0
+            job.next_run = next_attempt(spec.schedule, slot, now)
+            log.info(
+                "end %s run %s succeeded window %s read %d written %d dead %d in %.2fs; next %s",
+                spec.id, run_id, window, run.records_read, run.records_written, run.dead_letter, seconds,
+                format_timestamp(job.next_run),
+            )
+        elif self._cancel.is_set():
+            # Not the pipeline's fault: no backoff, and it is due again at the next start.
+            job.status = "cancelled"
+            job.next_run = slot
+            log.warning("end %s run %s cancelled window %s after %.2fs (not committed)", spec.id, run_id, window, seconds)
+        else:
+            job.status = "failed"
+            job.consecutive_failures += 1
+            job.next_run = next_attempt(
+                spec.schedule, slot, now, failures=job.consecutive_failures, base=self.backoff, cap=self.max_backoff
+            )
+            if run is not None and run.error:
+                message = run.error  # redacted by the runner
+            else:
+                message = error.message if isinstance(error, OsmosisError) else f"{type(error).__name__}: {error}"
+            log.warning(
+                "end %s run %s failed window %s after %.2fs: %s; failure %d in a row, backing off %s, next %s",
+                spec.id, run_id, window, seconds, message, job.consecutive_failures,
+                format_duration(backoff_delay(job.consecutive_failures, self.backoff, self.max_backoff)),
+                format_timestamp(job.next_run),
+            )
+        self.store.put_job(job)
