@@ -30,8 +30,9 @@ setup(
         "PyYAML>=6.0",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3"],
-        "gcp": ["apache-beam[gcp]>=2.77.0,<2.78"],
+        # The Dataflow dry-run tests need the GCP libraries, so the test extra brings them.
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "apache-beam[gcp]>=2.77.0,<2.78", "build>=1.0"],
+        "gcp": ["apache-beam[gcp]>=2.77.0,<2.78", "build>=1.0"],
     },
     entry_points={
         "console_scripts": ["osmosis = osmosis_beam.cli:main"],

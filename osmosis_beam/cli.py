@@ -5,6 +5,8 @@ Example::
     osmosis --home ./.osmosis run pipelines/tech_news.yaml
     osmosis history --json
     osmosis validate pipelines/*.yaml
+    osmosis launch --dir pipelines/ --concurrency 4     # runs pipelines when due; SIGTERM stops it
+    osmosis jobs --json
 
 Exit codes: 0 ok; 1 a run, test or connector failed; 2 a config or usage error; 3 skipped because
 another process holds the pipeline's lease; 70 an internal error (run with --debug for the traceback).
@@ -202,6 +204,58 @@ def cmd_sources(args) -> int:
     return 0
 
 
+def cmd_launch(args) -> int:
+    from osmosis_beam.scheduler.launcher import SyncScheduler, load_specs
+    from osmosis_beam.state.store import resolve_home
+
+    timing = {name: _duration(f"--{name.replace('_', '-')}", getattr(args, name)) for name in ("grace", "backoff", "max_backoff")}
+    specs = load_specs(args.pipelines, args.dir)
+    for spec in specs:
+        _SECRETS.extend(spec.secret_values())
+    # The launcher's start/end lines are its output: show them without -v.
+    logging.getLogger("osmosis_beam.scheduler").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    scheduler = SyncScheduler(
+        specs, _store(args), home=resolve_home(args.home), concurrency=args.concurrency, runner=args.runner, **timing
+    )
+    with scheduler.stop_on_signals():
+        result = scheduler.run(once=args.once, max_runs=args.max_runs)
+    # A stop by signal exits 0 (runs it cancelled are in the history as failed); --once / --max-runs
+    # exit 1 when one of their runs failed.
+    return 0 if result.stopped else result.exit_code
+
+
+def cmd_jobs(args) -> int:
+    from osmosis_beam.scheduler.launcher import describe_jobs
+
+    jobs = describe_jobs(_store(args))
+    if args.json:
+        _print_json(jobs)
+        return 0
+    if not jobs:
+        print("no sync jobs yet (a job is saved when the launcher or `osmosis run` first sees a pipeline)")
+        return 0
+    header = ("PIPELINE", "SCHEDULE", "LAST RUN", "NEXT RUN", "STATUS", "FAILURES")
+    rows = []
+    for j in jobs:
+        schedule = j["schedule"] or {}
+        text = f"cron {schedule['cron']} {schedule['timezone']}" if "cron" in schedule else (
+            f"every {schedule['every']}" if "every" in schedule else "-")
+        rows.append((j["pipeline"], text, j["last_run"] or "-", j["next_run"] or "-", j["status"], str(j["consecutive_failures"])))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def _duration(flag: str, text: str):
+    from osmosis_beam.timefmt import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise _usage(f"{flag}: {exc}") from None
+
+
 def _usage(message: str):
     from osmosis_beam.exceptions import ConfigError
 
@@ -252,6 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sources)
+
+    p = sub.add_parser("launch", help="run pipelines when their schedule says they are due")
+    p.add_argument("pipelines", nargs="*", metavar="PIPELINE.yaml")
+    p.add_argument("--dir", metavar="DIR", help="also every *.yaml / *.yml pipeline in DIR")
+    p.add_argument("--once", action="store_true", help="run every pipeline that is due now, then exit")
+    p.add_argument("--max-runs", type=int, metavar="N", help="exit after N runs")
+    p.add_argument("--concurrency", type=int, default=1, metavar="K", help="pipelines running at once (default 1)")
+    p.add_argument("--grace", default="30s", metavar="DURATION",
+                   help="on SIGTERM/SIGINT, how long running runs may finish before they are aborted (default 30s)")
+    p.add_argument("--backoff", default="30s", metavar="DURATION",
+                   help="wait after a pipeline's first failure; doubles per failure in a row (default 30s)")
+    p.add_argument("--max-backoff", default="1h", metavar="DURATION", help="cap of the failure backoff (default 1h)")
+    p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAMLs' runner")
+    p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("jobs", help="the sync jobs: pipeline, schedule, last run, next run, status")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_jobs)
     return parser
 
 

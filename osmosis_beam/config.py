@@ -72,7 +72,9 @@ class Option:
     help: str = ""
 
 
-def _coerce(option: Option, value: Any, path: str, base_dir: Path | None, problems: list[str]) -> Any:
+def _coerce(
+    option: Option, value: Any, path: str, base_dir: Path | None, problems: list[str], env_ref: str | None = None
+) -> Any:
     kind = option.kind
     shown = "***" if option.secret else repr(reveal(value))
     raw = reveal(value)
@@ -141,7 +143,12 @@ def _coerce(option: Option, value: Any, path: str, base_dir: Path | None, proble
         problems.append(f"{path}: must be at least {option.minimum:g}, got {shown}")
         return None
     if option.secret:
-        out = Secret(out)
+        # Remember the ${VAR} text a secret came from (remote workers get that text, not the value),
+        # unless coercion changed the value (then the text alone would not give it back).
+        env_ref = env_ref or getattr(value, "env", None)
+        if env_ref and not (isinstance(out, (int, float)) and not isinstance(out, bool) or out == str(raw)):
+            env_ref = None
+        out = Secret(out, env=env_ref)
     return out
 
 
@@ -152,8 +159,12 @@ def validate_options(
     problems: list[str],
     base_dir: Path | None = None,
     what: str = "option",
+    env_refs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Check ``options`` against ``declared``; append every problem to ``problems``; return the values."""
+    """Check ``options`` against ``declared``; append every problem to ``problems``; return the values.
+
+    ``env_refs`` maps an option's path (``source.password``) to its text as written with ``${VAR}`` s.
+    """
     known = {o.name: o for o in declared}
     values: dict[str, Any] = {}
     for key in options:
@@ -172,17 +183,25 @@ def validate_options(
                 default = type(default)(default)
             values[option.name] = default
             continue
-        values[option.name] = _coerce(option, raw, f"{path}.{option.name}", base_dir, problems)
+        where = f"{path}.{option.name}"
+        values[option.name] = _coerce(option, raw, where, base_dir, problems, (env_refs or {}).get(where))
     return values
 
 
-def interpolate_env(value: Any, path: str, problems: list[str], env: Mapping[str, str] | None = None) -> Any:
+def interpolate_env(
+    value: Any, path: str, problems: list[str], env: Mapping[str, str] | None = None, refs: dict[str, str] | None = None
+) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``value``.
 
-    A reference to an unset variable without a default is a problem at ``path``.
+    A reference to an unset variable without a default is a problem at ``path``. With ``refs``, each
+    string whose ``${VAR}`` s are all set is recorded as ``refs[path] = text`` (defaults dropped), so a
+    secret can travel to remote workers as that text and be resolved there.
     """
     env = os.environ if env is None else env
     if isinstance(value, str):
+        if refs is not None and _ENV_REF.search(value) and all(m.group(1) in env for m in _ENV_REF.finditer(value)):
+            refs[path.lstrip(".")] = _ENV_REF.sub(lambda m: "${%s}" % m.group(1), value)  # defaults dropped
+
         def repl(match: re.Match) -> str:
             name, default = match.group(1), match.group(2)
             if name in env:
@@ -198,9 +217,10 @@ def interpolate_env(value: Any, path: str, problems: list[str], env: Mapping[str
                 return _typed_env(repl(_ENV_REF.fullmatch(value)))
         return _ENV_REF.sub(repl, value)
     if isinstance(value, list):
-        return [interpolate_env(v, f"{path}[{i}]", problems, env) for i, v in enumerate(value)]
+        # Numbered from 1, like steps (``steps[1] (filter): ...``), so one step has one path.
+        return [interpolate_env(v, f"{path}[{i}]", problems, env, refs) for i, v in enumerate(value, start=1)]
     if isinstance(value, dict):
-        return {k: interpolate_env(v, f"{path}.{k}", problems, env) for k, v in value.items()}
+        return {k: interpolate_env(v, f"{path}.{k}", problems, env, refs) for k, v in value.items()}
     return value
 
 
@@ -379,7 +399,8 @@ def parse_pipeline(
     for key in raw:
         if key not in _TOP_KEYS:
             problems.append(f"{key}: unknown key{suggest(key, _TOP_KEYS)}; known: {', '.join(_TOP_KEYS)}")
-    resolved = interpolate_env(raw, "", problems, env)
+    refs: dict[str, str] = {}  # option path -> its ${VAR} text (secrets travel to remote workers as that text)
+    resolved = interpolate_env(raw, "", problems, env, refs)
     problems[:] = [p.lstrip(".") for p in problems]
     # A path whose ${VAR} is unset reports that, not also the empty value it left behind.
     env_paths = {p.split(": ", 1)[0] for p in problems if ": environment variable " in p}
@@ -392,8 +413,8 @@ def parse_pipeline(
     elif not PIPELINE_ID.fullmatch(pid):
         problems.append(f"id: {pid!r} is invalid; use only lowercase letters, digits, '_' and '-'")
 
-    source = _plugin_section(resolved, "source", "connector", registry, problems, base_dir)
-    sink = _plugin_section(resolved, "sink", "sink", registry, problems, base_dir)
+    source = _plugin_section(resolved, "source", "connector", registry, problems, base_dir, refs)
+    sink = _plugin_section(resolved, "sink", "sink", registry, problems, base_dir, refs)
     incremental = _incremental(resolved.get("incremental"), problems)
     steps = _steps(resolved.get("steps"), registry, problems)
     schedule = _schedule(resolved.get("schedule"), problems)
@@ -422,7 +443,7 @@ def parse_pipeline(
     )
 
 
-def _plugin_section(data, section, kind, registry, problems, base_dir):
+def _plugin_section(data, section, kind, registry, problems, base_dir, refs=None):
     body = data.get(section)
     if body is None:
         problems.append(f"{section}: required (a mapping with 'type' and the {kind}'s options)")
@@ -445,7 +466,7 @@ def _plugin_section(data, section, kind, registry, problems, base_dir):
         problems.append(f"{section}.type: {type_name!r} is not a {kind} type (it declares no 'options')")
         return None
     options = {k: v for k, v in body.items() if k != "type"}
-    values = validate_options(options, declared, section, problems, base_dir)
+    values = validate_options(options, declared, section, problems, base_dir, env_refs=refs)
     extra = getattr(cls, "check_options", None)
     if extra is not None:
         for problem in extra(values) or ():

@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -37,20 +38,40 @@ from apache_beam.runners.runner import PipelineState
 from osmosis_beam.config import PipelineSpec
 from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, BaseConnector, ReadWindow
 from osmosis_beam.exceptions import ConfigError, LeaseHeldError, OsmosisError, RunError
-from osmosis_beam.pipeline.pipeline import Pipeline, build_step
-from osmosis_beam.runners import make_pipeline
+from osmosis_beam.pipeline.pipeline import Pipeline, StepContext, build_step
+from osmosis_beam.runners import (
+    check_no_secrets,
+    describe_dataflow_job,
+    is_dry_run,
+    is_remote,
+    job_labels,
+    job_name,
+    job_timeout,
+    make_pipeline,
+    pipeline_options,
+    prepare_for_workers,
+    secret_store,
+)
 from osmosis_beam.secrets import redact_text
 from osmosis_beam.sinks.base import BaseSink
 from osmosis_beam.sinks.jsonl import JSONLSink, WriteJSONL
 from osmosis_beam.sources import DataSourceManager
-from osmosis_beam.state.store import StateStore, new_holder_id
-from osmosis_beam.timefmt import format_timestamp, utcnow
+from osmosis_beam.state.store import StateStore, new_holder_id, resolve_home
+from osmosis_beam.timefmt import format_duration, format_timestamp, utcnow
 from osmosis_beam.types import SyncJob, SyncRun, SyncWindow
 
 __all__ = ["SyncRunner", "run_pipeline", "compute_window"]
 
 log = logging.getLogger(__name__)
 DEFAULT_LEASE_TTL = 60.0
+_CANCEL_GRACE = 10.0  # seconds to wait for a cancelled remote job to report that it stopped
+CANCELLED = "cancelled: the launcher is shutting down and aborted the run before it committed"
+
+# Cancel events of the runs in progress in this process, by token. The in-process runner calls
+# ``p.run()`` synchronously, so a cancelled run is stopped from inside the pipeline: a pass-through
+# step after the read looks its token up here and raises. (Workers in other processes find nothing
+# and never cancel; for those runners ``_wait`` cancels the job through its PipelineResult.)
+_CANCEL_EVENTS: dict[str, threading.Event] = {}
 
 
 def compute_window(
@@ -95,6 +116,21 @@ def compute_window(
     return SyncWindow(lo, hi)
 
 
+class _CancelCheck(beam.DoFn):
+    """Passes batches through; raises when the run's cancel event is set (in-process runners only)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def process(self, batch):
+        event = _CANCEL_EVENTS.get(self._token)
+        if event is not None and event.is_set():
+            exc = RunError(CANCELLED)
+            exc._tagged_with_step = True  # Beam re-raises it as is instead of logging a traceback
+            raise exc
+        yield batch
+
+
 class _Heartbeat(threading.Thread):
     """Renews the lease while the run is in progress."""
 
@@ -134,24 +170,36 @@ class SyncRunner:
         lease_ttl: float = DEFAULT_LEASE_TTL,
         registry=None,
         cancel_event: threading.Event | None = None,
+        on_start: Callable[[SyncRun], None] | None = None,
+        on_done: Callable[[SyncRun | None, BaseException | None], None] | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
-        self.home = Path(home) if home else Path(store.location).parent
+        self.home = Path(home) if home else resolve_home(None)
         self.runner = runner or spec.runner.name
-        self.runner_options = dict(spec.runner.options)
+        # The YAML's runner options belong to the YAML's runner: `--runner direct` leaves dataflow's out.
+        self.runner_options = dict(spec.runner.options) if self.runner == spec.runner.name else {}
         self.runner_options.update(runner_options or {})
         self.beam_args = list(beam_args)
         self.full_refresh = full_refresh
         self.lease_ttl = lease_ttl
         self.registry = registry
         self.cancel_event = cancel_event
+        # Hooks for the launcher: ``on_start(run)`` once the run is in the history (its window known);
+        # ``on_done(run, error)`` after it ends, while the lease is still held (``run`` is the failed run,
+        # or None when it failed before it began; ``error`` is None on success). Hook errors are logged.
+        self.on_start = on_start
+        self.on_done = on_done
+        self.current_run: SyncRun | None = None  # the run in progress (or last run) of this runner
         self.holder = new_holder_id()
         self._secrets = spec.secret_values()
+        self.last_job: dict[str, Any] | None = None  # the job a Dataflow dry run built (describe_dataflow_job)
 
     # -- public ------------------------------------------------------------------------------
     def run(self) -> SyncRun:
         spec, store = self.spec, self.store
+        if self.runner == "dataflow" and is_dry_run(pipeline_options(self.runner, self.runner_options, self.beam_args)):
+            return self._dry_run()
         lease = store.acquire_lease(spec.id, self.holder, self.lease_ttl)
         if lease is None:
             held = store.get_lease(spec.id)
@@ -159,19 +207,56 @@ class SyncRunner:
             raise LeaseHeldError(f"pipeline {spec.id}: skipped, another run holds its lease{who}")
         heartbeat = _Heartbeat(store, spec.id, self.holder, self.lease_ttl)
         heartbeat.start()
+        done: SyncRun | None = None
+        error: BaseException | None = None
         try:
             connector = spec.build_connector(self.registry)
             sink = spec.build_sink(self.registry)
+            self._prepare_job(connector, sink)
             DataSourceManager(store, self.registry).save(spec)
             self._save_job()
             self._repair(sink)
-            return self._run(connector, sink, heartbeat)
+            done = self._run(connector, sink, heartbeat)
+            return done
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
             heartbeat.stop()
+            self._hook(self.on_done, done or self.current_run, error)
             try:
                 store.release_lease(spec.id, self.holder)
             except OsmosisError as exc:  # the lease expires by itself
                 log.warning("pipeline %s: could not release the lease: %s", spec.id, exc)
+
+    def repair(self) -> bool:
+        """Repair runs a dead process left ``running`` (see ``_repair``), without running the pipeline.
+
+        Returns False (and touches nothing) when another process holds the lease: that live process
+        repaired them when it took the lease.
+        """
+        spec, store = self.spec, self.store
+        if store.acquire_lease(spec.id, self.holder, self.lease_ttl) is None:
+            return False
+        try:
+            self._repair(spec.build_sink(self.registry))
+            return True
+        finally:
+            try:
+                store.release_lease(spec.id, self.holder)
+            except OsmosisError as exc:
+                log.warning("pipeline %s: could not release the lease: %s", spec.id, exc)
+
+    def _hook(self, hook: Callable | None, *args: Any) -> None:
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:  # noqa: BLE001 - a hook never changes the run's outcome
+            log.exception("pipeline %s: hook %r failed", self.spec.id, hook)
+
+    def _cancelled(self) -> bool:
+        return self.cancel_event is not None and self.cancel_event.is_set()
 
     # -- the steps ----------------------------------------------------------------------------
     def _save_job(self) -> None:
@@ -216,6 +301,7 @@ class SyncRunner:
             runner=self.runner,
             full_refresh=self.full_refresh,
         )
+        self.current_run = run
         started = time.monotonic()
         dead_sink = self._dead_letter_sink()
         recorded = published = False
@@ -233,6 +319,9 @@ class SyncRunner:
             store.start_run(run, self.holder)
             recorded = True
             log.info("pipeline %s: run %s started, window %s", spec.id, run.run_id, window)
+            self._hook(self.on_start, run)
+            if self._cancelled():
+                raise RunError(CANCELLED)
             skip = (
                 unchanged
                 or window is None
@@ -244,7 +333,9 @@ class SyncRunner:
             if skip:
                 run.note = "source unchanged (not modified)" if unchanged else "empty window: Beam job skipped"
             else:
-                sink.prepare(run.run_id)
+                schema = connector.get_schema() if getattr(sink, "wants_schema", False) else None
+                sink.use_schema(schema)
+                sink.prepare(run.run_id, full_refresh=self.full_refresh)
                 dead_sink.prepare(run.run_id)
                 counts = self._run_beam(connector, sink, dead_sink, window, run.run_id)
                 run.records_read = counts.get("records_read", 0)
@@ -252,6 +343,8 @@ class SyncRunner:
                 run.dead_letter = counts.get("dead_letter", 0)
             if heartbeat.lost:
                 raise RunError(f"pipeline {spec.id}: lost the lease during the run; not committing")
+            if self._cancelled():
+                raise RunError(CANCELLED)
             new_state = connector.end_state(window) if (window is not None and not unchanged) else None
             if window is not None:
                 store.set_pending_state(run.run_id, new_state)
@@ -325,17 +418,26 @@ class SyncRunner:
 
     def _run_beam(self, connector, sink, dead_sink, window: SyncWindow, run_id: str) -> dict[str, int]:
         spec = self.spec
-        p = make_pipeline(self.runner, self.runner_options, self.beam_args)
+        p = make_pipeline(
+            self.runner, self.runner_options, self.beam_args,
+            job_name=job_name(spec.id, run_id), labels=job_labels(spec.id, run_id),
+        )
         split_from = connector.lower_bound(window) if window.lo is None and connector.splittable else None
         read = p | f"Read {spec.source.type}" >> ReadWindow(
             connector, window, splits=spec.read.splits, batch_size=spec.read.batch_size, split_from=split_from
         )
         batches = read.records
+        token = None
+        if self.cancel_event is not None:
+            token = uuid.uuid4().hex
+            _CANCEL_EVENTS[token] = self.cancel_event
+            batches = batches | "Check cancel" >> beam.ParDo(_CancelCheck(token))
         dead = [read[DEAD_LETTER_TAG]]
         if spec.steps:
             chain = Pipeline()
+            context = StepContext(pipeline_id=spec.id, cursor_field=connector.cursor_field, batch_size=spec.read.batch_size)
             for step_spec in spec.steps:
-                chain.add_step(build_step(step_spec, self.registry), label=step_spec.label, on_error=step_spec.on_error)
+                chain.add_step(build_step(step_spec, self.registry, context), label=step_spec.label, on_error=step_spec.on_error)
             out = batches | "Steps" >> chain
             batches = out["records"]
             dead.append(out[DEAD_LETTER_TAG])
@@ -349,29 +451,169 @@ class SyncRunner:
             | "Batch dead letters" >> beam.BatchElements(min_batch_size=1, max_batch_size=500)
             | "Write dead letters" >> WriteJSONL(str(dead_sink.staging_dir(run_id)), counter="dead_letter_written", lenient=True)
         )
-        result = p.run()
-        state = self._wait(result)
+        if is_remote(self.runner):
+            check_no_secrets(p, self._secrets, self.runner)
+        try:
+            if self._cancelled():
+                raise RunError(CANCELLED)
+            try:
+                result = p.run()  # the in-process runner returns when the job is done
+                if self.runner == "dataflow" and is_dry_run(p.options):
+                    self._dry_run_built(result, p.options)
+                    return {}
+                if is_remote(self.runner):
+                    log.info("pipeline %s: run %s submitted to %s as job %s", spec.id, run_id, self.runner, _job_id(result))
+                state = self._wait(result)
+            except Exception:
+                if self._cancelled():
+                    raise RunError(CANCELLED) from None
+                raise
+        finally:
+            if token is not None:
+                _CANCEL_EVENTS.pop(token, None)
         if state != PipelineState.DONE:
             raise RunError(f"the {self.runner} runner finished in state {state}, not DONE")
         return _counts(result)
 
     def _wait(self, result) -> str:
-        if self.cancel_event is None:
-            return result.wait_until_finish()
-        while True:
+        """Wait for the job; cancel it when the run is cancelled, passes ``job_timeout``, or is interrupted.
+
+        ``wait_until_finish`` runs once, on a helper thread (runners differ in whether a timed wait can
+        be repeated), and this thread watches the cancel event and the deadline meanwhile. A remote job
+        is cancelled too when this process is interrupted: its output would never be committed.
+        """
+        remote = is_remote(self.runner)
+        if self.cancel_event is None and not remote:
+            return result.wait_until_finish()  # the in-process runner has finished already
+        timeout = job_timeout(self.runner_options, self.beam_args) if remote else None
+        deadline = time.monotonic() + timeout if timeout else None
+        outcome: dict[str, Any] = {}
+
+        def wait() -> None:
             try:
-                state = result.wait_until_finish(duration=500)
-            except TypeError:  # runners whose wait takes no duration
-                return result.wait_until_finish()
-            if state in (PipelineState.DONE, PipelineState.FAILED, PipelineState.CANCELLED, PipelineState.UPDATED):
-                return state
-            if result.state in (PipelineState.DONE, PipelineState.FAILED, PipelineState.CANCELLED):
-                return result.state
-            if self.cancel_event.is_set():
-                try:
-                    result.cancel()
-                finally:
-                    raise RunError("cancelled")
+                outcome["state"] = result.wait_until_finish()
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                outcome["error"] = exc
+
+        waiter = threading.Thread(target=wait, name=f"wait-{self.spec.id}", daemon=True)
+        waiter.start()
+        try:
+            while waiter.is_alive():
+                waiter.join(0.2)
+                if not waiter.is_alive():
+                    break
+                if self._cancelled():
+                    self._cancel_job(result, waiter, "the run was cancelled")
+                    raise RunError(CANCELLED)
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._cancel_job(result, waiter, "job_timeout passed")
+                    raise RunError(
+                        f"the {self.runner} job {_job_id(result)} did not finish within "
+                        f"{format_duration(dt.timedelta(seconds=timeout))} (runner option job_timeout); cancelled it"
+                    )
+        except (KeyboardInterrupt, SystemExit):
+            if remote:
+                self._cancel_job(result, waiter, "interrupted")
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["state"]
+
+    def _cancel_job(self, result, waiter: threading.Thread, why: str) -> None:
+        """Cancel the job and give the runner a moment to confirm; log what happened."""
+        job = _job_id(result)
+        try:
+            result.cancel()
+        except Exception as exc:  # noqa: BLE001 - the run fails either way
+            log.warning(
+                "pipeline %s: could not cancel the %s job %s (%s): %s; cancel it in the runner's UI",
+                self.spec.id, self.runner, job, why, redact_text(str(exc), self._secrets),
+            )
+            return
+        waiter.join(_CANCEL_GRACE)
+        if waiter.is_alive():
+            log.warning("pipeline %s: asked the %s to cancel job %s (%s); it has not stopped yet", self.spec.id, self.runner, job, why)
+        else:
+            log.warning("pipeline %s: cancelled the %s job %s (%s)", self.spec.id, self.runner, job, why)
+
+    # -- runner checks and dry runs --------------------------------------------------------------
+    def _prepare_job(self, connector: BaseConnector, sink: BaseSink) -> None:
+        """Before anything is recorded: check the runner options, make secrets travel by name only."""
+        pipeline_options(self.runner, self.runner_options, self.beam_args)  # every option problem, at once
+        if self.runner == "dataflow" and callable(getattr(sink, "staging_dir", None)):
+            # File sinks stage on a local path the launcher then renames: Dataflow workers share no disk with it.
+            raise ConfigError(
+                f"sink.type: the {sink.type_name} sink writes files on the machine that runs it, and Dataflow workers "
+                "share no disk with the launcher; use a database sink (postgres, mongodb), or flink/portable with "
+                "a path the launcher and the workers share"
+            )
+        store = secret_store(self.runner_options, self.beam_args) if is_remote(self.runner) else None
+        prepare_for_workers(self.runner, store=store, source=connector, sink=sink)
+        if is_remote(self.runner):
+            foreign = sorted({type(o).__module__ for o in (connector, sink)} - {""})
+            foreign = [m for m in foreign if not m.startswith("osmosis_beam.")]
+            if self.runner == "dataflow":
+                log.warning(
+                    "pipeline %s: Dataflow workers write dead letters to their own disks, which are discarded; "
+                    "on dataflow only the dead-letter count reaches the history", self.spec.id,
+                )
+            if foreign:
+                log.info(
+                    "pipeline %s: %s not part of the osmosis-beam package; workers outside this process need "
+                    "them installed (--extra_package or their container image)", self.spec.id, ", ".join(foreign),
+                )
+
+    def _dry_run(self) -> SyncRun:
+        """Build the Dataflow job for the next window without submitting it; no state is written."""
+        spec = self.spec
+        connector = spec.build_connector(self.registry)
+        sink = spec.build_sink(self.registry)
+        self._prepare_job(connector, sink)
+        run = SyncRun(
+            run_id=f"{utcnow().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
+            pipeline_id=spec.id,
+            status="dry_run",
+            started_at=utcnow(),
+            runner=self.runner,
+            full_refresh=self.full_refresh,
+        )
+        watermark = self.store.get_watermark(spec.id)
+        wm_value, wm_state = (None, {}) if self.full_refresh else (watermark.value, watermark.state)
+        try:
+            connector.connect()
+            connector.begin_run(wm_state)
+            run.window = compute_window(spec, connector, wm_value, connector.source_clock())
+            self._run_beam(connector, sink, self._dead_letter_sink(), run.window, run.run_id)
+        finally:
+            try:
+                connector.disconnect()
+            except Exception:  # noqa: BLE001
+                pass
+        run.finished_at = utcnow()
+        run.note = "dry run: the job was built, not submitted; nothing was read, written or committed"
+        return run
+
+    def _dry_run_built(self, result, options) -> None:
+        """Keep the job a dry run built (``last_job``); write it to ``--dataflow_job_file`` when given."""
+        self.last_job = describe_dataflow_job(result)
+        path = options.get_all_options().get("dataflow_job_file")
+        if self.last_job is not None and path:
+            Path(path).write_text(json.dumps(self.last_job, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        staged = ", ".join(s["name"] for s in (self.last_job or {}).get("staged", ())) or "nothing"
+        log.info(
+            "pipeline %s: dry run built dataflow job %s (staged: %s)%s", self.spec.id,
+            (self.last_job or {}).get("job", {}).get("name", "?"), staged, f"; described in {path}" if path else "",
+        )
+
+def _job_id(result) -> str:
+    """The runner's id for a submitted job (Dataflow job id, job service id), for logs and errors."""
+    job_id = getattr(result, "job_id", None)
+    if callable(job_id):
+        try:
+            job_id = job_id()
+        except Exception:  # noqa: BLE001
+            job_id = None
+    return str(job_id or getattr(result, "_job_id", None) or "?")
 
 
 def _tagged(output: Any, tag: str):
