@@ -102,6 +102,8 @@ class SyncWindow:
     hi: dt.datetime | int
 
     def __post_init__(self) -> None:
+        if self.hi is None:
+            raise ValueError("SyncWindow.hi is required (only lo may be None, meaning no lower bound)")
         for name in ("lo", "hi"):
             value = getattr(self, name)
             if isinstance(value, dt.datetime):

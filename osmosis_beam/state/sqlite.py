@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -96,9 +97,13 @@ class SQLiteStateStore(StateStore):
         except sqlite3.Error as exc:
             raise StateError(f"state store {self.path}: cannot open ({exc})") from None
         conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA busy_timeout = %d" % int(self._timeout * 1000))
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA synchronous = FULL")
+        try:
+            conn.execute("PRAGMA busy_timeout = %d" % int(self._timeout * 1000))
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.DatabaseError as exc:  # "file is not a database": a stray or corrupt file
+            conn.close()
+            raise StateError(f"state store {self.path}: not an osmosis state database ({exc})") from None
         return conn
 
     @contextlib.contextmanager
@@ -128,13 +133,33 @@ class SQLiteStateStore(StateStore):
         finally:
             conn.close()
 
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL journaling, waiting out other processes that open the same new home at once.
+
+        Changing the journal mode does not wait on the busy timeout: it fails at once with "database is
+        locked" while another connection holds a lock, so it is retried here until the timeout.
+        """
+        deadline = time.monotonic() + self._timeout
+        delay = 0.002
+        while True:
+            try:
+                if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StateError(f"state store {self.path}: cannot open ({exc})") from None
+                if time.monotonic() >= deadline:
+                    raise StateError(f"state store {self.path}: {exc} (another process holds it)") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+            except sqlite3.DatabaseError as exc:
+                raise StateError(f"state store {self.path}: not an osmosis state database ({exc})") from None
+
     def _migrate(self) -> None:
         conn = self._connect()
         try:
-            try:
-                conn.execute("PRAGMA journal_mode = WAL")
-            except sqlite3.DatabaseError as exc:
-                raise StateError(f"state store {self.path}: not an osmosis state database ({exc})") from None
+            self._use_wal(conn)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -253,14 +278,14 @@ class SQLiteStateStore(StateStore):
                  int(run.full_refresh), run.note, holder),
             )
 
-    def _finish(self, conn, run: SyncRun) -> None:
+    def _finish(self, conn, run: SyncRun) -> int:
         window = _window_text(run)
-        conn.execute(
+        return conn.execute(
             "UPDATE runs SET status = ?, finished_at = ?, window_lo = ?, window_hi = ?, records_read = ?, "
             "records_written = ?, dead_letter = ?, error = ?, note = ? WHERE run_id = ?",
             (run.status, _ts(run.finished_at), window["lo"], window["hi"], run.records_read, run.records_written,
              run.dead_letter, run.error, run.note, run.run_id),
-        )
+        ).rowcount
 
     def commit_run(self, run, watermark, state) -> None:
         with self._tx() as conn:
@@ -274,7 +299,9 @@ class SQLiteStateStore(StateStore):
                     "updated_at = excluded.updated_at",
                     (run.pipeline_id, value, state_text, _ts(utcnow())),
                 )
-            self._finish(conn, run)
+            if not self._finish(conn, run):
+                # Rolls the watermark back too: it never moves without its run in the history.
+                raise StateError(f"state store {self.path}: run {run.run_id} was never started; watermark not moved")
 
     def set_pending_state(self, run_id, state) -> None:
         with self._tx() as conn:
