@@ -28,6 +28,7 @@ setup(
         "feedparser>=6.0",
         "croniter>=2.0",
         "PyYAML>=6.0",
+        "orjson>=3.9",
     ],
     extras_require={
         # The Dataflow dry-run tests need the GCP libraries, so the test extra brings them.

@@ -352,6 +352,8 @@ class PipelineSpec:
         return cls(self.sink.options, pipeline_id=self.id)
 
 
+#: The runner names (osmosis_beam.runners builds their options; this module must not import Beam).
+RUNNERS = ("direct", "portable", "flink", "dataflow")
 _TOP_KEYS = ("id", "source", "incremental", "steps", "sink", "schedule", "runner", "read", "dead_letter", "description")
 _INCREMENTAL = (
     Option("cursor_field"),
@@ -603,7 +605,6 @@ def _runner(body, problems) -> RunnerSpec:
     if not isinstance(body, Mapping):
         problems.append("runner: must be a runner name or a mapping with 'name' and 'options'")
         return RunnerSpec()
-    from osmosis_beam.runners import RUNNERS
 
     name = body.get("name", "direct")
     for key in body:

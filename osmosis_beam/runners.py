@@ -81,7 +81,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-RUNNERS = ("direct", "portable", "flink", "dataflow")
+from osmosis_beam.config import RUNNERS  # noqa: E402 - the one list of runner names
 REMOTE_RUNNERS = frozenset({"portable", "flink", "dataflow"})
 ENVIRONMENT_TYPES = ("LOOPBACK", "EXTERNAL", "DOCKER", "PROCESS")
 FLINK_VERSIONS = tuple(FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS)

@@ -31,30 +31,11 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import apache_beam as beam
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.runners.runner import PipelineState
-
 from osmosis_beam.config import PipelineSpec
-from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, BaseConnector, ReadWindow
+from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, BaseConnector
 from osmosis_beam.exceptions import ConfigError, LeaseHeldError, OsmosisError, RunError
-from osmosis_beam.pipeline.pipeline import Pipeline, StepContext, build_step
-from osmosis_beam.runners import (
-    check_no_secrets,
-    describe_dataflow_job,
-    is_dry_run,
-    is_remote,
-    job_labels,
-    job_name,
-    job_timeout,
-    make_pipeline,
-    pipeline_options,
-    prepare_for_workers,
-    secret_store,
-)
 from osmosis_beam.secrets import redact_text
 from osmosis_beam.sinks.base import BaseSink
-from osmosis_beam.sinks.jsonl import JSONLSink, WriteJSONL
 from osmosis_beam.sources import DataSourceManager
 from osmosis_beam.state.store import StateStore, new_holder_id, resolve_home
 from osmosis_beam.timefmt import format_duration, format_timestamp, utcnow
@@ -67,11 +48,13 @@ DEFAULT_LEASE_TTL = 60.0
 _CANCEL_GRACE = 10.0  # seconds to wait for a cancelled remote job to report that it stopped
 CANCELLED = "cancelled: the launcher is shutting down and aborted the run before it committed"
 
-# Cancel events of the runs in progress in this process, by token. The in-process runner calls
-# ``p.run()`` synchronously, so a cancelled run is stopped from inside the pipeline: a pass-through
-# step after the read looks its token up here and raises. (Workers in other processes find nothing
-# and never cancel; for those runners ``_wait`` cancels the job through its PipelineResult.)
-_CANCEL_EVENTS: dict[str, threading.Event] = {}
+
+
+def _runners():
+    """The runners module, imported when a job is built (it imports Beam, which takes about a second)."""
+    from osmosis_beam import runners
+
+    return runners
 
 
 def compute_window(
@@ -114,21 +97,6 @@ def compute_window(
     if lo is not None and hi < lo:
         hi = lo
     return SyncWindow(lo, hi)
-
-
-class _CancelCheck(beam.DoFn):
-    """Passes batches through; raises when the run's cancel event is set (in-process runners only)."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def process(self, batch):
-        event = _CANCEL_EVENTS.get(self._token)
-        if event is not None and event.is_set():
-            exc = RunError(CANCELLED)
-            exc._tagged_with_step = True  # Beam re-raises it as is instead of logging a traceback
-            raise exc
-        yield batch
 
 
 class _Heartbeat(threading.Thread):
@@ -194,11 +162,12 @@ class SyncRunner:
         self.holder = new_holder_id()
         self._secrets = spec.secret_values()
         self.last_job: dict[str, Any] | None = None  # the job a Dataflow dry run built (describe_dataflow_job)
+        self._sink_obj: BaseSink | None = None
 
     # -- public ------------------------------------------------------------------------------
     def run(self) -> SyncRun:
         spec, store = self.spec, self.store
-        if self.runner == "dataflow" and is_dry_run(pipeline_options(self.runner, self.runner_options, self.beam_args)):
+        if self.runner == "dataflow" and _runners().is_dry_run(_runners().pipeline_options(self.runner, self.runner_options, self.beam_args)):
             return self._dry_run()
         lease = store.acquire_lease(spec.id, self.holder, self.lease_ttl)
         if lease is None:
@@ -211,12 +180,12 @@ class SyncRunner:
         error: BaseException | None = None
         try:
             connector = spec.build_connector(self.registry)
-            sink = spec.build_sink(self.registry)
-            self._prepare_job(connector, sink)
+            if self.runner != "direct" or self.runner_options or self.beam_args:
+                self._prepare_job(connector, self._sink())
             DataSourceManager(store, self.registry).save(spec)
             self._save_job()
-            self._repair(sink)
-            done = self._run(connector, sink, heartbeat)
+            self._repair()
+            done = self._run(connector, heartbeat)
             return done
         except BaseException as exc:
             error = exc
@@ -239,7 +208,7 @@ class SyncRunner:
         if store.acquire_lease(spec.id, self.holder, self.lease_ttl) is None:
             return False
         try:
-            self._repair(spec.build_sink(self.registry))
+            self._repair()
             return True
         finally:
             try:
@@ -269,9 +238,16 @@ class SyncRunner:
         job.spec_path = self.spec.path
         self.store.put_job(job)
 
-    def _repair(self, sink: BaseSink) -> None:
+    def _sink(self) -> BaseSink:
+        """The pipeline's sink, built when first needed (a run whose window is empty never needs it)."""
+        if self._sink_obj is None:
+            self._sink_obj = self.spec.build_sink(self.registry)
+        return self._sink_obj
+
+    def _repair(self) -> None:
         """Finish runs a dead process left ``running`` (we hold the lease, so their process is gone)."""
         for run, holder in self.store.running_runs(self.spec.id):
+            sink = self._sink()
             if run.window is not None and sink.is_published(run.run_id):
                 run.status = "succeeded"
                 run.finished_at = utcnow()
@@ -287,11 +263,13 @@ class SyncRunner:
                 self.store.fail_run(run)
                 log.warning("pipeline %s: run %s was abandoned by %s; marked failed", self.spec.id, run.run_id, holder)
 
-    def _dead_letter_sink(self) -> JSONLSink:
+    def _dead_letter_sink(self):
+        from osmosis_beam.sinks.jsonl import JSONLSink
+
         path = self.spec.dead_letter_path or str(self.home / "dead_letter" / self.spec.id)
         return JSONLSink({"path": path}, pipeline_id=self.spec.id)
 
-    def _run(self, connector: BaseConnector, sink: BaseSink, heartbeat: _Heartbeat) -> SyncRun:
+    def _run(self, connector: BaseConnector, heartbeat: _Heartbeat) -> SyncRun:
         spec, store = self.spec, self.store
         run = SyncRun(
             run_id=f"{utcnow().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
@@ -303,8 +281,9 @@ class SyncRunner:
         )
         self.current_run = run
         started = time.monotonic()
-        dead_sink = self._dead_letter_sink()
-        recorded = published = False
+        sink: BaseSink | None = None
+        dead_sink = None
+        recorded = published = job_ran = False
         try:
             watermark = store.get_watermark(spec.id)
             wm_value, wm_state = (None, {}) if self.full_refresh else (watermark.value, watermark.state)
@@ -333,10 +312,13 @@ class SyncRunner:
             if skip:
                 run.note = "source unchanged (not modified)" if unchanged else "empty window: Beam job skipped"
             else:
+                sink = self._sink()
+                dead_sink = self._dead_letter_sink()
                 schema = connector.get_schema() if getattr(sink, "wants_schema", False) else None
                 sink.use_schema(schema)
                 sink.prepare(run.run_id, full_refresh=self.full_refresh)
                 dead_sink.prepare(run.run_id)
+                job_ran = True
                 counts = self._run_beam(connector, sink, dead_sink, window, run.run_id)
                 run.records_read = counts.get("records_read", 0)
                 run.records_written = counts.get("records_written", 0)
@@ -346,10 +328,14 @@ class SyncRunner:
             if self._cancelled():
                 raise RunError(CANCELLED)
             new_state = connector.end_state(window) if (window is not None and not unchanged) else None
-            if window is not None:
+            if window is not None and (job_ran or self.full_refresh):
+                if sink is None:  # a full refresh of an empty source still replaces the output
+                    sink = self._sink()
+                    sink.prepare(run.run_id, full_refresh=True)
                 store.set_pending_state(run.run_id, new_state)
                 sink.publish(run.run_id, window_hi=_as_datetime(window.hi), full_refresh=self.full_refresh)
-                dead_sink.publish(run.run_id, window_hi=_as_datetime(window.hi))
+                if dead_sink is not None:
+                    dead_sink.publish(run.run_id, window_hi=_as_datetime(window.hi))
                 published = True
             run.status = "succeeded"
             run.finished_at = utcnow()
@@ -379,6 +365,8 @@ class SyncRunner:
             run.finished_at = utcnow()
             run.error = redact_text(_describe(exc), self._secrets)
             for target in (sink, dead_sink):
+                if target is None:
+                    continue
                 try:
                     target.abort(run.run_id)
                 except Exception as cleanup_exc:  # noqa: BLE001 - the original error matters more
@@ -417,10 +405,17 @@ class SyncRunner:
                 delay *= 2
 
     def _run_beam(self, connector, sink, dead_sink, window: SyncWindow, run_id: str) -> dict[str, int]:
+        import apache_beam as beam
+        from apache_beam.runners.runner import PipelineState
+
+        from osmosis_beam.connectors.read import ReadWindow
+        from osmosis_beam.pipeline.pipeline import CANCEL_EVENTS, CancelCheck, Pipeline, StepContext, build_step
+        from osmosis_beam.sinks.jsonl import WriteJSONL
+
         spec = self.spec
-        p = make_pipeline(
+        p = _runners().make_pipeline(
             self.runner, self.runner_options, self.beam_args,
-            job_name=job_name(spec.id, run_id), labels=job_labels(spec.id, run_id),
+            job_name=_runners().job_name(spec.id, run_id), labels=_runners().job_labels(spec.id, run_id),
         )
         split_from = connector.lower_bound(window) if window.lo is None and connector.splittable else None
         read = p | f"Read {spec.source.type}" >> ReadWindow(
@@ -430,8 +425,8 @@ class SyncRunner:
         token = None
         if self.cancel_event is not None:
             token = uuid.uuid4().hex
-            _CANCEL_EVENTS[token] = self.cancel_event
-            batches = batches | "Check cancel" >> beam.ParDo(_CancelCheck(token))
+            CANCEL_EVENTS[token] = self.cancel_event
+            batches = batches | "Check cancel" >> CancelCheck(token, CANCELLED)
         dead = [read[DEAD_LETTER_TAG]]
         if spec.steps:
             chain = Pipeline()
@@ -451,17 +446,17 @@ class SyncRunner:
             | "Batch dead letters" >> beam.BatchElements(min_batch_size=1, max_batch_size=500)
             | "Write dead letters" >> WriteJSONL(str(dead_sink.staging_dir(run_id)), counter="dead_letter_written", lenient=True)
         )
-        if is_remote(self.runner):
-            check_no_secrets(p, self._secrets, self.runner)
+        if _runners().is_remote(self.runner):
+            _runners().check_no_secrets(p, self._secrets, self.runner)
         try:
             if self._cancelled():
                 raise RunError(CANCELLED)
             try:
                 result = p.run()  # the in-process runner returns when the job is done
-                if self.runner == "dataflow" and is_dry_run(p.options):
+                if self.runner == "dataflow" and _runners().is_dry_run(p.options):
                     self._dry_run_built(result, p.options)
                     return {}
-                if is_remote(self.runner):
+                if _runners().is_remote(self.runner):
                     log.info("pipeline %s: run %s submitted to %s as job %s", spec.id, run_id, self.runner, _job_id(result))
                 state = self._wait(result)
             except Exception:
@@ -470,7 +465,7 @@ class SyncRunner:
                 raise
         finally:
             if token is not None:
-                _CANCEL_EVENTS.pop(token, None)
+                CANCEL_EVENTS.pop(token, None)
         if state != PipelineState.DONE:
             raise RunError(f"the {self.runner} runner finished in state {state}, not DONE")
         return _counts(result)
@@ -482,10 +477,10 @@ class SyncRunner:
         be repeated), and this thread watches the cancel event and the deadline meanwhile. A remote job
         is cancelled too when this process is interrupted: its output would never be committed.
         """
-        remote = is_remote(self.runner)
+        remote = _runners().is_remote(self.runner)
         if self.cancel_event is None and not remote:
             return result.wait_until_finish()  # the in-process runner has finished already
-        timeout = job_timeout(self.runner_options, self.beam_args) if remote else None
+        timeout = _runners().job_timeout(self.runner_options, self.beam_args) if remote else None
         deadline = time.monotonic() + timeout if timeout else None
         outcome: dict[str, Any] = {}
 
@@ -539,7 +534,7 @@ class SyncRunner:
     # -- runner checks and dry runs --------------------------------------------------------------
     def _prepare_job(self, connector: BaseConnector, sink: BaseSink) -> None:
         """Before anything is recorded: check the runner options, make secrets travel by name only."""
-        pipeline_options(self.runner, self.runner_options, self.beam_args)  # every option problem, at once
+        _runners().pipeline_options(self.runner, self.runner_options, self.beam_args)  # every option problem, at once
         if self.runner == "dataflow" and callable(getattr(sink, "staging_dir", None)):
             # File sinks stage on a local path the launcher then renames: Dataflow workers share no disk with it.
             raise ConfigError(
@@ -547,9 +542,9 @@ class SyncRunner:
                 "share no disk with the launcher; use a database sink (postgres, mongodb), or flink/portable with "
                 "a path the launcher and the workers share"
             )
-        store = secret_store(self.runner_options, self.beam_args) if is_remote(self.runner) else None
-        prepare_for_workers(self.runner, store=store, source=connector, sink=sink)
-        if is_remote(self.runner):
+        store = _runners().secret_store(self.runner_options, self.beam_args) if _runners().is_remote(self.runner) else None
+        _runners().prepare_for_workers(self.runner, store=store, source=connector, sink=sink)
+        if _runners().is_remote(self.runner):
             foreign = sorted({type(o).__module__ for o in (connector, sink)} - {""})
             foreign = [m for m in foreign if not m.startswith("osmosis_beam.")]
             if self.runner == "dataflow":
@@ -595,7 +590,7 @@ class SyncRunner:
 
     def _dry_run_built(self, result, options) -> None:
         """Keep the job a dry run built (``last_job``); write it to ``--dataflow_job_file`` when given."""
-        self.last_job = describe_dataflow_job(result)
+        self.last_job = _runners().describe_dataflow_job(result)
         path = options.get_all_options().get("dataflow_job_file")
         if self.last_job is not None and path:
             Path(path).write_text(json.dumps(self.last_job, indent=1, sort_keys=True) + "\n", encoding="utf-8")
@@ -630,6 +625,8 @@ def _as_datetime(value) -> dt.datetime:
 def _counts(result) -> dict[str, int]:
     counts: dict[str, int] = {}
     try:
+        from apache_beam.metrics.metric import MetricsFilter
+
         metrics = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
     except Exception as exc:  # noqa: BLE001 - some runners report no metrics
         log.warning("could not read Beam metrics: %s", exc)

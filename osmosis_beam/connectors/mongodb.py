@@ -68,16 +68,14 @@ import logging
 import uuid
 from typing import Any, ClassVar, Iterator, Mapping
 
-import apache_beam as beam
-
 from osmosis_beam.config import IncrementalSpec, Option, suggest
-from osmosis_beam.connectors.base import BaseConnector, DeadLetter, ReadWindow, cursor_micros
+from osmosis_beam.connectors.base import BaseConnector, DeadLetter, cursor_micros
 from osmosis_beam.exceptions import ConfigError, ConnectorError, FatalConnectorError, RetriableConnectorError
 from osmosis_beam.secrets import redact_text, redact_url, reveal
 from osmosis_beam.timefmt import UTC, from_micros, to_micros, utcnow
 from osmosis_beam.types import Record, SyncWindow
 
-__all__ = ["MongoDBConnector", "ReadFromMongoDB"]
+__all__ = ["MongoDBConnector"]  # and ReadFromMongoDB, loaded on first use
 
 log = logging.getLogger(__name__)
 
@@ -758,21 +756,9 @@ def _raw_summary(raw: bytes) -> dict[str, Any]:
     return out
 
 
-class ReadFromMongoDB(beam.PTransform):
-    """Reads ``window`` from one MongoDB collection as batches of records (the ``records`` output).
+def __getattr__(name: str):
+    if name == "ReadFromMongoDB":  # the Beam transform, imported when asked for (Beam takes ~1 s to import)
+        from osmosis_beam.connectors._mongodb_beam import ReadFromMongoDB
 
-    Arguments are the connector's options (``uri``, ``database``, ``collection``, ``cursor_field``,
-    ``filter``, ``projection``, ``batch_size``, ``timeout``) plus ``window`` and ``splits``; they are
-    checked here, when the pipeline is built. Dead letters come out on ``dead_letter``.
-    """
-
-    def __init__(self, *, window: SyncWindow, splits: int = 4, beam_batch_size: int = 2000, **options: Any) -> None:
-        super().__init__()
-        self._connector = MongoDBConnector(options)
-        self._read = ReadWindow(self._connector, window, splits=splits, batch_size=beam_batch_size)
-
-    def expand(self, pbegin):
-        return pbegin | "Read MongoDB" >> self._read
-
-    def display_data(self) -> dict[str, Any]:
-        return {**self._read.display_data(), **{k: str(v) for k, v in self._connector.display().items()}}
+        return ReadFromMongoDB
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

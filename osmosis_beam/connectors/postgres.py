@@ -292,6 +292,7 @@ class PostgresConnector(BaseConnector):
     """A PostgreSQL table or query, read incrementally on a cursor column over server-side cursors."""
 
     type_name = "postgres"
+    reads_batches = True  # WHERE cursor >= lo AND cursor < hi ORDER BY cursor: the fast read path
     options = (
         Option("dsn", "str", required=True, secret=True,
                help="postgresql://user:password@host:5432/dbname or libpq keywords; put the password in ${ENV}"),
@@ -651,17 +652,25 @@ class PostgresConnector(BaseConnector):
     # -- the read (workers) -------------------------------------------------------------------------
     def read_window(self, lo, hi) -> Iterator[Record | DeadLetter]:
         """The rows whose cursor lies in ``[lo, hi)``, in cursor order, as dicts."""
+        for batch in self.read_window_batches(lo, hi, self.config["fetch_size"]):
+            if isinstance(batch, DeadLetter):
+                yield batch
+            else:
+                yield from batch
+
+    def read_window_batches(self, lo, hi, batch_size: int) -> Iterator[list[Record] | DeadLetter]:
+        """The rows whose cursor lies in ``[lo, hi)``, in cursor order, as lists of dicts."""
         plan = self.plan
         if plan.kind is None:
             # A full read cannot resume after a row Python cannot convert: convert safely from the start.
-            yield from self._read_robust(None, None, [])
+            yield from _batched(self._read_robust(None, None, []), batch_size)
             return
         self._check_bounds(lo, hi)
         if lo is not None and hi <= lo:
             return
-        yield from self._read(plan.select["window" if lo is not None else "from"], lo, hi)
+        yield from self._read(plan.select["window" if lo is not None else "from"], lo, hi, batch_size)
 
-    def _read(self, statement: str, lo, hi) -> Iterator[Record | DeadLetter]:
+    def _read(self, statement: str, lo, hi, batch_size: int) -> Iterator[list[Record] | DeadLetter]:
         conn = self._conn()
         params = self._params(lo, hi)
         names = self.plan.columns
@@ -683,13 +692,14 @@ class PostgresConnector(BaseConnector):
                                     self._what, self.plan.source, exc)
                         cur.close()
                         cur = None
-                        yield from self._read_robust(lo, hi, [dict(zip(names, row)) for row in tail])
+                        robust = self._read_robust(lo, hi, [dict(zip(names, row)) for row in tail])
+                        yield from _batched(robust, batch_size)
                         return
                     if not rows:
                         break
-                    for row in rows:
-                        yield dict(zip(names, row))
                     _update_tail(tail, rows, key)
+                    for i in range(0, len(rows), batch_size):
+                        yield [dict(zip(names, row)) for row in rows[i : i + batch_size]]
             except psycopg2.Error as exc:
                 raise self._fail(exc, "read failed") from None
         finally:
@@ -846,6 +856,21 @@ class PostgresConnector(BaseConnector):
         shown = super().display()
         shown["dsn"] = describe_dsn(self._dsn)
         return shown
+
+
+def _batched(items: Iterable[Record | DeadLetter], size: int) -> Iterator[list[Record] | DeadLetter]:
+    """Records in lists of up to ``size``; dead letters on their own."""
+    batch: list[Record] = []
+    for item in items:
+        if isinstance(item, DeadLetter):
+            yield item
+            continue
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _update_tail(tail: list[tuple], rows: list[tuple], key: int) -> None:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from osmosis_beam.batches import RecordBatch
 from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
 from osmosis_beam.exceptions import OsmosisError, RunError
 from osmosis_beam.types import Record, TransformationStep
@@ -142,7 +143,9 @@ class ApplyStep(beam.PTransform):
         self._on_error = on_error
 
     def expand(self, batches):
-        return batches | beam.ParDo(_StepFn(self._step, self._label, self._on_error)).with_outputs(
+        return batches | beam.ParDo(_StepFn(self._step, self._label, self._on_error)).with_output_types(
+            RecordBatch
+        ).with_outputs(
             DEAD_LETTER_TAG, main="records"
         )
 
@@ -160,7 +163,7 @@ class _RecordTransform(beam.PTransform):
             batches
             | "Unbatch" >> beam.FlatMap(lambda batch: batch)
             | "Apply" >> self._transform
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size)
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size).with_output_types(RecordBatch)
         )
 
 
@@ -265,6 +268,39 @@ class Pipeline(beam.PTransform):
         finally:
             results.close()
             dead.close()
+
+
+# Cancel events of the runs in progress in this process, by token. The in-process runner calls
+# ``p.run()`` synchronously, so a cancelled run is stopped from inside the pipeline: a pass-through
+# step after the read looks its token up here and raises. (Workers in other processes find nothing
+# and never cancel; for those runners the SyncRunner cancels the job through its PipelineResult.)
+CANCEL_EVENTS: dict[str, Any] = {}
+
+
+class _CancelCheckFn(beam.DoFn):
+    def __init__(self, token: str, message: str) -> None:
+        self._token = token
+        self._message = message
+
+    def process(self, batch):
+        event = CANCEL_EVENTS.get(self._token)
+        if event is not None and event.is_set():
+            exc = RunError(self._message)
+            exc._tagged_with_step = True  # Beam re-raises it as is instead of logging a traceback
+            raise exc
+        yield batch
+
+
+class CancelCheck(beam.PTransform):
+    """Passes batches through; fails the job once the run's cancel event (in ``CANCEL_EVENTS``) is set."""
+
+    def __init__(self, token: str, message: str) -> None:
+        super().__init__()
+        self._token = token
+        self._message = message
+
+    def expand(self, batches):
+        return batches | beam.ParDo(_CancelCheckFn(self._token, self._message)).with_output_types(RecordBatch)
 
 
 class _Collector:

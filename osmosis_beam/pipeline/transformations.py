@@ -42,6 +42,7 @@ from typing import Any, Iterable, Mapping
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from osmosis_beam.batches import RecordBatch
 from osmosis_beam.config import suggest
 from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
 from osmosis_beam.exceptions import ConfigError
@@ -922,7 +923,7 @@ class DedupeStep(BatchTransform):
             keyed.keyed
             | "Latest per key" >> beam.CombinePerKey(_LatestFn())
             | "Records" >> beam.Map(lambda kv: kv[1][1])
-            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.batch_size)
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self.batch_size).with_output_types(RecordBatch)
         )
         return {"records": records, DEAD_LETTER_TAG: keyed[DEAD_LETTER_TAG]}
 

@@ -16,12 +16,13 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar, Mapping
-
-import apache_beam as beam
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from osmosis_beam.config import Option
 from osmosis_beam.secrets import Secret
+
+if TYPE_CHECKING:  # Beam is imported only where a job is built
+    import apache_beam as beam
 
 __all__ = ["BaseSink"]
 

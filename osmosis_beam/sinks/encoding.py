@@ -42,7 +42,24 @@ def format_timedelta(value: dt.timedelta) -> str:
     return out
 
 
+def _b64(value: Any) -> str:
+    return base64.b64encode(bytes(value)).decode("ascii")
+
+
+# The common types by exact type first (one dict lookup), then the general isinstance chain.
+_BY_TYPE = {
+    decimal.Decimal: str,
+    dt.datetime: dt.datetime.isoformat,
+    dt.date: dt.date.isoformat,
+    bytes: _b64,
+    uuid.UUID: str,
+}
+
+
 def json_default(value: Any) -> Any:
+    encode = _BY_TYPE.get(value.__class__)
+    if encode is not None:
+        return encode(value)
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, (dt.date, dt.time)):
@@ -65,8 +82,42 @@ def json_default(value: Any) -> Any:
 
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=json_default, allow_nan=False)
+_INFINITIES = (float("inf"), float("-inf"))
+
+try:  # orjson encodes about 5x faster; the stdlib encoder is the reference and the fallback
+    import orjson as _orjson
+
+    _orjson_dumps = _orjson.dumps
+    _ORJSON_ERRORS: tuple[type[BaseException], ...] = (TypeError, _orjson.JSONEncodeError)
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    _orjson_dumps = None
+    _ORJSON_ERRORS = (TypeError,)
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether ``value`` holds a NaN or an infinity anywhere (JSON has no such numbers)."""
+    if value.__class__ is float:
+        return value != value or value in _INFINITIES
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_finite(v) for v in value)
+    return False
+
+
+def dumps_bytes(record: Any) -> bytes:
+    """One record as compact UTF-8 JSON bytes; raises ValueError for NaN/Infinity, TypeError for the unencodable."""
+    if _orjson_dumps is not None:
+        try:
+            out = _orjson_dumps(record, default=json_default)
+        except _ORJSON_ERRORS:
+            out = None  # ints beyond 64 bits, non-text keys, ...: the stdlib encoder decides
+        # orjson writes NaN and infinities as null: only output with a null can hide one.
+        if out is not None and (b"null" not in out or not _has_non_finite(record)):
+            return out
+    return _encoder.encode(record).encode("utf-8")
 
 
 def dumps(record: Any) -> str:
     """One record as compact JSON text (UTF-8 safe, no NaN)."""
-    return _encoder.encode(record)
+    return dumps_bytes(record).decode("utf-8")

@@ -217,7 +217,7 @@ class _ScriptedCollection:
 
 
 def _fn(collection, **options):
-    from osmosis_beam.sinks.mongodb import _WriteMongoFn
+    from osmosis_beam.sinks._mongodb_beam import _WriteMongoFn
 
     options.setdefault("mode", "upsert")
     options.setdefault("key", ("k",))
