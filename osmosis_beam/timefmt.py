@@ -22,6 +22,7 @@ __all__ = [
     "from_micros",
     "parse_timestamp",
     "format_timestamp",
+    "parse_http_date",
     "parse_duration",
     "format_duration",
     "utcnow",
@@ -75,6 +76,19 @@ def parse_timestamp(text: str | dt.datetime | dt.date, *, default_tz: dt.tzinfo 
             raise ValueError(f"timestamp {shown!r} has no time zone: add one (e.g. 'Z' or '+02:00')")
         value = value.replace(tzinfo=default_tz)
     return value.astimezone(UTC)
+
+
+def parse_http_date(value: str | None) -> dt.datetime | None:
+    """An HTTP date header (``Date``, ``Last-Modified``, ``Retry-After``) as UTC, or None when unreadable."""
+    import email.utils
+
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def format_timestamp(value: dt.datetime | None) -> str | None:

@@ -78,6 +78,9 @@ class BaseConnector(DataConnector):
         merged.update(kwargs)
         problems: list[str] = []
         self.config = validate_options(merged, self.options, "source", problems)
+        check = getattr(type(self), "check_options", None)
+        if not problems and check is not None:  # cross-option checks, once each option is valid
+            problems += [f"source.{p}" for p in check(self.config) or ()]
         self.incremental = incremental or IncrementalSpec()
         cursor = self.incremental.cursor_field
         if self.cursor_fields is not None:

@@ -347,9 +347,6 @@ class PostgresConnector(BaseConnector):
 
     def __init__(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
-        problems = self.check_options(self.config)
-        if problems:
-            raise ConfigError(problems=[f"source.{p}" for p in problems])
         if self.cursor_field is None:
             # No cursor: every run reads the whole relation as one piece (pair with an upsert sink).
             self.splittable = False

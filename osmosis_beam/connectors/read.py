@@ -93,6 +93,10 @@ class _ReadWindowFn(beam.DoFn):
     def setup(self) -> None:
         self._connector.connect()
 
+    def _dead_letter(self, letter: DeadLetter):
+        self._dead.inc()
+        return beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, letter.to_dict())
+
     def teardown(self) -> None:
         self._connector.disconnect()
 
@@ -118,8 +122,7 @@ class _ReadWindowFn(beam.DoFn):
         batch: list[Record] = []
         for item in connector.read_window(lo, hi):
             if isinstance(item, DeadLetter):
-                self._dead.inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, item.to_dict())
+                yield self._dead_letter(item)
                 continue
             batch.append(item)
             if len(batch) >= size:
@@ -150,15 +153,12 @@ class _ReadWindowFn(beam.DoFn):
         positions: list[int] = []
         for item in connector.read_window(lo, hi):
             if isinstance(item, DeadLetter):
-                self._dead.inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, item.to_dict())
+                yield self._dead_letter(item)
                 continue
             pos = position(item)
             if pos is None:
-                self._dead.inc()
-                yield beam.pvalue.TaggedOutput(
-                    DEAD_LETTER_TAG,
-                    DeadLetter("read", f"record has no value in cursor field {connector.cursor_field!r}", item).to_dict(),
+                yield self._dead_letter(
+                    DeadLetter("read", f"record has no value in cursor field {connector.cursor_field!r}", item)
                 )
                 continue
             if prev is None:
@@ -202,8 +202,7 @@ class _ReadWindowFn(beam.DoFn):
         prev: int | None = None
         for batch in connector.read_window_batches(lo, hi, self._batch_size):
             if isinstance(batch, DeadLetter):
-                self._dead.inc()
-                yield beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, batch.to_dict())
+                yield self._dead_letter(batch)
                 continue
             if not batch:
                 continue

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import email.utils
 import hashlib
 import logging
 import xml.sax
@@ -39,7 +38,7 @@ from osmosis_beam import __version__
 from osmosis_beam.config import Option
 from osmosis_beam.connectors.base import BaseConnector, DeadLetter
 from osmosis_beam.exceptions import FatalConnectorError, RetriableConnectorError
-from osmosis_beam.timefmt import UTC, parse_timestamp, utcnow
+from osmosis_beam.timefmt import UTC, parse_http_date, parse_timestamp, utcnow
 from osmosis_beam.types import Record, SyncWindow
 
 __all__ = ["RSSConnector"]
@@ -59,14 +58,7 @@ def _struct_to_dt(value) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
 
 
-def _http_date(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+_http_date = parse_http_date
 
 
 # What expat reports when the document ends before its root element is closed.
@@ -102,11 +94,6 @@ class RSSConnector(BaseConnector):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        problems = self.check_options(self.config)
-        if problems:
-            from osmosis_beam.exceptions import ConfigError
-
-            raise ConfigError(problems=[f"source.{p}" for p in problems])
         self._body: bytes | None = None
         self._status: int | None = None
         self._headers: dict[str, str] = {}

@@ -72,7 +72,7 @@ from osmosis_beam import __version__
 from osmosis_beam.config import Option
 from osmosis_beam.connectors.base import BaseConnector, DeadLetter
 from osmosis_beam.exceptions import ConfigError, FatalConnectorError, RetriableConnectorError
-from osmosis_beam.timefmt import UTC, parse_timestamp, utcnow
+from osmosis_beam.timefmt import UTC, parse_http_date, parse_timestamp, utcnow
 from osmosis_beam.types import Record, SyncWindow
 
 __all__ = ["WebConnector"]
@@ -433,14 +433,7 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, (when - utcnow()).total_seconds())
 
 
-def _http_date(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+_http_date = parse_http_date
 
 
 def _check_url(url: str) -> str | None:
@@ -909,7 +902,7 @@ class WebConnector(BaseConnector):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        problems = self.check_options(self.config)
+        problems: list[str] = []
         date_field = self.config["date_field"]
         cursor = date_field or "fetched_at"
         asked = self.incremental.cursor_field
@@ -919,7 +912,7 @@ class WebConnector(BaseConnector):
                 f"({'fetched_at, as no date_field is set' if not date_field else repr(date_field)}), got {asked!r}"
             )
         if problems:
-            raise ConfigError(problems=[p if p.startswith("incremental.") else f"source.{p}" for p in problems])
+            raise ConfigError(problems=problems)
         self.cursor_field = cursor
         config = self.config
         # Credentials in a start URL (https://user:pw@host/) are sent to that origin only, and never

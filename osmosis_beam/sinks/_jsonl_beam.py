@@ -10,7 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
-from osmosis_beam.sinks.encoding import dumps, dumps_bytes
+from osmosis_beam.sinks.encoding import dumps, dumps_batch, dumps_bytes
 from osmosis_beam.sinks.staged import fsync_dir
 
 
@@ -35,7 +35,20 @@ class _WriteJSONLFn(beam.DoFn):
         self._fh = open(self._tmp, "wb")
 
     def process(self, batch):
-        lines = []
+        lines = dumps_batch(batch)
+        if lines is None:
+            lines = []
+            yield from self._careful(batch, lines)
+        if not lines:
+            return
+        if self._fh is None:
+            self._open()
+        self._fh.write(b"\n".join(lines))
+        self._fh.write(b"\n")
+        self._written.inc(len(lines))
+
+    def _careful(self, batch, lines):
+        """Record by record: what cannot be encoded goes to the dead letters (or as text, when lenient)."""
         for record in batch:
             try:
                 lines.append(dumps_bytes(record))
@@ -47,13 +60,6 @@ class _WriteJSONLFn(beam.DoFn):
                 yield beam.pvalue.TaggedOutput(
                     DEAD_LETTER_TAG, DeadLetter("sink: jsonl", f"cannot encode as JSON: {exc}", repr(record)).to_dict()
                 )
-        if not lines:
-            return
-        if self._fh is None:
-            self._open()
-        self._fh.write(b"\n".join(lines))
-        self._fh.write(b"\n")
-        self._written.inc(len(lines))
 
     def finish_bundle(self) -> None:
         if self._fh is None:

@@ -41,6 +41,9 @@ class BaseSink:
         merged.update(kwargs)
         problems: list[str] = []
         self.config = validate_options(merged, self.options, "sink", problems)
+        check = getattr(type(self), "check_options", None)
+        if not problems and check is not None:  # cross-option checks, once each option is valid
+            problems += [f"sink.{p}" for p in check(self.config) or ()]
         if problems:
             raise ConfigError(problems=problems)
         self.pipeline_id = pipeline_id

@@ -118,6 +118,26 @@ def dumps_bytes(record: Any) -> bytes:
     return _encoder.encode(record).encode("utf-8")
 
 
+def dumps_batch(records: list) -> list[bytes] | None:
+    """Every record of a batch as JSON bytes in one pass, or None when one needs the careful path.
+
+    The fast path of the JSONL sink: orjson on each record without a Python call in between; a batch
+    with a record orjson refuses, or whose output could hide a NaN (it has a null), returns None and
+    the caller encodes record by record with :func:`dumps_bytes`.
+    """
+    if _orjson_dumps is None:
+        return None
+    default = json_default
+    try:
+        lines = [_orjson_dumps(r, default=default) for r in records]
+    except _ORJSON_ERRORS:
+        return None
+    for line, record in zip(lines, records):
+        if b"null" in line and _has_non_finite(record):
+            return None
+    return lines
+
+
 def dumps(record: Any) -> str:
     """One record as compact JSON text (UTF-8 safe, no NaN)."""
     return dumps_bytes(record).decode("utf-8")

@@ -313,10 +313,8 @@ class ParquetSink(StagedFileSink):
         except ConfigError as exc:  # report the schema's problems too: every problem at once
             schema = {**(options or {}), **kwargs}.get("schema")
             extra = self.check_options({"schema": schema}) if isinstance(schema, Mapping) else []
-            raise ConfigError(problems=exc.problems + [f"sink.{p}" for p in extra]) from None
-        problems = self.check_options(self.config)
-        if problems:
-            raise ConfigError(problems=[f"sink.{p}" for p in problems])
+            extra = [f"sink.{p}" for p in extra if f"sink.{p}" not in exc.problems]
+            raise ConfigError(problems=exc.problems + extra) from None
 
     def write(self, run_id: str):
         from osmosis_beam.sinks._parquet_beam import WriteParquet

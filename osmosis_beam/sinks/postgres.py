@@ -45,7 +45,7 @@ from psycopg2 import sql
 
 from osmosis_beam.config import Option
 from osmosis_beam.connectors.postgres import describe_dsn, dsn_params, open_connection, parse_table_name, quoted
-from osmosis_beam.exceptions import ConfigError, ConnectorError, SinkError
+from osmosis_beam.exceptions import ConnectorError, SinkError
 from osmosis_beam.secrets import redact_text, reveal
 from osmosis_beam.sinks.base import BaseSink
 
@@ -304,9 +304,6 @@ class PostgresSink(BaseSink):
 
     def __init__(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
-        problems = self.check_options(self.config)
-        if problems:
-            raise ConfigError(problems=[f"sink.{p}" for p in problems])
         self.mode = self.config.get("mode") or ("upsert" if self.config.get("key") else "append")
         self._schema_types: dict[str, str] = {}
         self._staged: dict[str, bool] = {}  # run_id -> staged, for runs prepared by this object
