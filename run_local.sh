@@ -41,8 +41,11 @@ demo() {
   local home="${OSMOSIS_HOME:-pipelines/.osmosis}"
   echo ">> osmosis run pipelines/tech_news.yaml   (feed served at $DEMO_FEED_URL, home $home)"
   "$VENV/bin/osmosis" --home "$home" run pipelines/tech_news.yaml
-  echo ">> output files under pipelines/data/tech_news:"
-  find pipelines/data/tech_news -name 'part-*.jsonl' -not -path '*/_*' | sort | sed 's/^/   /'
+  local output="${DEMO_OUTPUT:-pipelines/data/tech_news}"
+  echo ">> output files under $output:"
+  if [ -d "$output" ]; then
+    find "$output" -name 'part-*.jsonl' -not -path '*/_*' | sort | sed 's/^/   /'
+  fi
   echo ">> osmosis history"
   "$VENV/bin/osmosis" --home "$home" history --pipeline tech_news
 }
