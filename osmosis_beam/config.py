@@ -423,6 +423,10 @@ def parse_pipeline(
     runner = _runner(resolved.get("runner"), problems)
     read = _read(resolved.get("read"), problems)
     dead_letter = _dead_letter(resolved.get("dead_letter"), problems, base_dir)
+    if source is not None and not problems:
+        # Problems that need the source's options and `incremental` together (a cursor the connector does
+        # not support, a cursor it requires): build the connector once, offline, and report them now.
+        problems += _connector_problems(registry, source, incremental)
 
     if env_paths:
         problems[:] = [
@@ -475,6 +479,19 @@ def _plugin_section(data, section, kind, registry, problems, base_dir, refs=None
             problems.append(f"{section}.{problem}")
     spec_cls = SourceSpec if section == "source" else SinkSpec
     return spec_cls(type=str(type_name), options=values)
+
+
+def _connector_problems(registry, source: SourceSpec, incremental: IncrementalSpec) -> list[str]:
+    from osmosis_beam.connectors.base import BaseConnector
+
+    cls = registry.lookup("connector", source.type)
+    if not (isinstance(cls, type) and issubclass(cls, BaseConnector)):
+        return []  # a plug-in with its own constructor: checked when it is built
+    try:
+        cls(dict(source.options), incremental=incremental)
+    except ConfigError as exc:
+        return list(exc.problems)
+    return []
 
 
 def _incremental(body, problems) -> IncrementalSpec:

@@ -590,3 +590,15 @@ def test_secret_options_are_wrapped_and_never_shown():
         parse_pipeline(base(source={"type": "vault", "pin": 987654}), env={}, registry=registry)
     assert info.value.problems == ["source.pin: must be one of 1, 2, got ***"]
     assert "987654" not in str(info.value)
+
+
+def test_validate_reports_cursor_problems_the_connector_finds():
+    # These need the source's options and `incremental` together: the connector is built offline at validation.
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline({"id": "r", "source": {"type": "rss", "url": "http://x/feed"},
+                        "incremental": {"cursor_field": "created"}, "sink": {"type": "jsonl", "path": "/tmp/o"}})
+    assert info.value.problems == ["incremental.cursor_field: rss supports updated, published, got 'created'"]
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline({"id": "m", "source": {"type": "mongodb", "uri": "mongodb://127.0.0.1:1/", "database": "d",
+                                              "collection": "c"}, "sink": {"type": "jsonl", "path": "/tmp/o"}})
+    assert any(p.startswith("source.cursor_field: required") for p in info.value.problems)
