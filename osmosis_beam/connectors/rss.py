@@ -207,6 +207,12 @@ class RSSConnector(BaseConnector):
         server = _http_date(self._headers.get("date"))
         return min(server, now) if server is not None else now
 
+    def window_is_empty(self, window: SyncWindow) -> bool:
+        """The feed is already parsed on the launcher: a window with nothing new needs no Beam job."""
+        for _ in self.read_window(window.lo, window.hi):
+            return False  # a record, or a dead letter to write
+        return True
+
     def end_state(self, window: SyncWindow) -> dict[str, Any] | None:
         if window.lo is not None and window.is_empty:
             # The runner skips the read for an empty window: nothing was delivered, so keep the state of

@@ -738,3 +738,22 @@ def test_cli_run_prints_the_summary_last(feed_server, tmp_path, home, osmosis_cl
     assert summary["window"]["lo"] is None and dt.datetime.fromisoformat(summary["window"]["hi"]).tzinfo is not None
     assert ids(read_jsonl_dir(tmp_path / "out")) == ids(_expected("rss20.xml", feed_server.origin, feed_server.url("")))
     assert SQLiteStateStore(home / "state.db").get_watermark("news").state["etag"] == '"v1"'
+
+
+def test_a_changed_feed_with_nothing_new_in_the_window_runs_no_beam_job(clock, feed_server, tmp_path, home, request):
+    feed_server.set("/f.xml", (FEEDS / "rss20.xml").read_bytes(), etag='"v1"')
+    sync = Sync(tmp_path, home, feed_server.url("/f.xml"))
+    first = sync.run()
+    clock.now = T0 + dt.timedelta(hours=1)
+    assert first.records_written == 3
+    # The document changes (new ETag, a new channel description) but holds no new entry.
+    body = (FEEDS / "rss20.xml").read_bytes().replace(b"</channel>", b"<ttl>60</ttl></channel>")
+    feed_server.set("/f.xml", body, etag='"v2"')
+    request.getfixturevalue("no_beam")
+    second = sync.run()
+    assert (second.status, second.records_read, second.records_written) == ("succeeded", 0, 0)
+    assert "empty window" in second.note
+    assert sync.watermark().value == second.window.hi > first.window.hi
+    assert sync.watermark().state["etag"] == '"v2"'  # the new validator is remembered
+    (only,) = sync.published_dirs()
+    assert only.endswith(first.run_id)
