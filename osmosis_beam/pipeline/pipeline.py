@@ -75,6 +75,20 @@ class BatchTransform(beam.PTransform):
         return step
 
 
+def apply_record_function(fn: Callable[[Record], Any], records: Iterable[Record]) -> list[Record]:
+    """Apply a record function to a batch: it returns a record, None to drop it, or a list of records."""
+    out: list[Record] = []
+    for record in records:
+        result = fn(record)
+        if result is None:
+            continue
+        if isinstance(result, list):
+            out.extend(result)
+        else:
+            out.append(result)
+    return out
+
+
 class _FunctionStep(TransformationStep):
     """A plain function as a step: record -> record, None to drop it, or a list of records."""
 
@@ -85,16 +99,7 @@ class _FunctionStep(TransformationStep):
         self._fn = fn
 
     def process(self, records):
-        out: list[Record] = []
-        for record in records:
-            result = self._fn(record)
-            if result is None:
-                continue
-            if isinstance(result, list):
-                out.extend(result)
-            else:
-                out.append(result)
-        return out
+        return apply_record_function(self._fn, records)
 
 
 class _StepFn(beam.DoFn):

@@ -46,7 +46,7 @@ from osmosis_beam.batches import RecordBatch
 from osmosis_beam.config import suggest
 from osmosis_beam.connectors.base import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
 from osmosis_beam.exceptions import ConfigError
-from osmosis_beam.pipeline.pipeline import BatchTransform, StepContext, StepFailed
+from osmosis_beam.pipeline.pipeline import BatchTransform, StepContext, StepFailed, apply_record_function
 from osmosis_beam.sinks.encoding import dumps, json_default
 from osmosis_beam.timefmt import UTC, parse_timestamp
 from osmosis_beam.types import Record, TransformationStep
@@ -981,13 +981,4 @@ class PythonStep(_ConfiguredStep):
         impl = self._impl
         if isinstance(impl, TransformationStep):
             return impl.process(records)
-        out: list[Record] = []
-        for record in records:
-            result = impl(record)
-            if result is None:
-                continue
-            if isinstance(result, list):
-                out.extend(result)
-            else:
-                out.append(result)
-        return out
+        return apply_record_function(impl, records)
