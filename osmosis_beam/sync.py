@@ -37,7 +37,7 @@ from osmosis_beam.exceptions import ConfigError, LeaseHeldError, OsmosisError, R
 from osmosis_beam.secrets import redact_text
 from osmosis_beam.sinks.base import BaseSink
 from osmosis_beam.sources import DataSourceManager
-from osmosis_beam.state.store import StateStore, new_holder_id, resolve_home
+from osmosis_beam.state.store import StateStore, new_holder_id
 from osmosis_beam.timefmt import format_duration, format_timestamp, utcnow
 from osmosis_beam.types import SyncJob, SyncRun, SyncWindow
 
@@ -143,7 +143,7 @@ class SyncRunner:
     ) -> None:
         self.spec = spec
         self.store = store
-        self.home = Path(home) if home else resolve_home(None)
+        self.home = Path(home) if home else store.default_home()
         self.runner = runner or spec.runner.name
         # The YAML's runner options belong to the YAML's runner: `--runner direct` leaves dataflow's out.
         self.runner_options = dict(spec.runner.options) if self.runner == spec.runner.name else {}
@@ -269,28 +269,35 @@ class SyncRunner:
         path = self.spec.dead_letter_path or str(self.home / "dead_letter" / self.spec.id)
         return JSONLSink({"path": path}, pipeline_id=self.spec.id)
 
-    def _run(self, connector: BaseConnector, heartbeat: _Heartbeat) -> SyncRun:
-        spec, store = self.spec, self.store
-        run = SyncRun(
+    def _new_run(self, status: str) -> SyncRun:
+        return SyncRun(
             run_id=f"{utcnow().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
-            pipeline_id=spec.id,
-            status="running",
+            pipeline_id=self.spec.id,
+            status=status,
             started_at=utcnow(),
             runner=self.runner,
             full_refresh=self.full_refresh,
         )
+
+    def _open_window(self, connector: BaseConnector) -> tuple[Any, SyncWindow]:
+        """Read the watermark, open the source for this run, and fix the window from the source's clock."""
+        watermark = self.store.get_watermark(self.spec.id)
+        wm_value, wm_state = (None, {}) if self.full_refresh else (watermark.value, watermark.state)
+        connector.connect()
+        connector.begin_run(wm_state)
+        return wm_value, compute_window(self.spec, connector, wm_value, connector.source_clock())
+
+    def _run(self, connector: BaseConnector, heartbeat: _Heartbeat) -> SyncRun:
+        spec, store = self.spec, self.store
+        run = self._new_run("running")
         self.current_run = run
         started = time.monotonic()
         sink: BaseSink | None = None
         dead_sink = None
         recorded = published = job_ran = False
         try:
-            watermark = store.get_watermark(spec.id)
-            wm_value, wm_state = (None, {}) if self.full_refresh else (watermark.value, watermark.state)
-            connector.connect()
-            connector.begin_run(wm_state)
+            wm_value, window = self._open_window(connector)
             unchanged = connector.unchanged()
-            window = compute_window(spec, connector, wm_value, connector.source_clock())
             if unchanged:
                 # Nothing was read: keep the watermark where it is (no window was covered).
                 window = SyncWindow(wm_value, wm_value) if wm_value is not None else None
@@ -562,22 +569,11 @@ class SyncRunner:
         """Build the Dataflow job for the next window without submitting it; no state is written."""
         spec = self.spec
         connector = spec.build_connector(self.registry)
-        sink = spec.build_sink(self.registry)
+        sink = self._sink()
         self._prepare_job(connector, sink)
-        run = SyncRun(
-            run_id=f"{utcnow().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
-            pipeline_id=spec.id,
-            status="dry_run",
-            started_at=utcnow(),
-            runner=self.runner,
-            full_refresh=self.full_refresh,
-        )
-        watermark = self.store.get_watermark(spec.id)
-        wm_value, wm_state = (None, {}) if self.full_refresh else (watermark.value, watermark.state)
+        run = self._new_run("dry_run")
         try:
-            connector.connect()
-            connector.begin_run(wm_state)
-            run.window = compute_window(spec, connector, wm_value, connector.source_clock())
+            _, run.window = self._open_window(connector)
             self._run_beam(connector, sink, self._dead_letter_sink(), run.window, run.run_id)
         finally:
             try:

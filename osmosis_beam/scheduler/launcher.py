@@ -203,7 +203,7 @@ class SyncScheduler:
         if not self.specs:
             raise ConfigError("launch: none of the pipelines has a schedule (add e.g. schedule: {every: 15m})")
         self.store = store
-        self.home = Path(home) if home else Path(store.location).parent
+        self.home = Path(home) if home else store.default_home()
         self.concurrency = concurrency
         self.grace = grace
         self.backoff = backoff

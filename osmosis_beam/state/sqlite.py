@@ -188,6 +188,10 @@ class SQLiteStateStore(StateStore):
         finally:
             conn.close()
 
+    def default_home(self) -> Path:
+        """The folder of the state file is the home."""
+        return self.path.parent
+
     def schema_version(self) -> int:
         with self._read() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()

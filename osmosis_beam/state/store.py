@@ -146,6 +146,10 @@ class StateStore(abc.ABC):
     def close(self) -> None:
         """Release connections."""
 
+    def default_home(self) -> Path:
+        """The home (dead letters, ...) for runs on this store when none is given: ``$OSMOSIS_HOME`` or ``./.osmosis``."""
+        return resolve_home(None)
+
 
 def resolve_home(home: str | os.PathLike | None = None) -> Path:
     """``--home DIR``, else ``$OSMOSIS_HOME``, else ``./.osmosis``."""
