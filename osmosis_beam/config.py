@@ -40,6 +40,7 @@ __all__ = [
     "load_pipeline",
     "parse_pipeline",
     "validate_options",
+    "add_check_problems",
     "interpolate_env",
     "suggest",
 ]
@@ -186,6 +187,23 @@ def validate_options(
         where = f"{path}.{option.name}"
         values[option.name] = _coerce(option, raw, where, base_dir, problems, (env_refs or {}).get(where))
     return values
+
+
+def add_check_problems(cls: Any, values: Mapping[str, Any], section: str, problems: list[str]) -> None:
+    """Run ``cls.check_options(values)`` (cross-option checks) and add what it finds to ``problems``.
+
+    An option that already has a problem reads as None in ``values``; what the check then says about it
+    (say, "required") would only repeat that problem in other words, so it is left out.
+    """
+    check = getattr(cls, "check_options", None)
+    if check is None:
+        return
+    known = {p.split(":", 1)[0] for p in problems}
+    for problem in check(values) or ():
+        path = f"{section}.{problem}"
+        option = path.split(":", 1)[0].split("[", 1)[0]
+        if path not in problems and option not in known:
+            problems.append(path)
 
 
 def interpolate_env(
@@ -473,10 +491,7 @@ def _plugin_section(data, section, kind, registry, problems, base_dir, refs=None
         return None
     options = {k: v for k, v in body.items() if k != "type"}
     values = validate_options(options, declared, section, problems, base_dir, env_refs=refs)
-    extra = getattr(cls, "check_options", None)
-    if extra is not None:
-        for problem in extra(values) or ():
-            problems.append(f"{section}.{problem}")
+    add_check_problems(cls, values, section, problems)
     spec_cls = SourceSpec if section == "source" else SinkSpec
     return spec_cls(type=str(type_name), options=values)
 

@@ -71,16 +71,14 @@ class BaseConnector(DataConnector):
         pipeline_id: str = "",
         **kwargs: Any,
     ) -> None:
-        from osmosis_beam.config import validate_options
+        from osmosis_beam.config import add_check_problems, validate_options
         from osmosis_beam.exceptions import ConfigError
 
         merged = dict(options or {})
         merged.update(kwargs)
         problems: list[str] = []
         self.config = validate_options(merged, self.options, "source", problems)
-        check = getattr(type(self), "check_options", None)
-        if not problems and check is not None:  # cross-option checks, once each option is valid
-            problems += [f"source.{p}" for p in check(self.config) or ()]
+        add_check_problems(type(self), self.config, "source", problems)
         self.incremental = incremental or IncrementalSpec()
         cursor = self.incremental.cursor_field
         if self.cursor_fields is not None:

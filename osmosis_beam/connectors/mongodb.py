@@ -352,7 +352,6 @@ class MongoDBConnector(BaseConnector):
         except ConfigError as exc:
             problems += exc.problems
         config = getattr(self, "config", {}) or {}
-        problems += [f"source.{p}" for p in self.check_options(config)]
         option_cursor = config.get("cursor_field")
         spec_cursor = (incremental or IncrementalSpec()).cursor_field
         if option_cursor and spec_cursor and option_cursor != spec_cursor:

@@ -34,16 +34,14 @@ class BaseSink:
     options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, pipeline_id: str = "", **kwargs: Any) -> None:
-        from osmosis_beam.config import validate_options
+        from osmosis_beam.config import add_check_problems, validate_options
         from osmosis_beam.exceptions import ConfigError
 
         merged = dict(options or {})
         merged.update(kwargs)
         problems: list[str] = []
         self.config = validate_options(merged, self.options, "sink", problems)
-        check = getattr(type(self), "check_options", None)
-        if not problems and check is not None:  # cross-option checks, once each option is valid
-            problems += [f"sink.{p}" for p in check(self.config) or ()]
+        add_check_problems(type(self), self.config, "sink", problems)
         if problems:
             raise ConfigError(problems=problems)
         self.pipeline_id = pipeline_id

@@ -58,7 +58,7 @@ from typing import Any, Mapping
 
 from osmosis_beam.config import Option
 from osmosis_beam.connectors.mongodb import _EXTJSON_KEYS, _new_client, from_extjson, scrub
-from osmosis_beam.exceptions import ConfigError, ConnectorError, SinkError
+from osmosis_beam.exceptions import ConnectorError, SinkError
 from osmosis_beam.secrets import Secret, redact_url, reveal
 from osmosis_beam.sinks.base import BaseSink
 from osmosis_beam.sinks.encoding import dumps, format_timedelta, json_default
@@ -260,14 +260,7 @@ class MongoDBSink(BaseSink):
     )
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, pipeline_id: str = "", **kwargs: Any) -> None:
-        problems: list[str] = []
-        try:
-            super().__init__(options, pipeline_id=pipeline_id, **kwargs)
-        except ConfigError as exc:
-            problems += exc.problems
-        problems += [f"sink.{p}" for p in self.check_options(getattr(self, "config", {}) or {})]
-        if problems:
-            raise ConfigError(problems=problems)
+        super().__init__(options, pipeline_id=pipeline_id, **kwargs)
         self.key: tuple[str, ...] = tuple(self.config.get("key") or ())
 
     @classmethod

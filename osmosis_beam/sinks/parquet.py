@@ -307,14 +307,6 @@ class ParquetSink(StagedFileSink):
                 problems += exc.problems
         return problems
 
-    def __init__(self, options: Mapping[str, Any] | None = None, *, pipeline_id: str = "", **kwargs: Any) -> None:
-        try:
-            super().__init__(options, pipeline_id=pipeline_id, **kwargs)
-        except ConfigError as exc:  # report the schema's problems too: every problem at once
-            schema = {**(options or {}), **kwargs}.get("schema")
-            extra = self.check_options({"schema": schema}) if isinstance(schema, Mapping) else []
-            extra = [f"sink.{p}" for p in extra if f"sink.{p}" not in exc.problems]
-            raise ConfigError(problems=exc.problems + extra) from None
 
     def write(self, run_id: str):
         from osmosis_beam.sinks._parquet_beam import WriteParquet
