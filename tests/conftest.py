@@ -11,15 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.http_fixtures import FeedServer  # noqa: F401  (re-exported for tests)
+from tests.services import unavailable
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _unavailable(what: str, reason: str):
-    if IN_CI:
-        pytest.fail(f"{what} is required under CI=true but cannot be had: {reason}", pytrace=False)
-    pytest.skip(f"{what} unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -29,12 +23,12 @@ def pg_server():
 
     ok, reason = available()
     if not ok:
-        _unavailable("PostgreSQL", reason)
+        unavailable("PostgreSQL", reason)
     server = PostgresServer()
     try:
         server.start()
     except Exception as exc:  # noqa: BLE001 - reported as the reason
-        _unavailable("PostgreSQL", str(exc))
+        unavailable("PostgreSQL", str(exc))
     yield server
     server.stop()
 
@@ -57,12 +51,12 @@ def mongo_server():
 
     ok, reason = available(install=True)
     if not ok:
-        _unavailable("MongoDB-wire server", reason)
+        unavailable("MongoDB-wire server", reason)
     server = MongoServer()
     try:
         server.start()
     except Exception as exc:  # noqa: BLE001
-        _unavailable("MongoDB-wire server", str(exc))
+        unavailable("MongoDB-wire server", str(exc))
     yield server
     server.stop()
 

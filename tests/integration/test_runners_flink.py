@@ -34,6 +34,7 @@ from osmosis_beam.state.sqlite import SQLiteStateStore
 from osmosis_beam.sync import SyncRunner
 from osmosis_beam.timefmt import parse_timestamp
 from tests.integration.test_runners_portable import BeamServices
+from tests.services import unavailable
 
 SYNTH = "tests.integration.synthetic:SyntheticConnector"
 
@@ -111,9 +112,7 @@ def job_service(tmp_path_factory):
         services.start()
     except Exception as exc:  # noqa: BLE001
         services.stop()
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"Beam job service required under CI=true: {exc}", pytrace=False)
-        pytest.skip(f"Beam job service unavailable: {exc}")
+        unavailable("Beam job service", str(exc))
     yield services
     services.stop()
 
@@ -135,6 +134,8 @@ def _real_flink() -> dict:
     master = os.environ.get("OSMOSIS_FLINK_MASTER")
     jar = os.environ.get("OSMOSIS_FLINK_JOB_SERVER_JAR")
     if not (master and jar):
+        # Opt-in even under CI: Beam's Flink job-server jar comes only from Maven, which these machines cannot
+        # reach (issue 8), so no run here can start a Flink cluster. Everything short of one is tested above.
         pytest.skip("no Flink cluster: set OSMOSIS_FLINK_MASTER=host:port and OSMOSIS_FLINK_JOB_SERVER_JAR=/path/to/"
                     "beam-runners-flink-<version>-job-server-2.77.0.jar to run this test")
     version = os.environ.get("OSMOSIS_FLINK_VERSION")

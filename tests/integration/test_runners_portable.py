@@ -30,6 +30,7 @@ from osmosis_beam.sinks.jsonl import read_jsonl_dir
 from osmosis_beam.state.sqlite import SQLiteStateStore
 from osmosis_beam.sync import SyncRunner
 from osmosis_beam.timefmt import from_micros, parse_timestamp, to_micros
+from tests.services import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -165,9 +166,7 @@ def beam_services(tmp_path_factory):
         services.start()
     except Exception as exc:  # noqa: BLE001 - reported as the reason
         services.stop()
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"Beam job service required under CI=true: {exc}", pytrace=False)
-        pytest.skip(f"Beam job service unavailable: {exc}")
+        unavailable("Beam job service", str(exc))
     yield services
     services.stop()
 
