@@ -148,7 +148,24 @@ def _evaluate(code, record: Record, scope: dict[str, Any] | None = None) -> Any:
 
 
 class _ConfiguredStep(TransformationStep):
-    """A built-in step: ``from_config`` builds it from YAML, ``check_config`` reports every problem."""
+    """A built-in step: ``from_config`` builds it from YAML, ``check_config`` reports every problem.
+
+    A step that holds compiled state (code objects, loaded functions) names in ``_rebuilt_from`` the
+    attribute it was built from: it travels to workers as that value alone and is rebuilt there.
+    """
+
+    _rebuilt_from: str | None = None
+
+    def __getstate__(self):
+        if self._rebuilt_from is None:
+            return self.__dict__
+        return {self._rebuilt_from: getattr(self, self._rebuilt_from)}
+
+    def __setstate__(self, state):
+        if self._rebuilt_from is None:
+            self.__dict__.update(state)
+        else:
+            self.__init__(state[self._rebuilt_from])
 
     @classmethod
     def from_config(cls, config: Any) -> "_ConfiguredStep":
@@ -190,17 +207,12 @@ class FilterStep(_ConfiguredStep):
     """Keep the records for which a Python expression is true."""
 
     name = "filter"
+    _rebuilt_from = "expression"
 
     def __init__(self, expression: str) -> None:
         super().__init__()
         self.expression = expression
         self._code = compile_expression(expression, "filter")
-
-    def __getstate__(self):
-        return {"expression": self.expression, "name": self.name}
-
-    def __setstate__(self, state):
-        self.__init__(state["expression"])
 
     def process(self, records):
         code = self._code
@@ -211,6 +223,7 @@ class MapStep(_ConfiguredStep):
     """Set or compute fields from expressions, in order (later ones see earlier results); other fields are kept."""
 
     name = "map"
+    _rebuilt_from = "fields"
 
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__()
@@ -226,12 +239,6 @@ class MapStep(_ConfiguredStep):
         _raise(problems)
         self.fields = dict(fields)
         self._codes = codes
-
-    def __getstate__(self):
-        return {"fields": self.fields}
-
-    def __setstate__(self, state):
-        self.__init__(state["fields"])
 
     def process(self, records):
         out = []
@@ -503,6 +510,7 @@ class CastStep(_ConfiguredStep):
     """
 
     name = "cast"
+    _rebuilt_from = "fields"
 
     def __init__(self, fields: Mapping[str, str]) -> None:
         super().__init__()
@@ -518,12 +526,6 @@ class CastStep(_ConfiguredStep):
         _raise(problems)
         self.fields = dict(fields)
         self._casts = casts
-
-    def __getstate__(self):
-        return {"fields": self.fields}
-
-    def __setstate__(self, state):
-        self.__init__(state["fields"])
 
     def process(self, records):
         out = []
@@ -933,6 +935,7 @@ class PythonStep(_ConfiguredStep):
     """A user function ``module:callable`` (record -> record, None to drop, or a list) or a TransformationStep class."""
 
     name = "python"
+    _rebuilt_from = "target"
 
     def __init__(self, target: str) -> None:
         super().__init__()
@@ -964,12 +967,6 @@ class PythonStep(_ConfiguredStep):
         if not callable(obj):
             raise ConfigError(f"python: {self.target!r} is not callable")
         return obj
-
-    def __getstate__(self):
-        return {"target": self.target}
-
-    def __setstate__(self, state):
-        self.__init__(state["target"])
 
     def setup(self) -> None:
         if self._impl is None:
