@@ -195,6 +195,34 @@ def quoted(conn: Any, composable: sql.Composable) -> sql.SQL:
     return sql.SQL(composable.as_string(conn).replace("%", "%%"))
 
 
+def check_dsn_and_tables(
+    values: Mapping[str, Any], tables: Iterable[str], column_lists: Iterable[str], problems: list[str]
+) -> None:
+    """Offline checks shared by the connector and the sink: the DSN parses, table names parse,
+    and every list of column names is non-empty text."""
+    dsn = reveal(values.get("dsn"))
+    if dsn:
+        try:
+            dsn_params(dsn)
+        except ValueError as exc:
+            problems.append(f"dsn: not a valid PostgreSQL DSN ({exc}); use postgresql://user@host:5432/dbname")
+    for name in tables:
+        table = values.get(name)
+        if table:
+            try:
+                parse_table_name(table)
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+    for name in column_lists:
+        items = values.get(name)
+        if items is not None:
+            if not items:
+                problems.append(f"{name}: must not be empty")
+            for item in items:
+                if not isinstance(item, str) or not item:
+                    problems.append(f"{name}: column names must be non-empty text, got {item!r}")
+
+
 def _bytes_caster(value, cur):
     return None if value is None else bytes(psycopg2.BINARY(value, cur))
 
@@ -323,26 +351,13 @@ class PostgresConnector(BaseConnector):
             problem = _check_query(query)
             if problem:
                 problems.append(f"query: {problem}")
-        dsn = reveal(values.get("dsn"))
-        if dsn:
-            try:
-                dsn_params(dsn)
-            except ValueError as exc:
-                problems.append(f"dsn: not a valid PostgreSQL DSN ({exc}); use postgresql://user@host:5432/dbname")
+        check_dsn_and_tables(values, (), ("primary_key", "columns"), problems)
         tz = values.get("timezone")
         if tz:
             try:
                 zoneinfo.ZoneInfo(tz)
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
                 problems.append(f"timezone: unknown time zone {tz!r}; use an IANA name like UTC or Europe/Paris")
-        for name in ("primary_key", "columns"):
-            items = values.get(name)
-            if items is not None:
-                if not items:
-                    problems.append(f"{name}: must not be empty")
-                for item in items:
-                    if not isinstance(item, str) or not item:
-                        problems.append(f"{name}: column names must be non-empty text, got {item!r}")
         return problems
 
     def __init__(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:

@@ -44,7 +44,13 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from osmosis_beam.config import Option
-from osmosis_beam.connectors.postgres import describe_dsn, dsn_params, open_connection, parse_table_name, quoted
+from osmosis_beam.connectors.postgres import (
+    check_dsn_and_tables,
+    describe_dsn,
+    open_connection,
+    parse_table_name,
+    quoted,
+)
 from osmosis_beam.exceptions import ConnectorError, SinkError
 from osmosis_beam.secrets import redact_text, reveal
 from osmosis_beam.sinks.base import BaseSink
@@ -279,27 +285,9 @@ class PostgresSink(BaseSink):
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> list[str]:
         problems: list[str] = []
-        table = values.get("table")
-        if table:
-            try:
-                parse_table_name(table)
-            except ValueError as exc:
-                problems.append(f"table: {exc}")
-        key = values.get("key")
-        if key is not None:
-            if not key:
-                problems.append("key: must not be empty")
-            for item in key:
-                if not isinstance(item, str) or not item:
-                    problems.append(f"key: column names must be non-empty text, got {item!r}")
-        if values.get("mode") == "upsert" and not key:
+        check_dsn_and_tables(values, ("table",), ("key",), problems)
+        if values.get("mode") == "upsert" and not values.get("key"):
             problems.append("key: required for mode upsert (the columns that identify a row), or set mode: append")
-        dsn = reveal(values.get("dsn"))
-        if dsn:
-            try:
-                dsn_params(dsn)
-            except ValueError as exc:
-                problems.append(f"dsn: not a valid PostgreSQL DSN ({exc}); use postgresql://user@host:5432/dbname")
         return problems
 
     def __init__(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
