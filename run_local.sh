@@ -15,7 +15,7 @@ setup_venv() {
   fi
   local extra="$1"
   local stamp="$VENV/.osmosis-installed$extra"
-  if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+  if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo ">> installing osmosis-beam$extra into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".$extra" >&2

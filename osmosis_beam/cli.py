@@ -40,7 +40,7 @@ class _DropNoise(logging.Filter):
 class _Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if _SECRETS:
-            from osmosis_beam.secrets import redact_text
+            from osmosis_beam.core.secrets import redact_text
 
             record.msg = redact_text(record.getMessage(), _SECRETS)
             record.args = ()
@@ -81,8 +81,8 @@ def _print_json(data: Any) -> None:
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    from osmosis_beam.sync import SyncRunner
     from osmosis_beam.state.store import resolve_home
+    from osmosis_beam.sync.runner import SyncRunner
 
     spec = _load(args.pipeline)
     store = _store(args)
@@ -123,7 +123,7 @@ def cmd_history(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from osmosis_beam.exceptions import ConfigError
+    from osmosis_beam.core.errors import ConfigError
 
     failed = 0
     for path in args.pipelines:
@@ -177,7 +177,7 @@ def cmd_connectors(args) -> int:
 
 
 def cmd_sources(args) -> int:
-    from osmosis_beam.sources import DataSourceManager
+    from osmosis_beam.state.sources import DataSourceManager
 
     manager = DataSourceManager(_store(args))
     if args.action == "list":
@@ -247,7 +247,7 @@ def cmd_jobs(args) -> int:
 
 
 def _duration(flag: str, text: str):
-    from osmosis_beam.timefmt import parse_duration
+    from osmosis_beam.core.timefmt import parse_duration
 
     try:
         return parse_duration(text)
@@ -256,7 +256,7 @@ def _duration(flag: str, text: str):
 
 
 def _usage(message: str):
-    from osmosis_beam.exceptions import ConfigError
+    from osmosis_beam.core.errors import ConfigError
 
     return ConfigError(message)
 
@@ -342,8 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _invoke(func: Callable, args) -> int:
-    from osmosis_beam.exceptions import ConfigError, OsmosisError
-    from osmosis_beam.secrets import redact_text
+    from osmosis_beam.core.errors import ConfigError, OsmosisError
+    from osmosis_beam.core.secrets import redact_text
 
     try:
         return func(args)

@@ -22,8 +22,8 @@ import threading
 from importlib import metadata
 from typing import Any
 
-from osmosis_beam.config import suggest
-from osmosis_beam.exceptions import ConfigError
+from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.options import suggest
 
 __all__ = ["ConnectorRegistry", "default_registry", "ENTRY_POINT_GROUPS", "KINDS"]
 
@@ -38,29 +38,29 @@ ENTRY_POINT_GROUPS = {
 # Built-in types, by import path so that a connector's driver is imported only when it is used.
 _BUILTINS: dict[str, dict[str, str]] = {
     "connector": {
-        "rss": "osmosis_beam.connectors.rss:RSSConnector",
-        "postgres": "osmosis_beam.connectors.postgres:PostgresConnector",
-        "mongodb": "osmosis_beam.connectors.mongodb:MongoDBConnector",
-        "web": "osmosis_beam.connectors.web:WebConnector",
+        "rss": "osmosis_beam.io.rss.source:RSSConnector",
+        "postgres": "osmosis_beam.io.postgres.source:PostgresConnector",
+        "mongodb": "osmosis_beam.io.mongodb.source:MongoDBConnector",
+        "web": "osmosis_beam.io.web.source:WebConnector",
     },
     "sink": {
-        "jsonl": "osmosis_beam.sinks.jsonl:JSONLSink",
-        "postgres": "osmosis_beam.sinks.postgres:PostgresSink",
-        "mongodb": "osmosis_beam.sinks.mongodb:MongoDBSink",
-        "parquet": "osmosis_beam.sinks.parquet:ParquetSink",
+        "jsonl": "osmosis_beam.io.files.jsonl:JSONLSink",
+        "postgres": "osmosis_beam.io.postgres.sink:PostgresSink",
+        "mongodb": "osmosis_beam.io.mongodb.sink:MongoDBSink",
+        "parquet": "osmosis_beam.io.files.parquet:ParquetSink",
     },
     "step": {
-        "filter": "osmosis_beam.pipeline.transformations:FilterStep",
-        "map": "osmosis_beam.pipeline.transformations:MapStep",
-        "select": "osmosis_beam.pipeline.transformations:SelectStep",
-        "drop": "osmosis_beam.pipeline.transformations:DropStep",
-        "rename": "osmosis_beam.pipeline.transformations:RenameStep",
-        "python": "osmosis_beam.pipeline.transformations:PythonStep",
-        "cast": "osmosis_beam.pipeline.transformations:CastStep",
-        "dedupe": "osmosis_beam.pipeline.transformations:DedupeStep",
-        "flatten": "osmosis_beam.pipeline.transformations:FlattenStep",
-        "explode": "osmosis_beam.pipeline.transformations:ExplodeStep",
-        "html_to_text": "osmosis_beam.pipeline.transformations:HtmlToTextStep",
+        "filter": "osmosis_beam.steps.expressions:FilterStep",
+        "map": "osmosis_beam.steps.expressions:MapStep",
+        "select": "osmosis_beam.steps.fields:SelectStep",
+        "drop": "osmosis_beam.steps.fields:DropStep",
+        "rename": "osmosis_beam.steps.fields:RenameStep",
+        "python": "osmosis_beam.steps.python:PythonStep",
+        "cast": "osmosis_beam.steps.cast:CastStep",
+        "dedupe": "osmosis_beam.steps.dedupe:DedupeStep",
+        "flatten": "osmosis_beam.steps.reshape:FlattenStep",
+        "explode": "osmosis_beam.steps.reshape:ExplodeStep",
+        "html_to_text": "osmosis_beam.steps.text:HtmlToTextStep",
     },
 }
 

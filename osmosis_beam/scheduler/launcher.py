@@ -8,7 +8,7 @@ launchers on one home from running the same pipeline at once.
 Example::
 
     from osmosis_beam.scheduler.launcher import SyncScheduler, load_specs
-    from osmosis_beam.state import open_store
+    from osmosis_beam.state.store import open_store
     scheduler = SyncScheduler(load_specs(["pipelines/tech_news.yaml"]), open_store(home=".osmosis"))
     with scheduler.stop_on_signals():         # SIGTERM / SIGINT: finish within the grace period, exit
         result = scheduler.run(max_runs=3)    # LaunchResult(runs=3, succeeded=3, ...)
@@ -38,11 +38,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from osmosis_beam.config import PipelineSpec, ScheduleSpec, load_pipeline
-from osmosis_beam.exceptions import ConfigError, LeaseHeldError, OsmosisError
-from osmosis_beam.scheduler.schedule import DEFAULT_BACKOFF, DEFAULT_MAX_BACKOFF, backoff_delay, next_attempt, next_run
+from osmosis_beam.core.errors import ConfigError, LeaseHeldError, OsmosisError
+from osmosis_beam.core.models import SyncJob, SyncRun
+from osmosis_beam.core.timefmt import format_duration, format_timestamp, utcnow
+from osmosis_beam.scheduler.schedule import (
+    DEFAULT_BACKOFF,
+    DEFAULT_MAX_BACKOFF,
+    backoff_delay,
+    next_attempt,
+    next_run,
+)
 from osmosis_beam.state.store import StateStore, holder_is_dead
-from osmosis_beam.timefmt import format_duration, format_timestamp, utcnow
-from osmosis_beam.types import SyncJob, SyncRun
 
 __all__ = ["SyncScheduler", "LaunchResult", "load_specs", "describe_jobs", "DEFAULT_GRACE"]
 
@@ -434,7 +440,7 @@ class SyncScheduler:
 
     # -- one run ------------------------------------------------------------------------------------
     def _sync_runner(self, spec: PipelineSpec, **hooks: Any):
-        from osmosis_beam.sync import SyncRunner
+        from osmosis_beam.sync.runner import SyncRunner
 
         return SyncRunner(
             spec, self.store, home=self.home, runner=self.runner, registry=self.registry,

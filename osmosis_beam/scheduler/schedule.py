@@ -16,8 +16,8 @@ import zoneinfo
 from croniter import croniter
 
 from osmosis_beam.config import ScheduleSpec
-from osmosis_beam.exceptions import ScheduleError
-from osmosis_beam.timefmt import UTC
+from osmosis_beam.core.errors import ScheduleError
+from osmosis_beam.core.timefmt import UTC
 
 __all__ = ["next_run", "is_due", "backoff_delay", "next_attempt", "DEFAULT_BACKOFF", "DEFAULT_MAX_BACKOFF"]
 

@@ -10,7 +10,7 @@ process on this host that no longer exists).
 
 Example::
 
-    from osmosis_beam.state import open_store
+    from osmosis_beam.state.store import open_store
     store = open_store(url="postgresql://osmosis:secret@db:5432/ops?schema=osmosis")
     lease = store.acquire_lease("orders", holder="host-a:1234:abcd", ttl=60)
     store.get_watermark("orders")
@@ -26,11 +26,19 @@ import psycopg2
 import psycopg2.extensions
 from psycopg2 import sql
 
-from osmosis_beam.exceptions import StateError
-from osmosis_beam.secrets import redact_text, redact_url
-from osmosis_beam.state.store import Lease, SourceRecord, StateStore, Watermark, holder_is_dead, window_of
-from osmosis_beam.timefmt import utcnow
-from osmosis_beam.types import SyncJob, SyncRun, format_bound, parse_bound
+from osmosis_beam.core.errors import StateError
+from osmosis_beam.core.models import SyncJob, SyncRun
+from osmosis_beam.core.secrets import redact_text, redact_url
+from osmosis_beam.core.timefmt import utcnow
+from osmosis_beam.core.window import format_bound, parse_bound
+from osmosis_beam.state.store import (
+    Lease,
+    SourceRecord,
+    StateStore,
+    Watermark,
+    holder_is_dead,
+    window_of,
+)
 
 __all__ = ["PostgresStateStore", "SCHEMA_VERSION", "DEFAULT_SCHEMA"]
 

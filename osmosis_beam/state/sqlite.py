@@ -20,10 +20,18 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from osmosis_beam.exceptions import StateError
-from osmosis_beam.state.store import Lease, SourceRecord, StateStore, Watermark, holder_is_dead, window_of
-from osmosis_beam.timefmt import format_timestamp, parse_timestamp, utcnow
-from osmosis_beam.types import SyncJob, SyncRun, format_bound, parse_bound
+from osmosis_beam.core.errors import StateError
+from osmosis_beam.core.models import SyncJob, SyncRun
+from osmosis_beam.core.timefmt import format_timestamp, parse_timestamp, utcnow
+from osmosis_beam.core.window import format_bound, parse_bound
+from osmosis_beam.state.store import (
+    Lease,
+    SourceRecord,
+    StateStore,
+    Watermark,
+    holder_is_dead,
+    window_of,
+)
 
 __all__ = ["SQLiteStateStore", "SCHEMA_VERSION"]
 

@@ -20,7 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from osmosis_beam.types import SyncJob, SyncRun, SyncWindow
+from osmosis_beam.core.models import SyncJob, SyncRun
+from osmosis_beam.core.window import SyncWindow
 
 __all__ = ["StateStore", "Lease", "Watermark", "open_store", "resolve_home", "new_holder_id", "SourceRecord"]
 
@@ -159,7 +160,7 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path:
 
 def open_store(home: str | os.PathLike | None = None, url: str | None = None) -> StateStore:
     """The state store: ``url`` (or ``$OSMOSIS_STATE_URL``) when given, else SQLite under the home."""
-    from osmosis_beam.exceptions import ConfigError
+    from osmosis_beam.core.errors import ConfigError
 
     url = url or os.environ.get("OSMOSIS_STATE_URL")
     if url:
@@ -180,7 +181,7 @@ def open_store(home: str | os.PathLike | None = None, url: str | None = None) ->
 
 
 def window_of(lo: str | None, hi: str | None) -> SyncWindow | None:
-    from osmosis_beam.types import parse_bound
+    from osmosis_beam.core.window import parse_bound
 
     if hi is None:
         return None

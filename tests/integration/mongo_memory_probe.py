@@ -28,10 +28,10 @@ def main(argv: list[str]) -> int:
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-    from osmosis_beam.connectors.base import ReadWindow
-    from osmosis_beam.connectors.mongodb import MongoDBConnector
-    from osmosis_beam.timefmt import from_micros, parse_timestamp, to_micros
-    from osmosis_beam.types import SyncWindow
+    from osmosis_beam.core.timefmt import from_micros, parse_timestamp, to_micros
+    from osmosis_beam.core.window import SyncWindow
+    from osmosis_beam.io.mongodb.source import MongoDBConnector
+    from osmosis_beam.io.read import ReadWindow
 
     sys.stdin.readline()  # imports done while the caller fills the collection; go on its word
     hi = parse_timestamp(hi_text)

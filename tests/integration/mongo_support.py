@@ -30,13 +30,13 @@ class MongoDB:
         return self.client[self.name]
 
     def source(self, collection: str, **options: Any):
-        from osmosis_beam.connectors.mongodb import MongoDBConnector
+        from osmosis_beam.io.mongodb.source import MongoDBConnector
 
         options.setdefault("cursor_field", "ts")
         return MongoDBConnector({"uri": self.uri, "database": self.name, "collection": collection, **options})
 
     def sink(self, collection: str, **options: Any):
-        from osmosis_beam.sinks.mongodb import MongoDBSink
+        from osmosis_beam.io.mongodb.sink import MongoDBSink
 
         return MongoDBSink({"uri": self.uri, "database": self.name, "collection": collection, **options})
 

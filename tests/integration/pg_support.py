@@ -24,10 +24,9 @@ import psycopg2
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from osmosis_beam.config import IncrementalSpec
-from osmosis_beam.connectors.base import ReadWindow
-from osmosis_beam.connectors.postgres import PostgresConnector
-from osmosis_beam.types import SyncWindow
+from osmosis_beam.core.window import IncrementalSpec, SyncWindow
+from osmosis_beam.io.postgres.source import PostgresConnector
+from osmosis_beam.io.read import ReadWindow
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)

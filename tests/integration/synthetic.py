@@ -10,10 +10,10 @@ import datetime as dt
 import os
 import time
 
-from osmosis_beam.config import Option
-from osmosis_beam.connectors.base import BaseConnector
-from osmosis_beam.exceptions import RetriableConnectorError
-from osmosis_beam.timefmt import parse_timestamp, to_micros, from_micros
+from osmosis_beam.core.errors import RetriableConnectorError
+from osmosis_beam.core.options import Option
+from osmosis_beam.core.timefmt import from_micros, parse_timestamp, to_micros
+from osmosis_beam.io.base import BaseConnector
 
 
 class SyntheticConnector(BaseConnector):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osmosis_beam.sinks.jsonl import read_jsonl_dir
+from osmosis_beam.io.files.jsonl import read_jsonl_dir
 from osmosis_beam.state.sqlite import SQLiteStateStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.exceptions import RunError
-from osmosis_beam.sinks.jsonl import read_jsonl_dir
+from osmosis_beam.core.errors import RunError
+from osmosis_beam.core.timefmt import format_timestamp, parse_timestamp, utcnow
+from osmosis_beam.io.files.jsonl import read_jsonl_dir
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.sync import SyncRunner
-from osmosis_beam.timefmt import format_timestamp, parse_timestamp, utcnow
+from osmosis_beam.sync.runner import SyncRunner
 
 SYNTH = "tests.integration.synthetic:SyntheticConnector"
 ROOT = Path(__file__).resolve().parents[2]

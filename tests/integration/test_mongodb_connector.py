@@ -10,15 +10,30 @@ import uuid
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson import (
+    Binary,
+    Code,
+    DBRef,
+    Decimal128,
+    Int64,
+    MaxKey,
+    MinKey,
+    ObjectId,
+    Regex,
+    Timestamp,
+)
 
-from osmosis_beam.config import IncrementalSpec
-from osmosis_beam.connectors.base import ReadWindow
-from osmosis_beam.connectors.mongodb import MongoDBConnector, ReadFromMongoDB
-from osmosis_beam.exceptions import ConfigError, FatalConnectorError, RetriableConnectorError
-from osmosis_beam.sinks.encoding import dumps
-from osmosis_beam.timefmt import to_micros
-from osmosis_beam.types import SyncWindow
+from osmosis_beam.core.encoding import dumps
+from osmosis_beam.core.errors import (
+    ConfigError,
+    FatalConnectorError,
+    RetriableConnectorError,
+)
+from osmosis_beam.core.timefmt import to_micros
+from osmosis_beam.core.window import IncrementalSpec, SyncWindow
+from osmosis_beam.io.mongodb.source import MongoDBConnector
+from osmosis_beam.io.mongodb.transforms import ReadFromMongoDB
+from osmosis_beam.io.read import ReadWindow
 from tests.integration.mongo_support import BASE, UTC, at, mongo_db, run_beam  # noqa: F401  (fixture)
 
 PASSWORD = "s3cr3t-Pa55"
@@ -105,16 +120,16 @@ def test_split_window_reads_every_document_exactly_once_through_beam(mongo_db):
 
 def test_read_from_mongodb_transform_checks_arguments_when_built(mongo_db):
     with pytest.raises(ConfigError) as err:
-        ReadFromMongoDB(window=SyncWindow(at(0), at(1)), uri=f"mysql://u:{PASSWORD}@h/db", database="d",
+        ReadFromMongoDB(since=at(0), until=at(1), uri=f"mysql://u:{PASSWORD}@h/db", database="d",
                         collection="c", cursor_field="ts")
     assert "mongodb://" in str(err.value) and PASSWORD not in str(err.value)
 
     mongo_db.db.events.insert_many([{"ts": at(s), "s": s} for s in range(10)])
 
     def build(p):
-        out = p | ReadFromMongoDB(window=SyncWindow(at(2), at(5)), splits=2, uri=mongo_db.uri,
+        out = p | ReadFromMongoDB(since=at(2), until=at(5), splits=2, uri=mongo_db.uri,
                                   database=mongo_db.name, collection="events", cursor_field="ts")
-        assert_that(out.records | beam.FlatMap(lambda b: [r["s"] for r in b]), equal_to([2, 3, 4]))
+        assert_that(out | beam.Map(lambda r: r["s"]), equal_to([2, 3, 4]))
 
     run_beam(build)
 

@@ -9,12 +9,23 @@ import uuid
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson import (
+    Binary,
+    Code,
+    Decimal128,
+    Int64,
+    MaxKey,
+    MinKey,
+    ObjectId,
+    Regex,
+    Timestamp,
+)
 
-from osmosis_beam.connectors.base import ReadWindow
-from osmosis_beam.exceptions import ConfigError, SinkError
-from osmosis_beam.sinks.mongodb import MongoDBSink, WriteToMongoDB
-from osmosis_beam.types import SyncWindow
+from osmosis_beam.core.errors import ConfigError, SinkError
+from osmosis_beam.core.window import SyncWindow
+from osmosis_beam.io.mongodb.sink import MongoDBSink
+from osmosis_beam.io.mongodb.transforms import WriteToMongoDB
+from osmosis_beam.io.read import ReadWindow
 from tests.integration.mongo_support import UTC, at, mongo_db, run_beam  # noqa: F401  (fixture)
 
 PASSWORD = "s3cr3t-Pa55"
@@ -217,7 +228,7 @@ class _ScriptedCollection:
 
 
 def _fn(collection, **options):
-    from osmosis_beam.sinks._mongodb_beam import _WriteMongoFn
+    from osmosis_beam.io.mongodb.write import _WriteMongoFn
 
     options.setdefault("mode", "upsert")
     options.setdefault("key", ("k",))
@@ -315,7 +326,7 @@ def test_mongodb_to_mongodb_round_trip_keeps_every_bson_type(mongo_db):
 def test_a_sync_run_copies_a_collection_and_the_next_run_reads_only_what_changed(mongo_db, tmp_path):
     from osmosis_beam.config import parse_pipeline
     from osmosis_beam.state.sqlite import SQLiteStateStore
-    from osmosis_beam.sync import SyncRunner
+    from osmosis_beam.sync.runner import SyncRunner
 
     def server_clock():
         return mongo_db.client.admin.command("hello")["localTime"].replace(tzinfo=UTC)

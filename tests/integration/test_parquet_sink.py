@@ -15,12 +15,16 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.exceptions import ConfigError, RunError
-from osmosis_beam.runners import in_process_pipeline
-from osmosis_beam.sinks.jsonl import iter_output_files, read_jsonl_dir
-from osmosis_beam.sinks.parquet import ParquetSink, read_parquet_dir, read_parquet_table
+from osmosis_beam.core.errors import ConfigError, RunError
+from osmosis_beam.io.files.jsonl import iter_output_files, read_jsonl_dir
+from osmosis_beam.io.files.parquet import (
+    ParquetSink,
+    read_parquet_dir,
+    read_parquet_table,
+)
+from osmosis_beam.runners.options import in_process_pipeline
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.sync import SyncRunner
+from osmosis_beam.sync.runner import SyncRunner
 
 SYNTH = "tests.integration.synthetic:SyntheticConnector"
 UTC = dt.timezone.utc

@@ -13,31 +13,24 @@ from pathlib import Path
 
 import apache_beam as beam
 import pytest
-from apache_beam.testing.util import assert_that, equal_to
 import yaml
+from apache_beam.testing.util import assert_that, equal_to
 
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.exceptions import ConfigError, RunError
-from osmosis_beam.pipeline import Pipeline
-from osmosis_beam.pipeline.pipeline import StepFailed
-from osmosis_beam.pipeline.transformations import (
-    CastStep,
-    DedupeStep,
-    DropStep,
-    ExplodeStep,
-    FilterStep,
-    FlattenStep,
-    HtmlToTextStep,
-    MapStep,
-    PythonStep,
-    RenameStep,
-    SelectStep,
-)
-from osmosis_beam.runners import in_process_pipeline
-from osmosis_beam.sinks.jsonl import read_jsonl_dir
+from osmosis_beam.core.errors import ConfigError, RunError
+from osmosis_beam.core.timefmt import parse_timestamp
+from osmosis_beam.io.files.jsonl import read_jsonl_dir
+from osmosis_beam.runners.options import in_process_pipeline
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.sync import SyncRunner
-from osmosis_beam.timefmt import parse_timestamp
+from osmosis_beam.steps.cast import CastStep
+from osmosis_beam.steps.dedupe import DedupeStep
+from osmosis_beam.steps.expressions import FilterStep, MapStep
+from osmosis_beam.steps.fields import DropStep, RenameStep, SelectStep
+from osmosis_beam.steps.pipeline import Pipeline, StepFailed
+from osmosis_beam.steps.python import PythonStep
+from osmosis_beam.steps.reshape import ExplodeStep, FlattenStep
+from osmosis_beam.steps.text import HtmlToTextStep
+from osmosis_beam.sync.runner import SyncRunner
 
 SYNTH = "tests.integration.synthetic:SyntheticConnector"
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,13 +10,27 @@ import uuid
 import psycopg2
 import pytest
 
-from osmosis_beam.connectors.base import DeadLetter
-from osmosis_beam.connectors.postgres import PostgresConnector, parse_table_name
-from osmosis_beam.exceptions import ConfigError, FatalConnectorError, RetriableConnectorError
+from osmosis_beam.core.errors import (
+    ConfigError,
+    FatalConnectorError,
+    RetriableConnectorError,
+)
+from osmosis_beam.core.records import DeadLetter
+from osmosis_beam.core.window import SyncWindow
+from osmosis_beam.io.postgres.source import PostgresConnector, parse_table_name
 from osmosis_beam.registry import default_registry
-from osmosis_beam.types import SyncWindow
-from tests.integration.pg_support import pg_dsn, pg_module_database  # noqa: F401  (fixtures)
-from tests.integration.pg_support import T0, execute, fetch, flatten, read_all, read_through_beam, source, utc
+from tests.integration.pg_support import (  # noqa: F401  (fixtures)
+    T0,
+    execute,
+    fetch,
+    flatten,
+    pg_dsn,
+    pg_module_database,
+    read_all,
+    read_through_beam,
+    source,
+    utc,
+)
 
 HOSTILE = '"; DROP TABLE victim; --'
 

@@ -9,12 +9,21 @@ import uuid
 import psycopg2
 import pytest
 
-from osmosis_beam.exceptions import ConfigError, SinkError
+from osmosis_beam.core.errors import ConfigError, SinkError
+from osmosis_beam.core.window import SyncWindow
+from osmosis_beam.io.postgres.sink import PostgresSink
 from osmosis_beam.registry import default_registry
-from osmosis_beam.sinks.postgres import PostgresSink
-from osmosis_beam.types import SyncWindow
-from tests.integration.pg_support import pg_dsn, pg_module_database  # noqa: F401  (fixtures)
-from tests.integration.pg_support import T0, execute, fetch, source, sync_once, utc, write_through_beam
+from tests.integration.pg_support import (  # noqa: F401  (fixtures)
+    T0,
+    execute,
+    fetch,
+    pg_dsn,
+    pg_module_database,
+    source,
+    sync_once,
+    utc,
+    write_through_beam,
+)
 
 HI = utc(2024, 1, 2)
 
@@ -283,7 +292,7 @@ def test_end_to_end_sync_runs_with_postgres_source_sink_and_state(pg_dsn, tmp_pa
     """The real SyncRunner: PostgreSQL source, PostgreSQL sink, PostgreSQL state store."""
     from osmosis_beam.config import parse_pipeline
     from osmosis_beam.state.postgres import PostgresStateStore
-    from osmosis_beam.sync import SyncRunner
+    from osmosis_beam.sync.runner import SyncRunner
 
     make_source(pg_dsn, rows=50)
     execute(pg_dsn, "UPDATE orders SET updated_at = now() - interval '1 hour' + id * interval '1 second'")

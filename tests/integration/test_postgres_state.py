@@ -3,7 +3,6 @@ shared by processes (never held twice; an expired or dead holder's lease is take
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,12 +13,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from osmosis_beam.exceptions import StateError
+from osmosis_beam.core.errors import StateError
+from osmosis_beam.core.models import SyncJob, SyncRun
+from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.state.postgres import SCHEMA_VERSION, PostgresStateStore
 from osmosis_beam.state.store import new_holder_id, open_store
-from osmosis_beam.types import SyncJob, SyncRun, SyncWindow
-from tests.integration.pg_support import pg_dsn, pg_module_database  # noqa: F401  (fixtures)
-from tests.integration.pg_support import execute, fetch, utc
+from tests.integration.pg_support import execute, fetch, pg_dsn, pg_module_database, utc  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = {"meta", "sources", "sync_jobs", "watermarks", "runs", "leases"}

@@ -7,18 +7,18 @@ import apache_beam as beam
 import pytest
 from apache_beam.io.restriction_trackers import OffsetRange
 
-from osmosis_beam.connectors.base import (
-    BaseConnector,
-    DeadLetter,
+from osmosis_beam.core.errors import FatalConnectorError
+from osmosis_beam.core.records import DeadLetter
+from osmosis_beam.core.timefmt import parse_timestamp, to_micros
+from osmosis_beam.core.window import SyncWindow
+from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.read import (
     ReadWindow,
     _ReadTask,
     _ReadWindowFn,
     _WindowRestrictionProvider,
 )
-from osmosis_beam.exceptions import FatalConnectorError
-from osmosis_beam.runners import in_process_pipeline
-from osmosis_beam.timefmt import parse_timestamp, to_micros
-from osmosis_beam.types import SyncWindow
+from osmosis_beam.runners.options import in_process_pipeline
 from tests.integration.synthetic import SyntheticConnector
 
 T0 = parse_timestamp("2024-01-01T00:00:00Z")
@@ -30,7 +30,7 @@ def synth(**options):
 
 def collect(connector, window, **kw):
     # The in-process runner pickles functions; _Collector keeps its target list in this process.
-    from osmosis_beam.pipeline.pipeline import _Collector
+    from osmosis_beam.steps.pipeline import _Collector
 
     records, dead = _Collector(), _Collector()
     try:

@@ -22,11 +22,15 @@ import pytest
 
 from osmosis_beam import __version__
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.connectors.rss import RSSConnector
-from osmosis_beam.exceptions import FatalConnectorError, RetriableConnectorError, RunError
-from osmosis_beam.sinks.jsonl import read_jsonl_dir
+from osmosis_beam.core.errors import (
+    FatalConnectorError,
+    RetriableConnectorError,
+    RunError,
+)
+from osmosis_beam.io.files.jsonl import read_jsonl_dir
+from osmosis_beam.io.rss.source import RSSConnector
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.sync import SyncRunner
+from osmosis_beam.sync.runner import SyncRunner
 from tests.http_fixtures import FeedServer, http_date
 
 FEEDS = Path(__file__).parent / "feeds"
@@ -189,7 +193,7 @@ def no_beam(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a Beam job was started")
 
-    monkeypatch.setattr(SyncRunner, "_run_beam", refuse)
+    monkeypatch.setattr(SyncRunner, "run_beam", refuse)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.exceptions import ConfigError
-from osmosis_beam.runners import find_secrets, job_name
+from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.runners.options import job_name
+from osmosis_beam.runners.secrets import find_secrets
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.sync import SyncRunner
+from osmosis_beam.sync.runner import SyncRunner
 from tests.integration.synthetic import SyntheticConnector
 from tests.services import unavailable
 
@@ -154,8 +155,8 @@ def test_the_package_is_staged_for_the_workers(built):
     assert "workflow.tar.gz" in {p["name"] for p in pool["packages"]}
     with tarfile.open(staged["workflow.tar.gz"]) as sdist:
         members = {m.name.split("/", 1)[1] for m in sdist.getmembers() if "/" in m.name}
-    assert {"setup.py", "osmosis_beam/sync.py", "osmosis_beam/runners.py", "osmosis_beam/connectors/base.py",
-            "osmosis_beam/sinks/mongodb.py"} <= members
+    assert {"setup.py", "pyproject.toml", "osmosis_beam/sync/runner.py", "osmosis_beam/runners/options.py",
+            "osmosis_beam/io/base.py", "osmosis_beam/io/mongodb/sink.py"} <= members
     assert not any(m.startswith("tests/") for m in members)
 
 

@@ -27,12 +27,12 @@ from apache_beam.options.pipeline_options import FlinkRunnerOptions, PortableOpt
 from apache_beam.runners.portability.flink_runner import FlinkJarJobServer, FlinkRunner
 
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.exceptions import ConfigError, RunError
-from osmosis_beam.runners import pipeline_options
-from osmosis_beam.sinks.jsonl import read_jsonl_dir
+from osmosis_beam.core.errors import ConfigError, RunError
+from osmosis_beam.core.timefmt import parse_timestamp
+from osmosis_beam.io.files.jsonl import read_jsonl_dir
+from osmosis_beam.runners.options import pipeline_options
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.sync import SyncRunner
-from osmosis_beam.timefmt import parse_timestamp
+from osmosis_beam.sync.runner import SyncRunner
 from tests.integration.test_runners_portable import BeamServices
 from tests.services import unavailable
 

@@ -22,14 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from osmosis_beam.config import Option, parse_pipeline
-from osmosis_beam.connectors.base import BaseConnector
-from osmosis_beam.exceptions import ConfigError, RunError
-from osmosis_beam.runners import find_secrets
-from osmosis_beam.sinks.jsonl import read_jsonl_dir
+from osmosis_beam.config import parse_pipeline
+from osmosis_beam.core.errors import ConfigError, RunError
+from osmosis_beam.core.options import Option
+from osmosis_beam.core.timefmt import from_micros, parse_timestamp, to_micros
+from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.files.jsonl import read_jsonl_dir
+from osmosis_beam.runners.secrets import find_secrets
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.sync import SyncRunner
-from osmosis_beam.timefmt import from_micros, parse_timestamp, to_micros
+from osmosis_beam.sync.runner import SyncRunner
 from tests.services import unavailable
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,6 @@
 """SyncRunner end to end on the in-process Beam runner: windows, commit, failure, repair, leases."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import signal
@@ -14,11 +13,11 @@ import pytest
 import yaml
 
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.exceptions import LeaseHeldError, RunError, StateError
-from osmosis_beam.sinks.jsonl import read_jsonl_dir
+from osmosis_beam.core.errors import LeaseHeldError, RunError, StateError
+from osmosis_beam.core.timefmt import parse_timestamp
+from osmosis_beam.io.files.jsonl import read_jsonl_dir
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.sync import SyncRunner
-from osmosis_beam.timefmt import parse_timestamp
+from osmosis_beam.sync.runner import SyncRunner
 
 SYNTH = "tests.integration.synthetic:SyntheticConnector"
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +191,7 @@ def test_commit_failure_after_publish_is_not_marked_failed(tmp_path, home, monke
         raise StateError("database is locked")
 
     monkeypatch.setattr(SQLiteStateStore, "commit_run", broken_commit)
-    monkeypatch.setattr("osmosis_beam.sync.time.sleep", lambda s: None)
+    monkeypatch.setattr("osmosis_beam.sync.attempt.time.sleep", lambda s: None)
     with pytest.raises(RunError, match="the next run commits it"):
         runner(spec, home).run()
     monkeypatch.undo()

@@ -17,14 +17,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.connectors.base import DeadLetter
-from osmosis_beam.connectors.web import WebConnector
-from osmosis_beam.exceptions import ConfigError, FatalConnectorError, RetriableConnectorError
+from osmosis_beam.core.errors import (
+    ConfigError,
+    FatalConnectorError,
+    RetriableConnectorError,
+)
+from osmosis_beam.core.records import DeadLetter
+from osmosis_beam.core.timefmt import parse_timestamp
+from osmosis_beam.io.files.jsonl import read_jsonl_dir
+from osmosis_beam.io.web.source import WebConnector
 from osmosis_beam.registry import default_registry
-from osmosis_beam.sinks.jsonl import read_jsonl_dir
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.sync import SyncRunner
-from osmosis_beam.timefmt import parse_timestamp
+from osmosis_beam.sync.runner import SyncRunner
 
 HTML = "text/html; charset=utf-8"
 
@@ -322,7 +326,7 @@ def test_credentials_in_url_go_to_their_origin_only_and_are_never_shown(site):
 
 
 def _window(c):
-    from osmosis_beam.types import SyncWindow
+    from osmosis_beam.core.window import SyncWindow
 
     return SyncWindow(None, c.source_clock())
 
@@ -377,7 +381,7 @@ def test_robots_txt_disallow(site, caplog):
     assert "robots.txt" in err.value.message and "disallows" in err.value.message and "osmosis-beam/" in err.value.message
     assert site.hits("/private/list") == []
     # A disallowed next page ends the pagination; the allowed pages are read.
-    with caplog.at_level(logging.WARNING, logger="osmosis_beam.connectors.web"):
+    with caplog.at_level(logging.WARNING, logger="osmosis_beam.io.web.source"):
         records, _ = read(connector(site, "/public/list", next_page="a[rel=next]"))
     assert [r["title"] for r in records] == ["Post 2"] and site.hits("/private/list") == []
     assert "disallows it" in caplog.text and "pagination stops here" in caplog.text

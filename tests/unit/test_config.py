@@ -10,18 +10,16 @@ from pathlib import Path
 import pytest
 
 from osmosis_beam.config import (
-    Option,
     PipelineSpec,
     StepSpec,
     interpolate_env,
     load_pipeline,
     parse_pipeline,
-    suggest,
-    validate_options,
 )
-from osmosis_beam.exceptions import ConfigError
+from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.options import Option, suggest, validate_options
+from osmosis_beam.core.secrets import Secret
 from osmosis_beam.registry import ConnectorRegistry
-from osmosis_beam.secrets import Secret
 
 UTC = dt.timezone.utc
 CONTRACT_YAML = """\
@@ -559,8 +557,8 @@ def test_validate_options_kinds_and_defaults(tmp_path):
 
 
 def _secret_registry():
-    from osmosis_beam.connectors.base import BaseConnector
-    from osmosis_beam.sinks.jsonl import JSONLSink
+    from osmosis_beam.io.base import BaseConnector
+    from osmosis_beam.io.files.jsonl import JSONLSink
 
     class Vault(BaseConnector):
         """A connector with secret options."""

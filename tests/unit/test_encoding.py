@@ -12,8 +12,8 @@ import zoneinfo
 
 import pytest
 
-from osmosis_beam.secrets import Secret
-from osmosis_beam.sinks.encoding import dumps, format_timedelta, json_default
+from osmosis_beam.core.encoding import dumps, format_timedelta, json_default
+from osmosis_beam.core.secrets import Secret
 
 UTC = dt.timezone.utc
 D = decimal.Decimal

@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.exceptions import ConfigError
+from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.models import SyncJob, SyncRun
+from osmosis_beam.core.timefmt import parse_timestamp
+from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.scheduler.launcher import SyncScheduler, describe_jobs, load_specs
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.timefmt import parse_timestamp
-from osmosis_beam.types import SyncJob, SyncRun, SyncWindow
 
 SYNTH = "tests.integration.synthetic:SyntheticConnector"
 T0 = parse_timestamp("2024-05-01T12:00:00Z")

@@ -7,8 +7,13 @@ import zoneinfo
 import pytest
 
 from osmosis_beam.config import ScheduleSpec, parse_pipeline
-from osmosis_beam.exceptions import ConfigError, ScheduleError
-from osmosis_beam.scheduler.schedule import backoff_delay, is_due, next_attempt, next_run
+from osmosis_beam.core.errors import ConfigError, ScheduleError
+from osmosis_beam.scheduler.schedule import (
+    backoff_delay,
+    is_due,
+    next_attempt,
+    next_run,
+)
 
 UTC = dt.timezone.utc
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")

@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from osmosis_beam.config import Option, parse_pipeline
-from osmosis_beam.exceptions import ConfigError
-from osmosis_beam.registry import ENTRY_POINT_GROUPS, KINDS, ConnectorRegistry, default_registry
+from osmosis_beam.config import parse_pipeline
+from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.options import Option
+from osmosis_beam.registry import (
+    ENTRY_POINT_GROUPS,
+    KINDS,
+    ConnectorRegistry,
+    default_registry,
+)
 
 
 class Dummy:
@@ -43,8 +49,8 @@ def make_plugin(root: Path, entry_points: dict[str, list[str]], module_source: s
 
 
 PLUGIN_SOURCE = """\
-from osmosis_beam.config import Option
-from osmosis_beam.types import TransformationStep
+from osmosis_beam.core.options import Option
+from osmosis_beam.core.models import TransformationStep
 
 IMPORTED = True
 
@@ -79,9 +85,9 @@ def test_builtins_are_registered_by_name():
     assert {"jsonl"} <= set(registry.names("sink"))
     assert {"filter", "map", "select", "drop", "rename", "python"} <= set(registry.names("step"))
     assert registry.names("connector") == sorted(registry.names("connector"))
-    from osmosis_beam.connectors.rss import RSSConnector
-    from osmosis_beam.pipeline.transformations import FilterStep
-    from osmosis_beam.sinks.jsonl import JSONLSink
+    from osmosis_beam.io.files.jsonl import JSONLSink
+    from osmosis_beam.io.rss.source import RSSConnector
+    from osmosis_beam.steps.expressions import FilterStep
 
     assert registry.connector("rss") is RSSConnector
     assert registry.sink("jsonl") is JSONLSink
@@ -137,9 +143,9 @@ def test_a_registered_import_path_is_loaded_lazily_and_cached(tmp_path, monkeypa
 
 def test_a_type_may_be_named_by_import_path():
     registry = empty_registry()
-    from osmosis_beam.connectors.rss import RSSConnector
+    from osmosis_beam.io.rss.source import RSSConnector
 
-    assert registry.connector("osmosis_beam.connectors.rss:RSSConnector") is RSSConnector
+    assert registry.connector("osmosis_beam.io.rss.source:RSSConnector") is RSSConnector
     # Dotted attributes reach nested objects.
     assert registry.step("osmosis_beam.config:Option.__init__") is Option.__init__
     # Looking a path up does not register it under that name.
@@ -234,7 +240,7 @@ def test_a_broken_plugin_fails_when_used_with_a_clear_error(site):
 
 def test_a_plugin_cannot_replace_a_builtin(site):
     make_plugin(site, {"osmosis_beam.connectors": ["rss = {module}:EchoConnector"]}, PLUGIN_SOURCE)
-    from osmosis_beam.connectors.rss import RSSConnector
+    from osmosis_beam.io.rss.source import RSSConnector
 
     assert ConnectorRegistry().connector("rss") is RSSConnector
 

@@ -18,22 +18,21 @@ from apache_beam.options.pipeline_options import (
 )
 
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.exceptions import ConfigError
-from osmosis_beam.runners import (
+from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.secrets import Secret
+from osmosis_beam.runners.options import (
     FLINK_VERSIONS,
-    find_secrets,
     is_dry_run,
     job_labels,
     job_name,
     job_timeout,
     make_pipeline,
-    package_setup_file,
     pipeline_options,
-    prepare_for_workers,
 )
-from osmosis_beam.secrets import Secret
+from osmosis_beam.runners.packaging import package_setup_file
+from osmosis_beam.runners.secrets import find_secrets, prepare_for_workers
 from osmosis_beam.state.sqlite import SQLiteStateStore
-from osmosis_beam.sync import SyncRunner
+from osmosis_beam.sync.runner import SyncRunner
 from tests.services import unavailable
 
 SYNTH = "tests.integration.synthetic:SyntheticConnector"
@@ -401,7 +400,7 @@ def test_bad_runner_options_fail_before_anything_is_recorded(tmp_path):
 
 # -- secret stores -----------------------------------------------------------------------------------------------------------------
 def test_workers_read_a_missing_variable_from_the_secret_store(monkeypatch):
-    import osmosis_beam.secrets as secrets
+    import osmosis_beam.core.secrets as secrets
 
     asked = []
 
@@ -429,7 +428,7 @@ def test_the_gcp_store_reads_the_latest_version_of_the_secret_named_like_the_var
     except ImportError as exc:  # comes with apache-beam[gcp], which the test extra installs
         unavailable("google-cloud-secret-manager", str(exc))
 
-    import osmosis_beam.secrets as secrets
+    import osmosis_beam.core.secrets as secrets
 
     class FakeClient:
         def access_secret_version(self, name):
@@ -441,7 +440,7 @@ def test_the_gcp_store_reads_the_latest_version_of_the_secret_named_like_the_var
 
 
 def test_a_store_that_cannot_answer_names_the_fix(monkeypatch):
-    import osmosis_beam.secrets as secrets
+    import osmosis_beam.core.secrets as secrets
 
     def broken(where, name):
         raise PermissionError("403 denied")
@@ -482,7 +481,9 @@ def test_an_installed_package_without_a_source_tree_still_reaches_the_workers(tm
     import sys
     import tarfile
 
-    from osmosis_beam.runners import _installed_package_setup
+    from osmosis_beam.runners.packaging import (
+        installed_package_setup as _installed_package_setup,
+    )
 
     setup_py = _installed_package_setup()
     assert setup_py != package_setup_file()  # this checkout uses its own setup.py
@@ -493,5 +494,5 @@ def test_an_installed_package_without_a_source_tree_still_reaches_the_workers(tm
     with tarfile.open(sdist) as tar:
         names = {m.name.split("/", 1)[1] for m in tar.getmembers() if "/" in m.name}
         info = tar.extractfile([m for m in tar.getmembers() if m.name.endswith("/PKG-INFO")][0]).read().decode()
-    assert {"osmosis_beam/sync.py", "osmosis_beam/runners.py", "osmosis_beam/py.typed"} <= names
+    assert {"osmosis_beam/sync/runner.py", "osmosis_beam/runners/options.py", "osmosis_beam/io/postgres/source.py", "osmosis_beam/py.typed"} <= names
     assert "Requires-Dist: apache-beam" in info or "apache-beam" in open(setup_py).read()

@@ -7,7 +7,7 @@ import zoneinfo
 import pytest
 
 from osmosis_beam.config import ScheduleSpec, parse_pipeline
-from osmosis_beam.exceptions import ScheduleError
+from osmosis_beam.core.errors import ScheduleError
 from osmosis_beam.scheduler.schedule import is_due, next_run
 
 UTC = dt.timezone.utc

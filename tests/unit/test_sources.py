@@ -5,10 +5,11 @@ import textwrap
 
 import pytest
 
-from osmosis_beam.config import Option, load_pipeline
-from osmosis_beam.exceptions import ConfigError
+from osmosis_beam.config import load_pipeline
+from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.options import Option
 from osmosis_beam.registry import ConnectorRegistry
-from osmosis_beam.sources import DataSourceManager, redact_config
+from osmosis_beam.state.sources import DataSourceManager, redact_config
 from osmosis_beam.state.sqlite import SQLiteStateStore
 
 SECRETS = ("hunter2", "tok-123456", "Bearer abc.def.ghi", "cookie-value-42", "pin-9931", "dflt-secret")
@@ -33,12 +34,12 @@ class Warehouse:
 
 @pytest.fixture
 def registry():
-    from osmosis_beam.sinks.jsonl import JSONLSink
+    from osmosis_beam.io.files.jsonl import JSONLSink
 
     reg = ConnectorRegistry(builtins=False, entry_points=False)
     reg.register("connector", "warehouse", Warehouse)
     reg.register("sink", "jsonl", JSONLSink)
-    from osmosis_beam.connectors.rss import RSSConnector
+    from osmosis_beam.io.rss.source import RSSConnector
 
     reg.register("connector", "rss", RSSConnector)
     return reg

@@ -8,24 +8,16 @@ from decimal import Decimal
 import pytest
 
 from osmosis_beam.config import StepSpec, parse_pipeline
-from osmosis_beam.exceptions import ConfigError
-from osmosis_beam.pipeline.pipeline import StepContext, build_step
-from osmosis_beam.pipeline.transformations import (
-    CastStep,
-    DedupeStep,
-    DropStep,
-    ExplodeStep,
-    FilterStep,
-    FlattenStep,
-    HtmlToTextStep,
-    MapStep,
-    PythonStep,
-    RenameStep,
-    SelectStep,
-    compile_expression,
-    html_to_text,
-)
-from osmosis_beam.types import TransformationStep
+from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.models import TransformationStep
+from osmosis_beam.steps.cast import CastStep
+from osmosis_beam.steps.dedupe import DedupeStep
+from osmosis_beam.steps.expressions import FilterStep, MapStep, compile_expression
+from osmosis_beam.steps.fields import DropStep, RenameStep, SelectStep
+from osmosis_beam.steps.pipeline import StepContext, build_step
+from osmosis_beam.steps.python import PythonStep
+from osmosis_beam.steps.reshape import ExplodeStep, FlattenStep
+from osmosis_beam.steps.text import HtmlToTextStep, html_to_text
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)

@@ -10,8 +10,15 @@ import zoneinfo
 
 import pytest
 
-from osmosis_beam.secrets import REDACTED, Secret, is_secret_name, redact_text, redact_url, reveal
-from osmosis_beam.timefmt import (
+from osmosis_beam.core.secrets import (
+    REDACTED,
+    Secret,
+    is_secret_name,
+    redact_text,
+    redact_url,
+    reveal,
+)
+from osmosis_beam.core.timefmt import (
     MAX_MICROS,
     MIN_MICROS,
     UTC,

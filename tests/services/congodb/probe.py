@@ -20,8 +20,16 @@ from decimal import Decimal
 from pathlib import Path
 
 from bson import Binary, Decimal128, Int64, ObjectId, Regex
-from bson.binary import UuidRepresentation
-from pymongo import ASCENDING, DESCENDING, DeleteOne, InsertOne, MongoClient, ReplaceOne, UpdateOne, monitoring
+from pymongo import (
+    ASCENDING,
+    DESCENDING,
+    DeleteOne,
+    InsertOne,
+    MongoClient,
+    ReplaceOne,
+    UpdateOne,
+    monitoring,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from tests.services.mongo_server import MongoServer  # noqa: E402

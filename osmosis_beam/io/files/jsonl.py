@@ -1,0 +1,51 @@
+"""The JSONL sink: one JSON object per line, published atomically when the run commits.
+
+Workers write ``part-*.jsonl`` files into ``PATH/_staging/RUN_ID/``; when the runner reports
+DONE the launcher publishes the run by renaming that folder to ``PATH/<window hi>-<run id>/`` (one
+atomic rename), so readers never see a partial run. Names starting with ``_`` or ``.`` are not
+output, and :func:`read_jsonl_dir` skips them.
+
+Example (pipeline YAML)::
+
+    sink:
+      type: jsonl
+      path: ./data/tech_news
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from osmosis_beam.core.options import Option
+from osmosis_beam.io.files.staged import StagedFileSink
+from osmosis_beam.io.files.staged import iter_output_files as _iter_output_files
+
+__all__ = ["JSONLSink", "read_jsonl_dir", "iter_output_files"]
+
+def iter_output_files(path: str | os.PathLike, suffix: str = ".jsonl") -> Iterator[Path]:
+    """The published JSONL files under ``path``, in publish order, skipping ``_``/``.`` names."""
+    return _iter_output_files(path, suffix)
+
+
+def read_jsonl_dir(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Every record published under ``path`` (skips staging, manifests and hidden files)."""
+    for file in iter_output_files(path):
+        with open(file, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+
+
+class JSONLSink(StagedFileSink):
+    """JSON lines files, staged per run and published atomically at commit."""
+
+    type_name = "jsonl"
+    suffix = ".jsonl"
+    options = (Option("path", "path", required=True, help="the output folder"),)
+
+    def write(self, run_id: str):
+        from osmosis_beam.io.files.transforms import WriteJSONL
+
+        return WriteJSONL(str(self.staging_dir(run_id)))

@@ -1,0 +1,519 @@
+"""The splittable read: a connector read over the window ``[lo, hi)`` as a Beam splittable DoFn.
+
+The restriction is the window as an ``OffsetRange`` of epoch microseconds (or of the integer cursor);
+it is split into ``splits`` sub-windows up front, and the reader claims cursor positions in order
+(once per batch), so a dynamic split can never cut a group of records that tie on the cursor.
+
+Example::
+
+    import apache_beam as beam
+    from osmosis_beam.io.read import ReadWindow
+    with beam.Pipeline() as p:
+        out = p | "Read orders" >> ReadWindow(connector, SyncWindow(lo, hi), splits=4)
+        out.records, out.dead_letter
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+from typing import Any, Mapping
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider
+
+from osmosis_beam.core.errors import ConfigError, FatalConnectorError, RecordError
+from osmosis_beam.core.records import (
+    DEAD_LETTER_TAG,
+    METRICS_NAMESPACE,
+    DeadLetter,
+    Record,
+)
+from osmosis_beam.core.timefmt import (
+    MIN_MICROS,
+    from_micros,
+    parse_duration,
+    parse_timestamp,
+    to_micros,
+)
+from osmosis_beam.core.window import IncrementalSpec, SyncWindow, compute_window
+from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.batches import RecordBatch
+
+__all__ = ["ReadWindow", "ReadFromSource", "fail_on_dead_letters"]
+
+
+@dataclasses.dataclass(frozen=True)
+class _ReadTask:
+    """The one element the read starts from: the window and where to split it."""
+
+    lo: int
+    hi: int
+    split_points: tuple[int, ...] = ()
+    integer: bool = False
+    splittable: bool = True
+
+
+class _NoSplitTracker(OffsetRestrictionTracker):
+    """The tracker for connectors that cannot split: refuses every dynamic split."""
+
+    def try_split(self, fraction_of_remainder):  # noqa: D401 - Beam API
+        return None
+
+
+class _WholeRange(OffsetRange):
+    """The restriction of a connector that cannot split."""
+
+
+class _WindowRestrictionProvider(RestrictionProvider):
+    def initial_restriction(self, element: _ReadTask) -> OffsetRange:
+        if element.splittable:
+            return OffsetRange(element.lo, element.hi)
+        return _WholeRange(element.lo, element.hi)
+
+    def create_tracker(self, restriction: OffsetRange) -> OffsetRestrictionTracker:
+        if isinstance(restriction, _WholeRange):
+            return _NoSplitTracker(restriction)
+        return OffsetRestrictionTracker(restriction)
+
+    def split(self, element: _ReadTask, restriction: OffsetRange):
+        if not element.splittable or not element.split_points:
+            yield restriction
+            return
+        bounds = [restriction.start]
+        bounds += [p for p in element.split_points if restriction.start < p < restriction.stop]
+        bounds.append(restriction.stop)
+        for start, stop in zip(bounds, bounds[1:]):
+            if stop > start:
+                yield OffsetRange(start, stop)
+
+    def restriction_size(self, element: _ReadTask, restriction: OffsetRange) -> int:
+        # Sizes are relative weights for the runner; an open lower bound must not overflow.
+        return max(1, min(restriction.size(), 1 << 52))
+
+
+class _ReadWindowFn(beam.DoFn):
+    """Reads one sub-window with the connector; emits batches of records."""
+
+    def __init__(self, connector: BaseConnector, batch_size: int) -> None:
+        self._connector = connector
+        self._batch_size = batch_size
+        self._read = Metrics.counter(METRICS_NAMESPACE, "records_read")
+        self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letter")
+
+    def setup(self) -> None:
+        self._connector.connect()
+
+    def _dead_letter(self, letter: DeadLetter):
+        self._dead.inc()
+        return beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, letter.to_dict())
+
+    def teardown(self) -> None:
+        self._connector.disconnect()
+
+    def process(self, task: _ReadTask, tracker=beam.DoFn.RestrictionParam(_WindowRestrictionProvider())):
+        restriction = tracker.current_restriction()
+        connector = self._connector
+        if task.integer:
+            lo = None if restriction.start <= MIN_MICROS else restriction.start
+            hi = restriction.stop
+        else:
+            lo = None if restriction.start <= MIN_MICROS else from_micros(restriction.start)
+            hi = from_micros(restriction.stop)
+        if connector.splittable:
+            if connector.reads_batches:
+                yield from self._read_batches_claiming(task, tracker, restriction, lo, hi)
+            else:
+                yield from self._read_claiming(task, tracker, restriction, lo, hi)
+            return
+        # A connector that cannot split owns the whole window once it claims its start.
+        if not tracker.try_claim(restriction.start):
+            return
+        size = self._batch_size
+        batch: list[Record] = []
+        for item in connector.read_window(lo, hi):
+            if isinstance(item, DeadLetter):
+                yield self._dead_letter(item)
+                continue
+            batch.append(item)
+            if len(batch) >= size:
+                self._read.inc(len(batch))
+                yield batch
+                batch = []
+        if batch:
+            self._read.inc(len(batch))
+            yield batch
+        tracker.try_claim(restriction.stop)  # marks the restriction done
+
+    def _read_claiming(self, task, tracker, restriction, lo, hi):
+        """Reads a splittable window, claiming once per batch (at the batch's last cursor position).
+
+        Claiming position p means owning every position up to p, so one claim per batch keeps the
+        exactly-once guarantee: when a claim fails (a dynamic split moved the stop, or the connector
+        returned records past ``hi``), the records before the current stop are still ours and are
+        emitted; the rest belong to the residual. Ties are never cut: a split point always lies
+        after the last claimed position.
+        """
+        connector = self._connector
+        position = connector.cursor_position
+        size = self._batch_size
+        start = restriction.start
+        claimed: int | None = None
+        prev: int | None = None
+        batch: list[Record] = []
+        positions: list[int] = []
+        for item in connector.read_window(lo, hi):
+            if isinstance(item, DeadLetter):
+                yield self._dead_letter(item)
+                continue
+            pos = position(item)
+            if pos is None:
+                yield self._dead_letter(
+                    DeadLetter("read", f"record has no value in cursor field {connector.cursor_field!r}", item)
+                )
+                continue
+            if prev is None:
+                if pos < start:
+                    raise FatalConnectorError(
+                        f"{connector.type_name} returned a record before the window start "
+                        f"({_show(pos, task.integer)} < {_show(start, task.integer)})"
+                    )
+            elif pos < prev:
+                raise FatalConnectorError(
+                    f"{connector.type_name} returned records out of cursor order "
+                    f"({_show(pos, task.integer)} after {_show(prev, task.integer)}); "
+                    "read_window must sort by the cursor"
+                )
+            prev = pos
+            batch.append(item)
+            positions.append(pos)
+            if len(batch) >= size:
+                out, claimed, done = self._claim(tracker, batch, positions, claimed)
+                if out:
+                    self._read.inc(len(out))
+                    yield out
+                if done:
+                    return
+                batch, positions = [], []
+        if batch:
+            out, claimed, done = self._claim(tracker, batch, positions, claimed)
+            if out:
+                self._read.inc(len(out))
+                yield out
+            if done:
+                return
+        tracker.try_claim(restriction.stop)  # marks the restriction done
+
+    def _read_batches_claiming(self, task, tracker, restriction, lo, hi):
+        """The fast path for connectors that read in batches: checks and claims at batch edges only."""
+        connector = self._connector
+        position = connector.cursor_position
+        start = restriction.start
+        claimed: int | None = None
+        prev: int | None = None
+        for batch in connector.read_window_batches(lo, hi, self._batch_size):
+            if isinstance(batch, DeadLetter):
+                yield self._dead_letter(batch)
+                continue
+            if not batch:
+                continue
+            first, last = position(batch[0]), position(batch[-1])
+            if first is None or last is None:
+                raise FatalConnectorError(
+                    f"{connector.type_name} returned a record without a value in cursor field {connector.cursor_field!r}"
+                )
+            if (prev is None and first < start) or (prev is not None and first < prev) or last < first:
+                raise FatalConnectorError(
+                    f"{connector.type_name} returned records out of cursor order or before the window start "
+                    f"({_show(first, task.integer)}..{_show(last, task.integer)} after "
+                    f"{_show(prev if prev is not None else start, task.integer)})"
+                )
+            prev = last
+            if claimed is not None and last <= claimed:
+                out, done = batch, False
+            elif tracker.try_claim(last):
+                out, claimed, done = batch, last, False
+            else:
+                stop = tracker.current_restriction().stop
+                out, done = [r for r in batch if position(r) < stop], True
+            if out:
+                self._read.inc(len(out))
+                yield out
+            if done:
+                return
+        tracker.try_claim(restriction.stop)  # marks the restriction done
+
+    @staticmethod
+    def _claim(tracker, batch, positions, claimed):
+        """Claim ``batch``; returns (records to emit, highest claimed position, whether reading is over)."""
+        last = positions[-1]
+        if claimed is not None and last <= claimed:
+            return batch, claimed, False  # all ties at a position we already own
+        if tracker.try_claim(last):
+            return batch, last, False
+        stop = tracker.current_restriction().stop
+        return [r for r, p in zip(batch, positions) if p < stop], claimed, True
+
+
+def _show(pos: int, integer: bool) -> str:
+    return str(pos) if integer else from_micros(pos).isoformat()
+
+
+class ReadWindow(beam.PTransform):
+    """Reads ``window`` from ``connector`` as a PCollection of record batches (lists of dicts).
+
+    Dead letters from the read come out on the ``dead_letter`` tag:
+    ``result = p | ReadWindow(...)``; ``result.records``, ``result.dead_letter``.
+    """
+
+    def __init__(
+        self,
+        connector: BaseConnector,
+        window: SyncWindow,
+        *,
+        splits: int = 4,
+        batch_size: int = 2000,
+        split_from: dt.datetime | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(connector, BaseConnector):
+            raise TypeError(f"ReadWindow needs a BaseConnector, got {type(connector).__name__}")
+        if splits < 1 or batch_size < 1:
+            raise ValueError("splits and batch_size must be at least 1")
+        self._connector = connector
+        self._window = window
+        self._splits = splits
+        self._batch_size = batch_size
+        self._split_from = split_from
+
+    def split_points(self) -> tuple[int, ...]:
+        if not self._connector.splittable or self._splits <= 1:
+            return ()
+        lo = self._window.lo_micros
+        if self._split_from is not None:
+            bound = self._split_from if isinstance(self._split_from, int) else to_micros(self._split_from)
+            lo = max(lo, bound)
+        hi = self._window.hi_micros
+        if lo <= MIN_MICROS or hi - lo < self._splits:
+            return ()
+        step = (hi - lo) / self._splits
+        return tuple(sorted({int(lo + step * i) for i in range(1, self._splits)}))
+
+    def expand(self, pbegin):
+        task = _ReadTask(
+            self._window.lo_micros,
+            self._window.hi_micros,
+            self.split_points(),
+            self._window.is_integer,
+            self._connector.splittable,
+        )
+        return (
+            pbegin
+            | "Window" >> beam.Create([task])
+            | "Read window"
+            >> beam.ParDo(_ReadWindowFn(self._connector, self._batch_size))
+            .with_output_types(RecordBatch)
+            .with_outputs(
+                DEAD_LETTER_TAG, main="records"
+            )
+        )
+
+    def display_data(self) -> dict[str, Any]:
+        return {
+            "connector": self._connector.type_name,
+            "window": str(self._window),
+            "splits": self._splits,
+        }
+
+
+class _RaiseDeadLetterFn(beam.DoFn):
+    """Fails the pipeline on the first dead letter (Beam's default: an unreadable record is an error)."""
+
+    def __init__(self, label: str) -> None:
+        self._label = label
+
+    def process(self, letter):
+        exc = RecordError(
+            f"{self._label}: a record could not be read ({letter.get('step')}: {letter.get('error')}); "
+            "use .with_exception_handling() to get such records as a second output instead"
+        )
+        exc._tagged_with_step = True  # Beam re-raises it as it is instead of logging a traceback
+        raise exc
+
+
+def fail_on_dead_letters(dead_letters, label: str):
+    """Make ``dead_letters`` fail the pipeline with a clear error naming ``label`` (no silent drops)."""
+    return dead_letters | f"Fail on dead letters ({label})" >> beam.ParDo(_RaiseDeadLetterFn(label))
+
+
+def _bound(value: Any, what: str, problems: list[str]) -> dt.datetime | int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    try:
+        return parse_timestamp(value)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{what}: {exc} (give an aware datetime, ISO-8601 text with an offset, or an int cursor)")
+        return None
+
+
+def _duration(value: Any, what: str, problems: list[str]) -> dt.timedelta | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except (TypeError, ValueError) as exc:
+        problems.append(f"{what}: {exc}")
+        return None
+
+
+class ReadFromSource(beam.PTransform):
+    """The public read of a connector: the window ``[since, until)`` as records, one element each.
+
+    Subclasses set ``connector_class`` (``ReadFromPostgres``, ``ReadFromMongoDB``, ...). Keyword arguments
+    are the connector's options, as in the pipeline YAML, plus:
+
+    - ``since``: the window's lower bound, the ``lastSyncTimestamp`` restriction (an aware datetime,
+      ISO-8601 text, or an int for integer cursors; None reads from the start). ``lookback`` is taken
+      off it.
+    - ``until``: the upper bound; by default the source's clock minus ``safety_lag``, asked once when the
+      pipeline is built (on the machine that builds it, never on a worker).
+    - ``cursor_field``, ``lookback``, ``safety_lag``: as in the YAML's ``incremental:`` section.
+    - ``splits``: sub-windows read in parallel; ``batch_size``: records per batch inside the read.
+    - ``batched=True``: emit lists of records (the fast path ``osmosis run`` uses) instead of one per element.
+    - ``state``: the connector state a previous read left (``end_state()``), e.g. ETags and seen ids.
+
+    Arguments are checked here, all problems at once (a :class:`~osmosis_beam.core.errors.ConfigError`).
+    After the pipeline is built, ``window`` is the window that was read and ``end_state()`` the state to
+    keep for the next read. A record that cannot be read fails the pipeline; ``with_exception_handling()``
+    returns ``(records, dead_letters)`` instead, each dead letter a dict ``{step, error, record}``.
+
+    Example::
+
+        read = ReadFromPostgres(dsn=DSN, table="orders", cursor_field="updated_at", since=last_hi)
+        rows = p | read
+        ...
+        p.run().wait_until_finish(); store(read.window.hi)
+    """
+
+    connector_class: type[BaseConnector] = BaseConnector
+
+    def __init__(
+        self,
+        *,
+        since: Any = None,
+        until: Any = None,
+        cursor_field: str | None = None,
+        lookback: Any = None,
+        safety_lag: Any = None,
+        splits: int = 4,
+        batch_size: int = 2000,
+        batched: bool = False,
+        state: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        problems: list[str] = []
+        since_value = _bound(since, f"{name}.since", problems)
+        until_value = _bound(until, f"{name}.until", problems)
+        incremental = IncrementalSpec(
+            cursor_field=cursor_field,
+            lookback=_duration(lookback, f"{name}.lookback", problems) or dt.timedelta(0),
+            safety_lag=_duration(safety_lag, f"{name}.safety_lag", problems),
+        )
+        for what, value in (("splits", splits), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name}.{what}: must be a whole number of at least 1, got {value!r}")
+        if "batch_size" in {o.name for o in self.connector_class.options}:
+            options.setdefault("batch_size", batch_size)
+        connector = None
+        try:
+            connector = self.connector_class(options, incremental=incremental)
+        except ConfigError as exc:
+            problems.extend(exc.problems or [exc.message])
+        if problems:
+            raise ConfigError(problems=problems, source=name)
+        self.connector: BaseConnector = connector
+        self._since, self._until = since_value, until_value
+        self._splits, self._batch_size, self._batched = splits, batch_size, batched
+        self._state = dict(state or {})
+        self._handle_errors = False
+        self._split_from: Any = None
+        self.window: SyncWindow | None = None
+
+    @classmethod
+    def of_window(
+        cls, connector: BaseConnector, window: SyncWindow, *, splits: int = 4, batch_size: int = 2000,
+        batched: bool = True, split_from: Any = None,
+    ) -> "ReadFromSource":
+        """The read of a connector whose run is already open (``begin_run`` called) and window fixed.
+
+        This is how ``osmosis run`` reads: it opens the window itself, under its lease, from the watermark.
+        """
+        read = cls.__new__(cls)
+        beam.PTransform.__init__(read)
+        read.connector = connector
+        read._since, read._until = window.lo, window.hi
+        read._splits, read._batch_size, read._batched = splits, batch_size, batched
+        read._state, read._handle_errors, read._split_from = {}, False, split_from
+        read.window = window
+        return read
+
+    def with_exception_handling(self) -> "ReadFromSource":
+        """A copy whose output is ``(records, dead_letters)`` instead of failing on an unreadable record."""
+        other = copy.copy(self)
+        other._handle_errors = True
+        return other
+
+    def end_state(self) -> dict[str, Any] | None:
+        """The connector state to keep after the pipeline succeeded (pass it as ``state=`` next time)."""
+        if self.window is None:
+            raise RuntimeError(f"{type(self).__name__}.end_state(): the pipeline has not been built yet")
+        return self.connector.end_state(self.window)
+
+    def _open(self) -> SyncWindow:
+        """Fix the window on the machine that builds the pipeline: connect, begin the run, ask the clock."""
+        if self.window is not None:
+            return self.window
+        connector = self.connector
+        connector.connect()
+        try:
+            connector.begin_run(self._state)
+            if connector.unchanged():  # e.g. HTTP 304: nothing to read since the stored state
+                lo = self._since if self._since is not None else connector.source_clock()
+                window = SyncWindow(lo, lo)
+            elif self._until is not None:
+                lo = self._since
+                if lo is not None and not isinstance(lo, int):
+                    lo = lo - connector.incremental.lookback
+                window = SyncWindow(lo, self._until)
+            else:
+                window = compute_window(
+                    connector.incremental, self._since, connector.source_clock(),
+                    default_safety_lag=connector.default_safety_lag, what=type(self).__name__,
+                )
+            if window.lo is None and connector.splittable and not window.is_empty:
+                self._split_from = connector.lower_bound(window)
+        finally:
+            connector.disconnect()  # workers connect on their own; what begin_run fetched stays
+        self.window = window
+        return window
+
+    def expand(self, pbegin):
+        window = self._open()
+        read = pbegin | "Read window" >> ReadWindow(
+            self.connector, window, splits=self._splits, batch_size=self._batch_size, split_from=self._split_from
+        )
+        records, dead = read.records, read[DEAD_LETTER_TAG]
+        if not self._batched:
+            records = records | "One record per element" >> beam.FlatMap(iter).with_output_types(dict)
+        if self._handle_errors:
+            return records, dead
+        fail_on_dead_letters(dead, self.label)
+        return records
+
+    def display_data(self) -> dict[str, Any]:
+        shown = {k: str(v) for k, v in self.connector.display().items()}
+        return {**shown, "connector": self.connector.type_name, "window": str(self.window) if self.window else "unset"}

@@ -1,0 +1,80 @@
+"""Shared machinery of the built-in steps: configured steps, option checks, problems reported all at once.
+
+Example::
+
+    from osmosis_beam.steps.base import ConfiguredStep
+
+    class Upper(ConfiguredStep):
+        name = "upper"
+        def __init__(self, fields): self.fields = list(fields)
+        def process(self, records): return [{**r, **{f: r[f].upper() for f in self.fields}} for r in records]
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.models import TransformationStep
+from osmosis_beam.core.options import suggest
+
+__all__ = []
+
+
+class ConfiguredStep(TransformationStep):
+    """A built-in step: ``from_config`` builds it from YAML, ``check_config`` reports every problem.
+
+    A step that holds compiled state (code objects, loaded functions) names in ``_rebuilt_from`` the
+    attribute it was built from: it travels to workers as that value alone and is rebuilt there.
+    """
+
+    _rebuilt_from: str | None = None
+
+    def __getstate__(self):
+        if self._rebuilt_from is None:
+            return self.__dict__
+        return {self._rebuilt_from: getattr(self, self._rebuilt_from)}
+
+    def __setstate__(self, state):
+        if self._rebuilt_from is None:
+            self.__dict__.update(state)
+        else:
+            self.__init__(state[self._rebuilt_from])
+
+    @classmethod
+    def from_config(cls, config: Any) -> "ConfiguredStep":
+        return cls(config)
+
+    @classmethod
+    def check_config(cls, config: Any) -> list[str]:
+        try:
+            cls.from_config(config)
+        except ConfigError as exc:
+            return [unprefixed(p, cls.name) for p in exc.problems]
+        return []
+
+
+def unprefixed(problem: str, name: str) -> str:
+    """``validate`` already says ``steps[2] (map):``; drop the step name the message repeats."""
+    for prefix in (f"{name}: ", f"{name}."):
+        if problem.startswith(prefix):
+            return problem[len(prefix):]
+    return problem
+
+
+def check_keys(config: Mapping[str, Any], known: tuple[str, ...], step: str, problems: list[str]) -> None:
+    for key in config:
+        if key not in known:
+            problems.append(f"{step}.{key}: unknown option{suggest(str(key), known)}; known: {', '.join(known)}")
+
+
+def raise_problems(problems: list[str]) -> None:
+    if problems:
+        raise ConfigError(problems=problems)
+
+
+def field_list(config: Any, step: str) -> list[str]:
+    if isinstance(config, str):
+        config = [config]
+    if not isinstance(config, list) or not config or not all(isinstance(f, str) and f for f in config):
+        raise ConfigError(f"{step}: give a list of field names, got {config!r}")
+    return list(config)

@@ -1,0 +1,61 @@
+"""Phase "graph" of a run: the Beam pipeline of one window, built from the public transforms.
+
+``read -> [cancel check] -> steps -> write``, with the dead letters of every stage flattened into the
+run's dead-letter output. The read is :class:`~osmosis_beam.io.read.ReadFromSource` over the window the
+run fixed, batched; the write is the sink's :class:`~osmosis_beam.io.write.WriteToSink` without its
+finalize stage, because the run publishes at commit. This is the same code a Beam user composes.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+
+from osmosis_beam.config import PipelineSpec
+from osmosis_beam.core.window import SyncWindow
+from osmosis_beam.io.base import BaseConnector, BaseSink
+from osmosis_beam.io.files.transforms import WriteJSONL
+from osmosis_beam.io.read import ReadFromSource
+from osmosis_beam.io.write import WriteToSink
+from osmosis_beam.steps.pipeline import CancelCheck, StepChain, StepContext, build_step
+
+__all__ = ["build_graph"]
+
+
+def build_graph(
+    p: beam.Pipeline,
+    spec: PipelineSpec,
+    connector: BaseConnector,
+    sink: BaseSink,
+    dead_sink: BaseSink,
+    window: SyncWindow,
+    run_id: str,
+    *,
+    registry=None,
+    cancel_token: str | None = None,
+    cancel_message: str = "",
+) -> None:
+    """Add the run's transforms to ``p``."""
+    split_from = connector.lower_bound(window) if window.lo is None and connector.splittable else None
+    read = ReadFromSource.of_window(
+        connector, window, splits=spec.read.splits, batch_size=spec.read.batch_size, split_from=split_from
+    ).with_exception_handling()
+    batches, read_dead = p | f"Read {spec.source.type}" >> read
+    if cancel_token is not None:
+        batches = batches | "Check cancel" >> CancelCheck(cancel_token, cancel_message)
+    dead = [read_dead]
+    if spec.steps:
+        chain = StepChain()
+        context = StepContext(pipeline_id=spec.id, cursor_field=connector.cursor_field, batch_size=spec.read.batch_size)
+        for step_spec in spec.steps:
+            chain.add_step(build_step(step_spec, registry, context), label=step_spec.label, on_error=step_spec.on_error)
+        out = batches | "Steps" >> chain
+        batches = out["records"]
+        dead.append(out["dead_letter"])
+    written = batches | f"Write {spec.sink.type}" >> WriteToSink.for_run(sink, run_id)
+    dead.append(written.dead_letter)
+    (
+        tuple(dead)
+        | "Dead letters" >> beam.Flatten()
+        | "Batch dead letters" >> beam.BatchElements(min_batch_size=1, max_batch_size=500)
+        | "Write dead letters"
+        >> WriteJSONL(str(dead_sink.staging_dir(run_id)), counter="dead_letter_written", lenient=True)
+    )

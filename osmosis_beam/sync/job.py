@@ -1,0 +1,151 @@
+"""Phase "job" of a run: submit the Beam pipeline, wait for it, cancel it, and read its counts.
+
+The in-process runner returns from ``p.run()`` when the job is done. A remote job (portable, Flink,
+Spark, Dataflow) is waited for on a helper thread while this thread watches the run's cancel event and
+``job_timeout``; a cancelled, timed-out or interrupted run cancels its job, because its output would
+never be committed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+from osmosis_beam.core.errors import RunError
+from osmosis_beam.core.records import METRICS_NAMESPACE
+from osmosis_beam.core.secrets import redact_text
+from osmosis_beam.core.timefmt import format_duration
+
+__all__ = ["JobRunner", "job_id", "job_counts"]
+
+log = logging.getLogger(__name__)
+CANCEL_GRACE = 10.0  # seconds to wait for a cancelled remote job to report that it stopped
+
+
+class JobRunner:
+    """Runs one built pipeline to DONE on ``runner``; ``run(p)`` returns the job's osmosis counters."""
+
+    def __init__(
+        self,
+        runner: str,
+        runner_options: Mapping[str, Any],
+        beam_args: Sequence[str],
+        *,
+        pipeline_id: str,
+        secrets: Sequence[Any] = (),
+        cancelled: Callable[[], bool] | None = None,
+        cancel_message: str = "cancelled",
+    ) -> None:
+        import osmosis_beam.runners as runners  # imports Beam: only when a job is run
+
+        self._runners = runners
+        self.runner, self.runner_options, self.beam_args = runner, dict(runner_options), list(beam_args)
+        self.pipeline_id, self._secrets = pipeline_id, list(secrets)
+        self._cancelled, self._cancel_message = cancelled, cancel_message
+        self.remote = runners.is_remote(runner)
+
+    def _is_cancelled(self) -> bool:
+        return self._cancelled is not None and self._cancelled()
+
+    def submit(self, p) -> Any:
+        """``p.run()``: the result of a finished in-process job, or of a submitted remote one."""
+        if self.remote:
+            self._runners.check_no_secrets(p, self._secrets, self.runner)
+        if self._is_cancelled():
+            raise RunError(self._cancel_message)
+        return p.run()
+
+    def wait(self, result) -> dict[str, int]:
+        """Wait for DONE (or fail); the osmosis counters of the finished job."""
+        from apache_beam.runners.runner import PipelineState
+
+        if self.remote:
+            log.info("pipeline %s: submitted to %s as job %s", self.pipeline_id, self.runner, job_id(result))
+        state = self._wait(result)
+        if state != PipelineState.DONE:
+            raise RunError(f"the {self.runner} runner finished in state {state}, not DONE")
+        return job_counts(result)
+
+    def _wait(self, result) -> str:
+        """``wait_until_finish`` once, on a helper thread (runners differ in whether a timed wait repeats)."""
+        if not self.remote and self._cancelled is None:
+            return result.wait_until_finish()
+        timeout = self._runners.job_timeout(self.runner_options, self.beam_args) if self.remote else None
+        deadline = time.monotonic() + timeout if timeout else None
+        outcome: dict[str, Any] = {}
+
+        def wait() -> None:
+            try:
+                outcome["state"] = result.wait_until_finish()
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread
+                outcome["error"] = exc
+
+        waiter = threading.Thread(target=wait, name=f"wait-{self.pipeline_id}", daemon=True)
+        waiter.start()
+        try:
+            while waiter.is_alive():
+                waiter.join(0.2)
+                if not waiter.is_alive():
+                    break
+                if self._is_cancelled():
+                    self.cancel(result, waiter, "the run was cancelled")
+                    raise RunError(self._cancel_message)
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.cancel(result, waiter, "job_timeout passed")
+                    raise RunError(
+                        f"the {self.runner} job {job_id(result)} did not finish within "
+                        f"{format_duration(dt.timedelta(seconds=timeout))} (runner option job_timeout); cancelled it"
+                    )
+        except (KeyboardInterrupt, SystemExit):
+            if self.remote:
+                self.cancel(result, waiter, "interrupted")
+            raise
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["state"]
+
+    def cancel(self, result, waiter: threading.Thread, why: str) -> None:
+        """Cancel the job and give the runner a moment to confirm; log what happened."""
+        job = job_id(result)
+        try:
+            result.cancel()
+        except Exception as exc:  # noqa: BLE001 - the run fails either way
+            log.warning(
+                "pipeline %s: could not cancel the %s job %s (%s): %s; cancel it in the runner's UI",
+                self.pipeline_id, self.runner, job, why, redact_text(str(exc), self._secrets),
+            )
+            return
+        waiter.join(CANCEL_GRACE)
+        if waiter.is_alive():
+            log.warning("pipeline %s: asked the %s to cancel job %s (%s); it has not stopped yet", self.pipeline_id, self.runner, job, why)
+        else:
+            log.warning("pipeline %s: cancelled the %s job %s (%s)", self.pipeline_id, self.runner, job, why)
+
+
+def job_id(result) -> str:
+    """The runner's id for a submitted job (Dataflow job id, job service id), for logs and errors."""
+    value = getattr(result, "job_id", None)
+    if callable(value):
+        try:
+            value = value()
+        except Exception:  # noqa: BLE001
+            value = None
+    return str(value or getattr(result, "_job_id", None) or "?")
+
+
+def job_counts(result) -> dict[str, int]:
+    """The job's osmosis counters (records_read, records_written, dead_letter, ...), summed over steps."""
+    counts: dict[str, int] = {}
+    try:
+        from apache_beam.metrics.metric import MetricsFilter
+
+        metrics = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    except Exception as exc:  # noqa: BLE001 - some runners report no metrics
+        log.warning("could not read Beam metrics: %s", exc)
+        return counts
+    for item in metrics.get("counters", []):
+        value = item.committed if item.committed is not None else item.attempted
+        counts[item.key.metric.name] = counts.get(item.key.metric.name, 0) + int(value or 0)
+    return counts
