@@ -48,7 +48,7 @@ _NAMES = {
     "DataSourceManager": "osmosis_beam.state.sources",
     "PipelineSpec": "osmosis_beam.config",
     "load_pipeline": "osmosis_beam.config",
-    "open_store": "osmosis_beam.state.store",
+    "open_store": "osmosis_beam.state.factory",
     "StateStore": "osmosis_beam.state.store",
     "SyncRunner": "osmosis_beam.sync.runner",
     # errors

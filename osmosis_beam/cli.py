@@ -70,7 +70,7 @@ def _load(path: str):
 
 
 def _store(args):
-    from osmosis_beam.state.store import open_store
+    from osmosis_beam.state.factory import open_store
 
     return open_store(home=args.home, url=args.state)
 

@@ -8,7 +8,7 @@ launchers on one home from running the same pipeline at once.
 Example::
 
     from osmosis_beam.scheduler.launcher import SyncScheduler, load_specs
-    from osmosis_beam.state.store import open_store
+    from osmosis_beam.state.factory import open_store
     scheduler = SyncScheduler(load_specs(["pipelines/tech_news.yaml"]), open_store(home=".osmosis"))
     with scheduler.stop_on_signals():         # SIGTERM / SIGINT: finish within the grace period, exit
         result = scheduler.run(max_runs=3)    # LaunchResult(runs=3, succeeded=3, ...)

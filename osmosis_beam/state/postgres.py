@@ -10,7 +10,7 @@ process on this host that no longer exists).
 
 Example::
 
-    from osmosis_beam.state.store import open_store
+    from osmosis_beam.state.factory import open_store
     store = open_store(url="postgresql://osmosis:secret@db:5432/ops?schema=osmosis")
     lease = store.acquire_lease("orders", holder="host-a:1234:abcd", ttl=60)
     store.get_watermark("orders")

@@ -158,28 +158,6 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser().resolve()
 
 
-def open_store(home: str | os.PathLike | None = None, url: str | None = None) -> StateStore:
-    """The state store: ``url`` (or ``$OSMOSIS_STATE_URL``) when given, else SQLite under the home."""
-    from osmosis_beam.core.errors import ConfigError
-
-    url = url or os.environ.get("OSMOSIS_STATE_URL")
-    if url:
-        if url.startswith(("postgresql://", "postgres://")):
-            try:
-                from osmosis_beam.state.postgres import PostgresStateStore
-            except ImportError as exc:
-                raise ConfigError(f"--state {url.split('://')[0]}://...: PostgreSQL state is not available ({exc})") from None
-            return PostgresStateStore(url)
-        if url.startswith("sqlite:///"):
-            from osmosis_beam.state.sqlite import SQLiteStateStore
-
-            return SQLiteStateStore(url[len("sqlite:///") - 1 :] if url.startswith("sqlite:////") else url[len("sqlite:///") :])
-        raise ConfigError(f"--state: unsupported state URL scheme in {url.split('://')[0]!r}; use postgresql://... or sqlite:///path")
-    from osmosis_beam.state.sqlite import SQLiteStateStore
-
-    return SQLiteStateStore(resolve_home(home) / "state.db")
-
-
 def window_of(lo: str | None, hi: str | None) -> SyncWindow | None:
     from osmosis_beam.core.window import parse_bound
 

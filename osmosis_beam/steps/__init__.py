@@ -2,12 +2,13 @@
 
 As Beam transforms, on a PCollection of records (one dict per element)::
 
-    from osmosis_beam.steps import Filter, MapFields
+    from osmosis_beam.steps.transforms import Filter, MapFields
     big = records | Filter("amount > 100") | MapFields(double="amount * 2")
 
 As the seed's interface, in this process::
 
-    from osmosis_beam.steps import StepChain, FilterStep
+    from osmosis_beam.steps.expressions import FilterStep
+    from osmosis_beam.steps.pipeline import StepChain
     StepChain().add_step(FilterStep("amount > 100")).execute([{"amount": 150}, {"amount": 5}])
     # [{'amount': 150}]
 

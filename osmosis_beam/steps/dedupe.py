@@ -2,7 +2,7 @@
 
 Example::
 
-    from osmosis_beam.steps import Dedupe
+    from osmosis_beam.steps.transforms import Dedupe
     records | Dedupe(key=["id"], cursor="updated_at")                 # the latest record per id
 """
 from __future__ import annotations

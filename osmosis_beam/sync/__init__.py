@@ -3,7 +3,7 @@
 Example::
 
     from osmosis_beam.config import load_pipeline
-    from osmosis_beam.state.store import open_store
+    from osmosis_beam.state.factory import open_store
     from osmosis_beam.sync.runner import SyncRunner
     run = SyncRunner(load_pipeline("pipelines/tech_news.yaml"), open_store()).run()
 """

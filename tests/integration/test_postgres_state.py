@@ -16,8 +16,9 @@ import pytest
 from osmosis_beam.core.errors import StateError
 from osmosis_beam.core.models import SyncJob, SyncRun
 from osmosis_beam.core.window import SyncWindow
+from osmosis_beam.state.factory import open_store
 from osmosis_beam.state.postgres import SCHEMA_VERSION, PostgresStateStore
-from osmosis_beam.state.store import new_holder_id, open_store
+from osmosis_beam.state.store import new_holder_id
 from tests.integration.pg_support import execute, fetch, pg_dsn, pg_module_database, utc  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[2]

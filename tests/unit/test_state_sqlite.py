@@ -22,13 +22,9 @@ from osmosis_beam.core.models import SyncJob, SyncRun
 from osmosis_beam.core.timefmt import MIN_MICROS, to_micros
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.state import sqlite as sqlite_module
+from osmosis_beam.state.factory import open_store
 from osmosis_beam.state.sqlite import SCHEMA_VERSION, SQLiteStateStore
-from osmosis_beam.state.store import (
-    holder_is_dead,
-    new_holder_id,
-    open_store,
-    resolve_home,
-)
+from osmosis_beam.state.store import holder_is_dead, new_holder_id, resolve_home
 
 UTC = dt.timezone.utc
 ROOT = Path(__file__).resolve().parents[2]
