@@ -140,10 +140,12 @@ def test_append_inserts_each_record_once_even_when_re_run(mongo_db):
     assert len(once) == 11
     assert {str(d["_id"]) for d in once if d["kind"] == "click"} == {r["_id"] for r in with_ids}
 
-    write(sink, [without_ids, with_ids], run_id="run-2")
+    again = write(sink, [without_ids, with_ids], run_id="run-2")
     assert snapshot(mongo_db.db.events) == once
+    assert again.get("dead_letter", 0) == 0 and again["records_written"] == 11  # "already stored" is no error
     # append never updates: a record that changed is not written over the stored one
-    write(sink, [[{**with_ids[0], "n": 99}]], run_id="run-3")
+    changed = write(sink, [[{**with_ids[0], "n": 99}]], run_id="run-3")
+    assert changed.get("dead_letter", 0) == 0
     assert mongo_db.db.events.find_one({"_id": ObjectId(with_ids[0]["_id"])})["n"] == 0
 
 
