@@ -88,7 +88,10 @@ def _binary(d: Path) -> Optional[Path]:
 
 
 def _go() -> Optional[str]:
-    return os.environ.get("GO") or shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
+    for candidate in (os.environ.get("GO"), shutil.which("go"), "/usr/local/go/bin/go"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
 def install(install_dir: Optional[os.PathLike] = None) -> Path:
