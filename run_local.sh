@@ -69,6 +69,13 @@ ensure_test_services() {
       echo ">> warning: ${missing[*]} not installed; tests needing them will skip (or fail under CI=true)" >&2
     fi
   fi
+  # FerretDB (the second MongoDB-wire server) is built from the Go module proxy into ~/.cache/osmosis-beam,
+  # once (2-4 minutes); here rather than in a test fixture, so the build does not count against a test's timeout.
+  if command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || [ -n "${GO:-}" ]; then
+    bash tests/services/ferretdb/install.sh >/dev/null || echo ">> warning: building FerretDB failed; its tests will skip (or fail under CI=true)" >&2
+  else
+    echo ">> warning: Go not found; FerretDB cannot be built, its tests will skip (or fail under CI=true)" >&2
+  fi
 }
 
 run_tests() {

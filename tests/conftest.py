@@ -61,6 +61,39 @@ def mongo_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def ferretdb_server():
+    """FerretDB 1.x (SQLite backend) for the session: a MongoDB-wire server that keeps BSON types on update
+    and enforces unique indexes, which CongoDB does not (see tests/services/ferretdb_server.py)."""
+    from tests.services.ferretdb_server import FerretDBServer, available
+
+    ok, reason = available(install=True)
+    if not ok:
+        unavailable("FerretDB", reason)
+    server = FerretDBServer()
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001
+        unavailable("FerretDB", str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mongo_kind():
+    """Which MongoDB-wire server ``mongo_db`` is on; parametrized below."""
+    return "congodb"
+
+
+def pytest_generate_tests(metafunc):
+    """Tests that use ``mongo_db`` run once per MongoDB-wire server (``mongo_servers`` marker narrows it)."""
+    if "mongo_kind" in metafunc.fixturenames:
+        from tests.integration.mongo_support import servers_for
+
+        kinds = servers_for(metafunc.definition)
+        metafunc.parametrize("mongo_kind", kinds, ids=kinds)
+
+
 @pytest.fixture
 def home(tmp_path):
     """An empty osmosis home."""

@@ -1,7 +1,16 @@
 """Helpers for the MongoDB connector and sink tests: a fresh database per test, and Beam runs.
 
-Import the ``mongo_db`` fixture into a test module (``from tests.integration.mongo_support import mongo_db``);
-it needs the session's ``mongo_server`` fixture from ``tests/conftest.py``.
+Import the ``mongo_db`` fixture into a test module (``from tests.integration.mongo_support import mongo_db``).
+A test that uses it runs once per MongoDB-wire server (``tests/conftest.py`` parametrizes ``mongo_kind``):
+
+- ``congodb``: the session's ``mongo_server`` (CongoDB, or a real mongod from ``$OSMOSIS_TEST_MONGO_URI``).
+  It holds every BSON type, but garbles Decimal128, Int64 and Binary on ``$set`` and does not enforce
+  unique indexes.
+- ``ferretdb``: the session's ``ferretdb_server`` (FerretDB 1.x, SQLite backend). It keeps types on update
+  and enforces unique indexes, but has no Decimal128, Code, MinKey/MaxKey, DBRef or nested arrays.
+
+``@only_on("congodb", reason=...)`` (the ``mongo_servers`` marker) narrows a test to the servers that have
+what it needs; say why in ``reason``.
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ class MongoDB:
     uri: str
     name: str
     client: Any
+    kind: str = "congodb"  # which server: congodb or ferretdb
 
     @property
     def db(self):
@@ -41,10 +51,30 @@ class MongoDB:
         return MongoDBSink({"uri": self.uri, "database": self.name, "collection": collection, **options})
 
 
+SERVERS = ("congodb", "ferretdb")
+_SERVER_FIXTURE = {"congodb": "mongo_server", "ferretdb": "ferretdb_server"}
+
+
+def only_on(*names: str, reason: str):
+    """Runs a ``mongo_db`` test only on the servers ``names`` (``reason``: what the others lack)."""
+    unknown = set(names) - set(SERVERS)
+    if unknown or not names:
+        raise ValueError(f"only_on: unknown servers {sorted(unknown)}; known: {SERVERS}")
+    return pytest.mark.mongo_servers(*names, reason=reason)
+
+
+def servers_for(item) -> list[str]:
+    """The servers a test runs on: all of them, or those its ``mongo_servers`` marker names."""
+    marker = item.get_closest_marker("mongo_servers")
+    return list(marker.args) if marker else list(SERVERS)
+
+
 @pytest.fixture
-def mongo_db(mongo_server, request):
-    """A uniquely named database for this test, dropped afterwards."""
+def mongo_db(mongo_kind, request):
+    """A uniquely named database for this test on the ``mongo_kind`` server, dropped afterwards."""
     import pymongo
+
+    mongo_server = request.getfixturevalue(_SERVER_FIXTURE[mongo_kind])
 
     stem = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40]
     name = f"t_{stem}_{uuid.uuid4().hex[:6]}"
@@ -56,7 +86,7 @@ def mongo_db(mongo_server, request):
         uuidRepresentation="standard",
     )
     try:
-        yield MongoDB(mongo_server.uri, name, client)
+        yield MongoDB(mongo_server.uri, name, client, mongo_kind)
     finally:
         try:
             client.drop_database(name)

@@ -1,4 +1,10 @@
-"""The MongoDB sink against a real MongoDB-wire server (CongoDB, or $OSMOSIS_TEST_MONGO_URI)."""
+"""The MongoDB sink against real MongoDB-wire servers: CongoDB (or $OSMOSIS_TEST_MONGO_URI) and FerretDB.
+
+Each test that uses ``mongo_db`` runs on both, except where ``only_on`` says what the other lacks. FerretDB
+keeps BSON types on update and enforces unique indexes, so the tests of those run on FerretDB only (and on
+a real mongod, when ``$OSMOSIS_TEST_MONGO_URI`` points ``congodb`` at one); CongoDB hosts Decimal128,
+Code, MinKey/MaxKey, which FerretDB 1.x lacks.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -26,7 +32,10 @@ from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.mongodb.sink import MongoDBSink
 from osmosis_beam.io.mongodb.transforms import WriteToMongoDB
 from osmosis_beam.io.read import ReadWindow
-from tests.integration.mongo_support import UTC, at, mongo_db, run_beam  # noqa: F401  (fixture)
+from tests.integration.mongo_support import UTC, at, mongo_db, only_on, run_beam  # noqa: F401  (fixture)
+
+NO_DECIMAL128 = "FerretDB 1.x has no Decimal128 (it closes the connection)"
+NO_FERRETDB_TYPES = "FerretDB 1.x has no Decimal128, Code or MinKey/MaxKey"
 
 PASSWORD = "s3cr3t-Pa55"
 
@@ -60,6 +69,7 @@ def orders(n, version=1):
 # -- upserts -------------------------------------------------------------------------------------------
 
 
+@only_on("congodb", reason=NO_DECIMAL128)
 def test_upsert_by_key_and_a_rerun_leaves_the_collection_as_one_run_would(mongo_db):
     sink = mongo_db.sink("orders", key=["order_id"], batch_size=7)
     records = orders(50)
@@ -75,6 +85,7 @@ def test_upsert_by_key_and_a_rerun_leaves_the_collection_as_one_run_would(mongo_
     assert doc["total"] == Decimal128("7.01") and doc["updated_at"] == at(7) and doc["lines"] == [{"sku": "S7", "qty": 1}]
 
 
+@only_on("congodb", reason=NO_DECIMAL128)
 def test_upsert_updates_documents_in_place(mongo_db):
     sink = mongo_db.sink("orders", key=["order_id"])
     write(sink, [orders(10)])
@@ -140,10 +151,12 @@ def test_append_inserts_each_record_once_even_when_re_run(mongo_db):
     assert len(once) == 11
     assert {str(d["_id"]) for d in once if d["kind"] == "click"} == {r["_id"] for r in with_ids}
 
-    write(sink, [without_ids, with_ids], run_id="run-2")
+    again = write(sink, [without_ids, with_ids], run_id="run-2")
     assert snapshot(mongo_db.db.events) == once
+    assert again.get("dead_letter", 0) == 0 and again["records_written"] == 11  # "already stored" is no error
     # append never updates: a record that changed is not written over the stored one
-    write(sink, [[{**with_ids[0], "n": 99}]], run_id="run-3")
+    changed = write(sink, [[{**with_ids[0], "n": 99}]], run_id="run-3")
+    assert changed.get("dead_letter", 0) == 0
     assert mongo_db.db.events.find_one({"_id": ObjectId(with_ids[0]["_id"])})["n"] == 0
 
 
@@ -154,6 +167,7 @@ class Color(enum.Enum):
     RED = "red"
 
 
+@only_on("congodb", reason=NO_FERRETDB_TYPES)
 def test_native_values_are_stored_as_bson(mongo_db):
     uid = uuid.uuid4()
     record = {
@@ -286,6 +300,7 @@ def test_a_lost_connection_fails_the_bundle_without_the_password():
 # -- end to end --------------------------------------------------------------------------------------------
 
 
+@only_on("congodb", reason=NO_FERRETDB_TYPES)
 def test_mongodb_to_mongodb_round_trip_keeps_every_bson_type(mongo_db):
     source = mongo_db.db.source
     source.insert_many(
@@ -323,6 +338,7 @@ def test_mongodb_to_mongodb_round_trip_keeps_every_bson_type(mongo_db):
     assert snapshot(mongo_db.db.copy, sort="n") == copied
 
 
+@only_on("congodb", reason=NO_DECIMAL128)
 def test_a_sync_run_copies_a_collection_and_the_next_run_reads_only_what_changed(mongo_db, tmp_path):
     from osmosis_beam.config import parse_pipeline
     from osmosis_beam.state.sqlite import SQLiteStateStore
@@ -404,3 +420,192 @@ def test_prepare_creates_a_unique_index_on_the_key_once(mongo_db):
     assert sink.is_published("run-1") is False
     assert sink.publish("run-1", window_hi=at(1)) == {"collection": f"{mongo_db.name}.orders", "mode": "upsert"}
     sink.abort("run-1")  # nothing staged: a no-op
+
+
+# -- types kept through updates, unique indexes enforced (what CongoDB cannot host runs on FerretDB only) -------
+
+FAITHFUL = (
+    "CongoDB reads int64 values up to 2**53 back as floats, garbles Int64 and Binary on $set and does not enforce unique indexes"
+)
+
+
+def typed(value):
+    """``value`` with the exact type of every part, so that ``==`` also compares BSON types (1 != 1.0 != Int64(1))."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    if isinstance(value, Binary):
+        return (Binary, value.subtype, bytes(value))
+    return (type(value), value)
+
+
+def rich_record(i, version):
+    """A record of every type FerretDB 1.x holds (not Decimal128), its values changing with ``version``."""
+    return {
+        "sku": f"S{i:03d}",
+        "at": at(i, ms=version),
+        "day": dt.date(2024, 1, version),
+        "ref": ObjectId(f"{version:012x}{i:012x}"),
+        "raw": b"\x00\xff" + bytes([version]),
+        "blob": Binary(bytes([i, version]), 0x80),
+        "uid": uuid.UUID(int=i * 100 + version),
+        "big": 2**40 + version,
+        "small": version,
+        "ratio": version + 0.5,
+        "flag": version % 2 == 0,
+        "gone": None,
+        "re": {"$regularExpression": {"pattern": f"^v{version}", "options": "i"}},
+        "stamp": {"$timestamp": {"t": 1700000000 + version, "i": i}},
+        "nested": {"by": {"user": ObjectId(f"{i:024x}"), "when": at(version)}, "tags": ["x", "y", "z"][:version]},
+        "lines": [{"n": n, "uid": uuid.UUID(int=n), "at": at(n, ms=version)} for n in range(version)],
+    }
+
+
+def rich_stored(i, version):
+    """What ``rich_record(i, version)`` is once stored: BSON values, as pymongo reads them back."""
+    doc = rich_record(i, version)
+    doc.update(day=dt.datetime(2024, 1, version, tzinfo=UTC), big=Int64(2**40 + version), re=Regex(f"^v{version}", "i"),
+               stamp=Timestamp(1700000000 + version, i))
+    return doc
+
+
+def without_id(doc):
+    return {k: v for k, v in doc.items() if k != "_id"}
+
+
+@only_on("ferretdb", reason=FAITHFUL)
+def test_upsert_by_key_keeps_every_bson_type_exactly_through_updates_and_reruns(mongo_db):
+    sink = mongo_db.sink("items", key=["sku"], batch_size=6)
+    write(sink, [[rich_record(i, 1) for i in range(20)]], run_id="run-1", dead=equal_to([]))
+    ids_before = {d["sku"]: d["_id"] for d in snapshot(mongo_db.db.items)}
+    assert len(ids_before) == 20
+
+    window = [[rich_record(i, 2) for i in range(10, 20)], [rich_record(i, 2) for i in range(20, 30)]]
+    counters = write(sink, window, run_id="run-2", dead=equal_to([]))  # 10 updates, 10 inserts
+    assert counters["records_written"] == 20
+    once = snapshot(mongo_db.db.items, sort="sku")
+    assert [typed(without_id(d)) for d in once] == [
+        typed(rich_stored(i, 1 if i < 10 else 2)) for i in range(30)
+    ]
+    assert all(d["_id"] == ids_before[d["sku"]] for d in once if d["sku"] in ids_before)  # updated in place
+
+    write(sink, window, run_id="run-3", dead=equal_to([]))  # the same window again changes nothing
+    assert [typed(d) for d in snapshot(mongo_db.db.items, sort="sku")] == [typed(d) for d in once]
+
+
+@only_on("ferretdb", reason=FAITHFUL)
+def test_merge_sets_rich_values_keeps_other_fields_and_types(mongo_db):
+    sink = mongo_db.sink("items", key=["sku"], update="merge")
+    first = {**rich_record(1, 1), "_id": "65f000000000000000000001", "only_v1": Binary(b"\x07", 0x80)}
+    write(sink, [[first]], dead=equal_to([]))
+    other = {"note": {"by": ObjectId(), "at": at(99), "blob": Binary(b"\x01\x02", 0x81), "n": Int64(2**35)}}
+    mongo_db.db.items.update_one({"sku": "S001"}, {"$set": other})  # another writer's fields
+
+    second = {**rich_record(1, 3), "_id": "65f0000000000000000000ff"}  # another _id: the stored one stays
+    del second["gone"]  # a field the record no longer has is kept by merge
+    for run_id in ("run-2", "run-3"):
+        write(sink, [[second]], run_id=run_id, dead=equal_to([]))
+    (doc,) = snapshot(mongo_db.db.items)
+    expected = {**rich_stored(1, 3), "gone": None, "only_v1": Binary(b"\x07", 0x80), **other}
+    assert doc["_id"] == ObjectId("65f000000000000000000001")
+    assert typed(without_id(doc)) == typed(expected)
+    assert list(doc["nested"]) == ["by", "tags"] and doc["nested"]["tags"] == ["x", "y", "z"]  # $set of a field: whole value
+
+
+@only_on("ferretdb", reason=FAITHFUL)
+def test_the_unique_key_index_is_enforced_and_a_rerun_leaves_one_document_per_key(mongo_db):
+    from pymongo.errors import DuplicateKeyError
+
+    sink = mongo_db.sink("orders", key=["tenant", "order_id"], batch_size=4)
+    sink.prepare("run-0")
+    records = [{"tenant": t, "order_id": n, "v": 1, "at": at(n)} for t in ("a", "b") for n in range(10)]
+    records += [{**r, "v": 2} for r in records[::3]]  # some keys twice in a window: the later record wins
+    for run_id in ("run-1", "run-2"):
+        write(sink, [records[:15], records[15:]], run_id=run_id, dead=equal_to([]))
+        docs = snapshot(mongo_db.db.orders, sort="at")
+        assert len(docs) == 20 and len({(d["tenant"], d["order_id"]) for d in docs}) == 20
+    assert sorted((d["tenant"], d["order_id"]) for d in docs if d["v"] == 2) == sorted(
+        (r["tenant"], r["order_id"]) for r in records[::3][:7]
+    )
+    with pytest.raises(DuplicateKeyError):  # the server, not just the sink, keeps one document per key
+        mongo_db.db.orders.insert_one({"tenant": "a", "order_id": 3, "v": "another writer"})
+    mongo_db.db.orders.insert_one({"tenant": "c", "order_id": 3})  # another key is fine
+    assert mongo_db.db.orders.count_documents({}) == 21
+
+
+def test_concurrent_writers_of_one_window_never_duplicate_a_key(mongo_db):
+    # Two upserts of one new key can race: both miss, both insert, and the unique index refuses the second
+    # (E11000). mongod >= 4.2 retries such an upsert itself; FerretDB 1.x does not, and its reply lacks
+    # nModified, so pymongo raises KeyError('nModified') and the writer's bundle fails (the run would be
+    # retried); CongoDB runs one command at a time and never races. Either way, no key is ever stored twice,
+    # and writing the window again converges.
+    import random
+    import threading
+
+    from osmosis_beam.io.mongodb.write import _WriteMongoFn
+
+    sink = mongo_db.sink("orders", key=["order_id"])
+    sink.prepare("run-1")
+    records = [{"order_id": n, "at": at(n), "ref": ObjectId(f"{n:024x}")} for n in range(150)]
+    dead, failed = [], []
+
+    def writer(seed):
+        fn = _WriteMongoFn(mongo_db.uri, mongo_db.name, "orders", "upsert", ("order_id",), 10, dt.timedelta(seconds=5))
+        fn.setup()
+        try:
+            dead.extend(_dead(fn.process(random.Random(seed).sample(records, len(records)))))
+            return True
+        except Exception as exc:  # noqa: BLE001 - checked below
+            failed.append(repr(exc))
+            return False
+        finally:
+            fn.teardown()
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert dead == [] and set(failed) <= {"KeyError('nModified')"}, failed
+    assert mongo_db.db.orders.count_documents({}) == len({d["order_id"] for d in mongo_db.db.orders.find()})
+    assert writer(99)  # the window written again, alone
+    assert dead == [] and [without_id(d) for d in snapshot(mongo_db.db.orders, sort="order_id")] == records
+
+
+def test_prepare_fails_when_the_key_is_not_unique_in_the_collection(mongo_db):
+    mongo_db.db.orders.insert_many([{"order_id": 1, "v": "a"}, {"order_id": 1, "v": "b"}, {"order_id": 2}])
+    sink = mongo_db.sink("orders", key=["order_id"])
+    with pytest.raises(SinkError, match=r"orders: .*key index|cannot create a unique index on \['order_id'\]"):
+        sink.prepare("run-1")
+    assert [ix["name"] for ix in mongo_db.db.orders.list_indexes()] == ["_id_"]
+    mongo_db.sink("orders", key=["order_id"], create_index=False).prepare("run-1")  # the way out the error names
+
+
+def test_mongodb_to_mongodb_copy_follows_set_updates_in_the_source_with_types_intact(mongo_db):
+    source = mongo_db.db.source
+    source.insert_many([{"ts": at(i), "n": i, "big": Int64(2**40 + i), "bin": Binary(bytes([i]), 0x80),
+                         "uid": uuid.UUID(int=i), "nested": {"at": at(i), "arr": [Int64(2**41 + i), None]}} for i in range(20)])
+    connector = mongo_db.source("source", batch_size=7)
+    sink = mongo_db.sink("copy", key=["n"], batch_size=5)
+
+    def run(run_id, lo, hi):
+        sink.prepare(run_id)
+
+        def build(p):
+            out = p | "Read" >> ReadWindow(connector, SyncWindow(lo, hi), splits=2, batch_size=6)
+            written = out.records | "Write" >> sink.write(run_id)
+            assert_that(written.dead_letter, equal_to([]), label="no sink dead letters")
+
+        return run_beam(build)
+
+    run("run-1", at(0), at(30))
+    for n in range(0, 20, 4):  # other writers change some documents in place ($set: what CongoDB garbles)
+        source.update_one({"n": n}, {"$set": {"ts": at(40 + n), "big": Int64(-(2**50)), "bin": Binary(b"\xff", 0x81),
+                                             "nested.arr": [Int64(2**42 + n), {"k": Binary(b"\x00", 0x80)}]}})
+    counters = run("run-2", at(30), at(70))
+    assert counters["records_read"] == 5 and counters["records_written"] == 5
+    copied, expected = snapshot(mongo_db.db.copy, sort="n"), snapshot(source, sort="n")
+    # same _ids, values and BSON types (Int64 values beyond int32: int32 versus int64 follows the size, documented)
+    assert [typed(d) for d in copied] == [typed(d) for d in expected]

@@ -237,14 +237,21 @@ def pymongo_op(op: tuple[str, dict[str, Any], dict[str, Any], bool]):
     return (ReplaceOne if kind == "replace" else UpdateOne)(query, document, upsert=upsert)
 
 
-def duplicate_id(error: Mapping[str, Any]) -> bool:
-    """Whether a write error is a duplicate ``_id`` (in append mode: the record is already stored)."""
+def duplicate_id(error: Mapping[str, Any]) -> bool | None:
+    """Whether a write error is a duplicate ``_id`` (in append mode: the record is already stored).
+
+    None for a duplicate key error that does not say which index (FerretDB names neither the index
+    nor its key pattern): the caller looks for the ``_id`` instead.
+    """
     if error.get("code") not in (11000, 11001):
         return False
     pattern = error.get("keyPattern")
     if isinstance(pattern, Mapping):
         return list(pattern) == ["_id"]
-    return "index: _id_ " in str(error.get("errmsg", ""))
+    errmsg = str(error.get("errmsg", ""))
+    if "index: " in errmsg:
+        return "index: _id_ " in errmsg
+    return None
 
 
 def encode_problem(op: tuple[str, dict[str, Any], dict[str, Any], bool]) -> str | None:

@@ -141,10 +141,19 @@ class _WriteMongoFn(beam.DoFn):
                     raise SinkError(f"{self._where()}: bulk write failed: {self._scrub(exc)}") from None
                 if not ordered:
                     dead: dict[int, dict[str, Any]] = {}
+                    unsure: list[tuple[int, dict[str, Any], Any]] = []  # duplicates that name no index
                     for error in errors:
-                        owner = pending[error["index"]][0]
-                        if not duplicate_id(error):
+                        owner, op = pending[error["index"]]
+                        is_duplicate = duplicate_id(error)
+                        if is_duplicate is None:
+                            unsure.append((owner, error, op[2].get("_id")))
+                        elif not is_duplicate:
                             dead.setdefault(owner, error)
+                    if unsure:
+                        stored = self._stored_ids([oid for _, _, oid in unsure])
+                        for owner, error, oid in unsure:
+                            if oid not in stored:
+                                dead.setdefault(owner, error)
                     for owner, error in dead.items():
                         yield self._dead_letter(records[owner], self._describe(error))
                     self._written.inc(len({owner for owner, _ in pending}) - len(dead))
@@ -180,6 +189,18 @@ class _WriteMongoFn(beam.DoFn):
                     f"{self._where()}: cannot write to MongoDB at {redact_url(reveal(self._uri))} ({self._scrub(exc)}); "
                     "the run fails and its window is written again by the next run"
                 ) from None
+
+    def _stored_ids(self, ids: list[Any]) -> set[Any]:
+        """Which of ``ids`` are the ``_id`` of a stored document."""
+        from pymongo.errors import PyMongoError
+
+        try:
+            return {doc["_id"] for doc in self._coll.find({"_id": {"$in": ids}}, {"_id": 1})}
+        except PyMongoError as exc:
+            raise SinkError(
+                f"{self._where()}: cannot read from MongoDB at {redact_url(reveal(self._uri))} ({self._scrub(exc)}); "
+                "the run fails and its window is written again by the next run"
+            ) from None
 
     def _describe(self, error: Mapping[str, Any]) -> str:
         return f"write error {error.get('code')}: {self._scrub(error.get('errmsg', 'unknown'))}"
