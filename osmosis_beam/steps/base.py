@@ -11,13 +11,15 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+import dataclasses
+from typing import Any, Callable, Iterable, Mapping
 
-from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.errors import ConfigError, RunError
 from osmosis_beam.core.models import TransformationStep
 from osmosis_beam.core.options import suggest
+from osmosis_beam.core.records import Record
 
-__all__ = []
+__all__ = ["ConfiguredStep", "check_keys", "field_list", "raise_problems", "unprefixed", "StepFailed", "StepContext", "apply_record_function"]
 
 
 class ConfiguredStep(TransformationStep):
@@ -78,3 +80,30 @@ def field_list(config: Any, step: str) -> list[str]:
     if not isinstance(config, list) or not config or not all(isinstance(f, str) and f for f in config):
         raise ConfigError(f"{step}: give a list of field names, got {config!r}")
     return list(config)
+
+
+class StepFailed(RunError):
+    """A step with ``on_error: fail`` raised for a record."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StepContext:
+    """What a step may need to know about the pipeline it runs in (given to ``from_config(config, context=)``)."""
+
+    pipeline_id: str = ""
+    cursor_field: str | None = None
+    batch_size: int = 2000
+
+
+def apply_record_function(fn: Callable[[Record], Any], records: Iterable[Record]) -> list[Record]:
+    """Apply a record function to a batch: it returns a record, None to drop it, or a list of records."""
+    out: list[Record] = []
+    for record in records:
+        result = fn(record)
+        if result is None:
+            continue
+        if isinstance(result, list):
+            out.extend(result)
+        else:
+            out.append(result)
+    return out

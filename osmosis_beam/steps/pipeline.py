@@ -18,7 +18,6 @@ Example::
 from __future__ import annotations
 
 import copy
-import dataclasses
 import inspect
 from typing import Any, Callable, Iterable
 
@@ -34,26 +33,14 @@ from osmosis_beam.core.records import (
     Record,
 )
 from osmosis_beam.io.batches import RecordBatch
+from osmosis_beam.steps.base import StepContext, StepFailed, apply_record_function
 
 __all__ = ["StepChain", "Pipeline", "ApplyStep", "BatchTransform", "StepContext", "build_step", "StepFailed", "CancelCheck"]
-
-
-class StepFailed(RunError):
-    """A step with ``on_error: fail`` raised for a record."""
 
 
 def _error_text(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if not isinstance(exc, OsmosisError) else text
-
-
-@dataclasses.dataclass(frozen=True)
-class StepContext:
-    """What a step may need to know about the pipeline it runs in (given to ``from_config(config, context=)``)."""
-
-    pipeline_id: str = ""
-    cursor_field: str | None = None
-    batch_size: int = 2000
 
 
 class BatchTransform(beam.PTransform):
@@ -78,20 +65,6 @@ class BatchTransform(beam.PTransform):
         step.step_label = label
         step.on_error = on_error
         return step
-
-
-def apply_record_function(fn: Callable[[Record], Any], records: Iterable[Record]) -> list[Record]:
-    """Apply a record function to a batch: it returns a record, None to drop it, or a list of records."""
-    out: list[Record] = []
-    for record in records:
-        result = fn(record)
-        if result is None:
-            continue
-        if isinstance(result, list):
-            out.extend(result)
-        else:
-            out.append(result)
-    return out
 
 
 class _FunctionStep(TransformationStep):
@@ -244,6 +217,8 @@ class StepChain(beam.PTransform):
     def expand(self, batches):
         dead = []
         for step, label, on_error in self._steps:
+            if callable(getattr(step, "batch_transform", None)):  # a Beam-free step with a Beam side (dedupe)
+                step = step.batch_transform(label, on_error)
             if isinstance(step, BatchTransform):
                 out = batches | label >> step.bound(label, on_error)
                 if isinstance(out, dict):

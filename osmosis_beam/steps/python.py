@@ -12,10 +12,7 @@ from typing import Any
 
 from osmosis_beam.core.errors import ConfigError
 from osmosis_beam.core.models import TransformationStep
-from osmosis_beam.steps.base import ConfiguredStep, unprefixed
-from osmosis_beam.steps.pipeline import (
-    apply_record_function,
-)
+from osmosis_beam.steps.base import ConfiguredStep, apply_record_function, unprefixed
 
 __all__ = ['PythonStep']
 

@@ -33,11 +33,12 @@ import apache_beam as beam
 from osmosis_beam.core.records import DEAD_LETTER_TAG
 from osmosis_beam.io.batches import RecordBatch
 from osmosis_beam.io.read import fail_on_dead_letters
+from osmosis_beam.steps.base import StepContext
 from osmosis_beam.steps.cast import CastStep
 from osmosis_beam.steps.dedupe import DedupeStep
 from osmosis_beam.steps.expressions import FilterStep, MapStep
 from osmosis_beam.steps.fields import DropStep, RenameStep, SelectStep
-from osmosis_beam.steps.pipeline import StepChain, StepContext
+from osmosis_beam.steps.pipeline import StepChain
 from osmosis_beam.steps.python import PythonStep
 from osmosis_beam.steps.reshape import ExplodeStep, FlattenStep
 from osmosis_beam.steps.text import HtmlToTextStep

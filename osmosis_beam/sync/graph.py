@@ -12,10 +12,11 @@ import apache_beam as beam
 from osmosis_beam.config import PipelineSpec
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.base import BaseConnector, BaseSink
-from osmosis_beam.io.files.transforms import WriteJSONL
+from osmosis_beam.io.files.jsonl_write import WriteJSONL
 from osmosis_beam.io.read import ReadFromSource
 from osmosis_beam.io.write import WriteToSink
-from osmosis_beam.steps.pipeline import CancelCheck, StepChain, StepContext, build_step
+from osmosis_beam.steps.base import StepContext
+from osmosis_beam.steps.pipeline import CancelCheck, StepChain, build_step
 
 __all__ = ["build_graph"]
 

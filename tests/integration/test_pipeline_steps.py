@@ -22,11 +22,12 @@ from osmosis_beam.core.timefmt import parse_timestamp
 from osmosis_beam.io.files.jsonl import read_jsonl_dir
 from osmosis_beam.runners.options import in_process_pipeline
 from osmosis_beam.state.sqlite import SQLiteStateStore
+from osmosis_beam.steps.base import StepFailed
 from osmosis_beam.steps.cast import CastStep
 from osmosis_beam.steps.dedupe import DedupeStep
 from osmosis_beam.steps.expressions import FilterStep, MapStep
 from osmosis_beam.steps.fields import DropStep, RenameStep, SelectStep
-from osmosis_beam.steps.pipeline import Pipeline, StepFailed
+from osmosis_beam.steps.pipeline import Pipeline
 from osmosis_beam.steps.python import PythonStep
 from osmosis_beam.steps.reshape import ExplodeStep, FlattenStep
 from osmosis_beam.steps.text import HtmlToTextStep

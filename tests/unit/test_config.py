@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from osmosis_beam.config import PipelineSpec, StepSpec, interpolate_env, load_pipeline, parse_pipeline
+from osmosis_beam.config import (
+    PipelineSpec,
+    StepSpec,
+    interpolate_env,
+    load_pipeline,
+    parse_pipeline,
+)
 from osmosis_beam.core.errors import ConfigError
 from osmosis_beam.core.options import Option, suggest, validate_options
 from osmosis_beam.core.secrets import Secret

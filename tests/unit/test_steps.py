@@ -10,11 +10,12 @@ import pytest
 from osmosis_beam.config import StepSpec, parse_pipeline
 from osmosis_beam.core.errors import ConfigError
 from osmosis_beam.core.models import TransformationStep
+from osmosis_beam.steps.base import StepContext
 from osmosis_beam.steps.cast import CastStep
 from osmosis_beam.steps.dedupe import DedupeStep
 from osmosis_beam.steps.expressions import FilterStep, MapStep, compile_expression
 from osmosis_beam.steps.fields import DropStep, RenameStep, SelectStep
-from osmosis_beam.steps.pipeline import StepContext, build_step
+from osmosis_beam.steps.pipeline import build_step
 from osmosis_beam.steps.python import PythonStep
 from osmosis_beam.steps.reshape import ExplodeStep, FlattenStep
 from osmosis_beam.steps.text import HtmlToTextStep, html_to_text

@@ -46,6 +46,6 @@ class JSONLSink(StagedFileSink):
     options = (Option("path", "path", required=True, help="the output folder"),)
 
     def write(self, run_id: str):
-        from osmosis_beam.io.files.transforms import WriteJSONL
+        from osmosis_beam.io.files.jsonl_write import WriteJSONL
 
         return WriteJSONL(str(self.staging_dir(run_id)))

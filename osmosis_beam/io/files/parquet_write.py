@@ -11,7 +11,7 @@ from apache_beam.metrics import Metrics
 
 from osmosis_beam.core.errors import ConfigError
 from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
-from osmosis_beam.io.files.parquet import (
+from osmosis_beam.io.files.arrow import (
     NULL,
     SUFFIX,
     Col,

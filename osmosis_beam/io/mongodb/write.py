@@ -10,7 +10,7 @@ from apache_beam.metrics import Metrics
 from osmosis_beam.core.errors import ConfigError, ConnectorError, SinkError
 from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
 from osmosis_beam.core.secrets import Secret, redact_url, reveal
-from osmosis_beam.io.mongodb.sink import (
+from osmosis_beam.io.mongodb.client import (
     MISSING,
     MODES,
     STEP,
