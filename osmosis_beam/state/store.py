@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from osmosis_beam.types import SyncJob, SyncRun, SyncWindow
 
@@ -143,6 +143,34 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def get_lease(self, pipeline_id: str) -> Lease | None: ...
 
+    # -- operations: state commands, the dashboard, metrics (osmosis_beam.state.commands, osmosis_beam.ui) --
+    @abc.abstractmethod
+    def change_watermark(
+        self, pipeline_id: str, value: dt.datetime | int | None, state: dict[str, Any] | None, record: SyncRun, who: str
+    ) -> None:
+        """In one transaction: set the watermark to ``value`` with connector ``state`` (``value`` None and
+        ``state`` None: remove it, so the next run is a full read) and add ``record`` (finished) to the history,
+        with ``who`` in its holder column."""
+    @abc.abstractmethod
+    def query_runs(
+        self,
+        pipeline_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        since: dt.datetime | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SyncRun]:
+        """Runs newest first, filtered by pipeline, status (one or several) and start time; one indexed query."""
+    @abc.abstractmethod
+    def count_runs(
+        self, pipeline_id: str | None = None, status: str | Sequence[str] | None = None, since: dt.datetime | None = None
+    ) -> int: ...
+    @abc.abstractmethod
+    def set_paused(self, pipeline_id: str, paused: bool) -> bool:
+        """Pause or resume a sync job (the launcher starts no run of a paused job); False when there is no such job."""
+    @abc.abstractmethod
+    def paused_pipelines(self) -> set[str]: ...
+
     def close(self) -> None:
         """Release connections."""
 
@@ -177,6 +205,13 @@ def open_store(home: str | os.PathLike | None = None, url: str | None = None) ->
     from osmosis_beam.state.sqlite import SQLiteStateStore
 
     return SQLiteStateStore(resolve_home(home) / "state.db")
+
+
+def status_list(status: str | Sequence[str] | None) -> list[str]:
+    """``status`` of :meth:`StateStore.query_runs` as a list (empty: any status)."""
+    if status is None:
+        return []
+    return [status] if isinstance(status, str) else list(status)
 
 
 def window_of(lo: str | None, hi: str | None) -> SyncWindow | None:
