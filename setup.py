@@ -9,6 +9,9 @@ for line in (HERE / "osmosis_beam" / "__init__.py").read_text().splitlines():
     if line.startswith("__version__"):
         exec(line, version)
 
+METRICS = ["prometheus-client>=0.20"]
+UI = ["starlette>=0.37", "uvicorn>=0.29", "Jinja2>=3.1"]
+
 setup(
     name="osmosis-beam",
     version=version["__version__"],
@@ -17,7 +20,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["osmosis_beam", "osmosis_beam.*"]),
-    package_data={"osmosis_beam": ["py.typed"]},
+    package_data={"osmosis_beam": ["py.typed"], "osmosis_beam.ui": ["templates/*.html", "static/*"]},
     install_requires=[
         "apache-beam>=2.77.0,<2.78",
         "psycopg2-binary>=2.9",
@@ -31,9 +34,13 @@ setup(
         "orjson>=3.9",
     ],
     extras_require={
-        # The Dataflow dry-run tests need the GCP libraries, so the test extra brings them.
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "apache-beam[gcp]>=2.77.0,<2.78", "build>=1.0"],
+        # The Dataflow dry-run tests need the GCP libraries, so the test extra brings them; the dashboard's
+        # browser tests need the ui and metrics extras and Playwright (driving Debian's chromium).
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "apache-beam[gcp]>=2.77.0,<2.78", "build>=1.0",
+                 *METRICS, *UI, "playwright>=1.44"],
         "gcp": ["apache-beam[gcp]>=2.77.0,<2.78", "build>=1.0"],
+        "metrics": METRICS,
+        "ui": UI,
     },
     entry_points={
         "console_scripts": ["osmosis = osmosis_beam.cli:main"],

@@ -311,11 +311,23 @@ def cmd_launch(args) -> int:
         _SECRETS.extend(spec.secret_values())
     # The launcher's start/end lines are its output: show them without -v.
     logging.getLogger("osmosis_beam.scheduler").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    store = _store(args)
+    metrics = server = None
+    if args.metrics_port is not None:
+        from osmosis_beam.scheduler.metrics import LauncherMetrics
+
+        metrics = LauncherMetrics(store, [s.id for s in specs if s.schedule is not None])
+        server = metrics.serve(args.metrics_port, args.metrics_host)
     scheduler = SyncScheduler(
-        specs, _store(args), home=resolve_home(args.home), concurrency=args.concurrency, runner=args.runner, **timing
+        specs, store, home=resolve_home(args.home), concurrency=args.concurrency, runner=args.runner,
+        metrics=metrics, **timing
     )
-    with scheduler.stop_on_signals():
-        result = scheduler.run(once=args.once, max_runs=args.max_runs)
+    try:
+        with scheduler.stop_on_signals():
+            result = scheduler.run(once=args.once, max_runs=args.max_runs)
+    finally:
+        if server is not None:
+            server.shutdown()
     # A stop by signal exits 0 (runs it cancelled are in the history as failed); --once / --max-runs
     # exit 1 when one of their runs failed.
     return 0 if result.stopped else result.exit_code
@@ -426,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait after a pipeline's first failure; doubles per failure in a row (default 30s)")
     p.add_argument("--max-backoff", default="1h", metavar="DURATION", help="cap of the failure backoff (default 1h)")
     p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAMLs' runner")
+    p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on http://HOST:P/metrics")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                   help="address of the metrics endpoint (default 127.0.0.1; 0.0.0.0 for a remote Prometheus)")
     p.set_defaults(func=cmd_launch)
 
     p = sub.add_parser("jobs", help="the sync jobs: pipeline, schedule, last run, next run, status")
