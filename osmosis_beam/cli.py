@@ -356,6 +356,16 @@ def cmd_jobs(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    from osmosis_beam.state.store import resolve_home
+    from osmosis_beam.ui import serve
+
+    store = _store(args)
+    home = resolve_home(args.home) if args.home or not args.state else store.default_home()
+    serve(store, home, host=args.host, port=args.port, token=args.token)
+    return 0
+
+
 def _duration(flag: str, text: str):
     from osmosis_beam.timefmt import parse_duration
 
@@ -442,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address of the metrics endpoint (default 127.0.0.1; 0.0.0.0 for a remote Prometheus)")
     p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("ui", help="the dashboard: a local web app over the state store (needs osmosis-beam[ui])")
+    p.add_argument("--port", type=int, default=8321, metavar="P", help="port (default 8321)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need a token)")
+    p.add_argument("--token", help="access token, required beyond loopback (default: $OSMOSIS_UI_TOKEN)")
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("jobs", help="the sync jobs: pipeline, schedule, last run, next run, status")
     p.add_argument("--json", action="store_true")
