@@ -50,8 +50,12 @@ def test_a_running_launcher_exposes_runs_records_durations_freshness_and_leases(
                  60, "the good and the bad run to finish")
         wait_for(lambda: store.get_lease("slow") is not None, 30, "the slow run to hold its lease")
         # The launcher counts a run once it has reaped it: give its loop a tick.
-        wait_for(lambda: scrape(port).get(("osmosis_runs_total", (("pipeline", "bad"), ("status", "failed")))) == 1,
-                 10, "the failed run in the metrics")
+        def counted():
+            m = scrape(port)
+            return (m.get(("osmosis_runs_total", (("pipeline", "bad"), ("status", "failed")))) == 1
+                    and m.get(("osmosis_runs_total", (("pipeline", "good"), ("status", "succeeded")))) == 1)
+
+        wait_for(counted, 10, "both finished runs in the metrics")
         m = scrape(port)
         assert m[("osmosis_runs_total", (("pipeline", "good"), ("status", "succeeded")))] == 1
         assert m[("osmosis_runs_total", (("pipeline", "good"), ("status", "failed")))] == 0

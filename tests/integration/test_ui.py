@@ -188,10 +188,10 @@ def test_click_through_pages_and_run_a_pipeline_from_its_page(populated, page):
 
         def shown():
             page.reload()
-            return page.locator(f'tr[data-run="{newest.run_id}"]').count() == 1
+            return (page.locator(f'tr[data-run="{newest.run_id}"]').count() == 1
+                    and f"run {newest.run_id} succeeded" in page.locator("#last-action").inner_text())
 
-        wait_for(shown, 20, "the new run on the pipeline page")
-        assert f"run {newest.run_id} succeeded" in page.locator("#last-action").inner_text()
+        wait_for(shown, 20, "the new run and its outcome on the pipeline page")
         assert page.locator("svg[aria-label='duration per run'] circle").count() == 2
         shot(page, "pipeline")
 
