@@ -55,12 +55,14 @@ have_pg_server() {
 }
 
 ensure_test_services() {
-  # The suite starts a throwaway PostgreSQL cluster and a MongoDB-wire server (Node.js) itself;
+  # The suite starts a throwaway PostgreSQL cluster, a MongoDB-wire server (Node.js) and Chromium itself;
   # on a fresh machine, install their packages when we can (root with apt-get).
   local missing=()
   if [ -z "${OSMOSIS_TEST_PG_DSN:-}" ] && ! have_pg_server; then missing+=(postgresql); fi
   if [ -z "${OSMOSIS_TEST_MONGO_URI:-}" ] && ! command -v node >/dev/null 2>&1; then missing+=(nodejs); fi
   if [ -z "${OSMOSIS_TEST_MONGO_URI:-}" ] && ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
+  # The dashboard's browser tests drive Debian's chromium through Playwright (never `playwright install`).
+  if [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
   if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
       echo ">> installing ${missing[*]} for the test services" >&2

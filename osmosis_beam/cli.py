@@ -100,26 +100,124 @@ def cmd_run(args) -> int:
 
 
 def cmd_history(args) -> int:
+    from osmosis_beam.state.commands import parse_since
+
     store = _store(args)
-    runs = store.list_runs(args.pipeline, limit=args.limit)
+    since = parse_since(args.since) if args.since else None
+    if args.limit is not None and args.limit < 1:
+        raise _usage(f"--limit must be at least 1, got {args.limit}")
+    runs = store.query_runs(args.pipeline, status=args.status, since=since, limit=args.limit)
     if args.json:
-        _print_json([r.to_dict() for r in runs])
+        _print_json([{**r.to_dict(), "duration_seconds": _seconds(r)} for r in runs])
         return 0
     if not runs:
-        print("no runs yet" + (f" for pipeline {args.pipeline}" if args.pipeline else ""))
+        print("no runs" + (f" for pipeline {args.pipeline}" if args.pipeline else "") + (" matching the filters" if args.status or since else " yet"))
         return 0
-    header = ("STARTED", "PIPELINE", "STATUS", "READ", "WRITTEN", "DEAD", "WINDOW HI", "ERROR")
+    header = ("STARTED", "PIPELINE", "STATUS", "DURATION", "READ", "WRITTEN", "DEAD", "WINDOW HI", "ERROR / NOTE")
     rows = []
     for r in runs:
         window = r.window.to_dict() if r.window else {"hi": None}
+        seconds = _seconds(r) if r.status != "state" else None
         rows.append((
-            r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.pipeline_id, r.status, str(r.records_read),
-            str(r.records_written), str(r.dead_letter), str(window["hi"] or "-"), (r.error or r.note or "")[:80],
+            r.started_at.strftime("%Y-%m-%d %H:%M:%S"), r.pipeline_id, r.status,
+            "-" if seconds is None else _human_seconds(seconds), str(r.records_read),
+            str(r.records_written), str(r.dead_letter), str(window["hi"] or "-"), r.error or r.note or "",
         ))
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    # The last column is never cut: a long error is printed whole, its extra lines indented under it.
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header[:-1])]
+    indent = " " * (sum(widths) + 2 * len(widths))
     for row in (header, *rows):
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+        first, *more = row[-1].splitlines() or [""]
+        print("  ".join([*(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])), first]).rstrip())
+        for line in more:
+            print(indent + line)
     return 0
+
+
+def _seconds(run) -> float | None:
+    if run.finished_at is None or run.started_at is None:
+        return None
+    return round((run.finished_at - run.started_at).total_seconds(), 3)
+
+
+def _human_seconds(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{sec:02d}s" if hours else f"{minutes}m{sec:02d}s"
+
+
+def cmd_state(args) -> int:
+    from osmosis_beam.state import commands
+
+    store = _store(args)
+    if args.action == "show":
+        info = commands.describe_state(store, args.id)
+        if args.json:
+            _print_json(info)
+            return 0
+        window = info["window"]
+        print(f"pipeline      {info['pipeline']}")
+        print(f"watermark     {info['watermark'] if info['watermark'] is not None else '- (none: the next run is a full read)'}")
+        if info["updated_at"]:
+            print(f"  updated     {info['updated_at']}")
+        if info["freshness_seconds"] is not None:
+            print(f"  freshness   {_human_seconds(info['freshness_seconds'])} behind now")
+        if window:
+            by = info["committed_by"]
+            print(f"  window      [{window['lo'] if window['lo'] is not None else '-inf'}, {window['hi']})  "
+                  f"({by['status']} {by['run_id']}{': ' + by['note'] if by['note'] else ''})")
+        print(f"state         {json.dumps(info['state'], default=str, sort_keys=True)}")
+        if info["pending"]:
+            for p in info["pending"]:
+                print(f"pending       run {p['run_id']} by {p['holder']} since {p['started_at']}: "
+                      f"{json.dumps(p['state'], default=str, sort_keys=True) if p['state'] is not None else '(no state saved yet)'}")
+        else:
+            print("pending       - (no run in progress)")
+        lease = info["lease"]
+        if lease:
+            print(f"lease         {lease['holder']} until {lease['expires_at']}{'' if lease['live'] else ' (expired or dead: free)'}")
+        else:
+            print("lease         - (free)")
+        return 0
+    if args.action == "set":
+        if not args.hi:
+            raise _usage("state set needs --hi TIME (e.g. --hi 2024-06-01T00:00:00Z)")
+        current = store.get_watermark(args.id).value
+        value = commands.parse_hi(args.hi, current)
+        commands.describe_state(store, args.id)  # unknown pipelines fail before the question
+        from osmosis_beam.core.window import format_bound
+
+        old = format_bound(current) if current is not None else "none"
+        direction = "rewinds" if current is not None and value < current else "advances" if current is not None else "sets"
+        question = f"pipeline {args.id}: watermark {old} -> {format_bound(value)} ({direction} it)"
+        if not _confirm(question, args.yes):
+            print("not changed", file=sys.stderr)
+            return 1
+        record = commands.set_watermark(store, args.id, value)
+    else:
+        info = commands.describe_state(store, args.id)
+        question = f"pipeline {args.id}: clear the watermark ({info['watermark'] or 'none'}) and connector state; the next run reads from incremental.start"
+        if not _confirm(question, args.yes):
+            print("not changed", file=sys.stderr)
+            return 1
+        record = commands.clear_state(store, args.id)
+    print(f"pipeline {args.id}: {record.note} (history {record.run_id})")
+    return 0
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    if yes:
+        print(question, file=sys.stderr)
+        return True
+    if not sys.stdin or not sys.stdin.isatty():
+        raise _usage(f"{question}: confirm with --yes (no terminal to ask on)")
+    try:
+        answer = input(f"{question}. Proceed? [y/N] ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")
 
 
 def cmd_validate(args) -> int:
@@ -213,11 +311,23 @@ def cmd_launch(args) -> int:
         _SECRETS.extend(spec.secret_values())
     # The launcher's start/end lines are its output: show them without -v.
     logging.getLogger("osmosis_beam.scheduler").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    store = _store(args)
+    metrics = server = None
+    if args.metrics_port is not None:
+        from osmosis_beam.scheduler.metrics import LauncherMetrics
+
+        metrics = LauncherMetrics(store, [s.id for s in specs if s.schedule is not None])
+        server = metrics.serve(args.metrics_port, args.metrics_host)
     scheduler = SyncScheduler(
-        specs, _store(args), home=resolve_home(args.home), concurrency=args.concurrency, runner=args.runner, **timing
+        specs, store, home=resolve_home(args.home), concurrency=args.concurrency, runner=args.runner,
+        metrics=metrics, **timing
     )
-    with scheduler.stop_on_signals():
-        result = scheduler.run(once=args.once, max_runs=args.max_runs)
+    try:
+        with scheduler.stop_on_signals():
+            result = scheduler.run(once=args.once, max_runs=args.max_runs)
+    finally:
+        if server is not None:
+            server.shutdown()
     # A stop by signal exits 0 (runs it cancelled are in the history as failed); --once / --max-runs
     # exit 1 when one of their runs failed.
     return 0 if result.stopped else result.exit_code
@@ -243,6 +353,16 @@ def cmd_jobs(args) -> int:
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     for row in (header, *rows):
         print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def cmd_ui(args) -> int:
+    from osmosis_beam.state.store import resolve_home
+    from osmosis_beam.ui import serve
+
+    store = _store(args)
+    home = resolve_home(args.home) if args.home or not args.state else store.default_home()
+    serve(store, home, host=args.host, port=args.port, token=args.token)
     return 0
 
 
@@ -280,9 +400,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("history", help="sync history, newest first")
     p.add_argument("--pipeline", metavar="ID")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--status", choices=["running", "succeeded", "failed", "state"], help="only runs with this status (state: manual state changes)")
+    p.add_argument("--since", metavar="WHEN", help="only runs started since: a duration back (2h, 7d) or a time (2024-06-01T00:00:00Z)")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default 20)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_history)
+
+    p = sub.add_parser("state", help="a pipeline's watermark: show it, set it (rewind/advance) or clear it")
+    p.add_argument("action", choices=["show", "set", "clear"])
+    p.add_argument("id", metavar="ID", help="the pipeline id")
+    p.add_argument("--hi", metavar="TIME", help="set: the new watermark (ISO-8601 with offset, or an integer cursor)")
+    p.add_argument("--yes", "-y", action="store_true", help="set/clear: do not ask for confirmation")
+    p.add_argument("--json", action="store_true", help="show: as JSON")
+    p.set_defaults(func=cmd_state)
 
     p = sub.add_parser("validate", help="check pipeline files; list every error")
     p.add_argument("pipelines", nargs="+", metavar="PIPELINE.yaml")
@@ -318,7 +448,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait after a pipeline's first failure; doubles per failure in a row (default 30s)")
     p.add_argument("--max-backoff", default="1h", metavar="DURATION", help="cap of the failure backoff (default 1h)")
     p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAMLs' runner")
+    p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on http://HOST:P/metrics")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                   help="address of the metrics endpoint (default 127.0.0.1; 0.0.0.0 for a remote Prometheus)")
     p.set_defaults(func=cmd_launch)
+
+    p = sub.add_parser("ui", help="the dashboard: a local web app over the state store (needs osmosis-beam[ui])")
+    p.add_argument("--port", type=int, default=8321, metavar="P", help="port (default 8321)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need a token)")
+    p.add_argument("--token", help="access token, required beyond loopback (default: $OSMOSIS_UI_TOKEN)")
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("jobs", help="the sync jobs: pipeline, schedule, last run, next run, status")
     p.add_argument("--json", action="store_true")

@@ -117,21 +117,32 @@ def _job_schedule(job: SyncJob) -> dict[str, Any] | None:
 def describe_jobs(store: StateStore, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """The sync jobs as ``osmosis jobs`` shows them: pipeline, schedule, last run, next run, status.
 
-    ``status`` is ``running`` while a run holds the pipeline's lease; otherwise the job's own status
-    (``idle`` before the first launcher run, then ``succeeded``, ``failed`` or ``cancelled``).
+    ``status`` is ``running`` while a run holds the pipeline's lease, else ``paused`` for a paused job;
+    otherwise the status of the latest run, whether the launcher or ``osmosis run`` made it (``idle``
+    before the first run, then ``succeeded``, ``failed`` or ``cancelled``). ``last_run`` is the start of
+    that latest run.
     """
     now = now or utcnow()
+    paused = store.paused_pipelines()
     out = []
     for job in store.list_jobs():
         lease = store.get_lease(job.pipeline_id)
         running = lease is not None and lease.expires_at > now and not holder_is_dead(lease.holder)
+        last_run, status = job.last_run, job.status
+        # Manual runs (`osmosis run`) do not touch the job's last run: the history has them.
+        latest = store.query_runs(job.pipeline_id, status=("running", "succeeded", "failed"), limit=1)
+        if latest and (last_run is None or latest[0].started_at > last_run):
+            last_run = latest[0].started_at
+            if latest[0].status != "running":
+                status = latest[0].status
         out.append({
             "pipeline": job.pipeline_id,
             "schedule": _job_schedule(job),
-            "last_run": format_timestamp(job.last_run),
+            "last_run": format_timestamp(last_run),
             "next_run": format_timestamp(job.next_run),
-            "status": "running" if running else job.status,
+            "status": "running" if running else "paused" if job.pipeline_id in paused else status,
             "consecutive_failures": job.consecutive_failures,
+            "paused": job.pipeline_id in paused,
             "spec_path": job.spec_path,
         })
     return out
@@ -181,6 +192,7 @@ class SyncScheduler:
         runner: override every pipeline's Beam runner.
         clock: ``now`` as a UTC-aware datetime (tests pass their own).
         abort_timeout: after the grace period, how long to wait for cancelled runs to stop.
+        metrics: an :class:`osmosis_beam.scheduler.metrics.LauncherMetrics`, told of every finished run.
     """
 
     def __init__(
@@ -197,6 +209,7 @@ class SyncScheduler:
         registry=None,
         clock: Callable[[], dt.datetime] = utcnow,
         abort_timeout: float = 30.0,
+        metrics: Any = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
@@ -217,6 +230,7 @@ class SyncScheduler:
         self.runner = runner
         self.registry = registry
         self.abort_timeout = abort_timeout
+        self.metrics = metrics
         self._clock = clock
         self._by_id = {s.id: s for s in self.specs}
         self._running: dict[str, threading.Thread] = {}
@@ -324,7 +338,8 @@ class SyncScheduler:
         pending_once: set[str] | None = None
         if once:
             now = self._clock()
-            pending_once = {j.pipeline_id for j in self._jobs().values() if self._due(j, now)}
+            paused = self.store.paused_pipelines()
+            pending_once = {j.pipeline_id for j in self._jobs().values() if self._due(j, now) and j.pipeline_id not in paused}
             if not pending_once:
                 log.info("nothing is due now")
         try:
@@ -362,11 +377,12 @@ class SyncScheduler:
         """Start the due pipelines there is room for (oldest due first); return how long to sleep."""
         now = self._clock()
         jobs = self._jobs()
+        paused = self.store.paused_pipelines()  # paused jobs (osmosis ui) start no run until resumed
         wait = _TICK
         budget = None if max_runs is None else max_runs - result.runs - len(self._running)
         due = []
         for spec in self.specs:
-            if spec.id in self._running:
+            if spec.id in self._running or spec.id in paused:
                 continue
             if pending_once is not None and spec.id not in pending_once:
                 continue
@@ -437,6 +453,8 @@ class SyncScheduler:
                 return
             self._running.pop(done.spec.id, None)
             setattr(result, done.outcome, getattr(result, done.outcome) + 1)
+            if self.metrics is not None:
+                self.metrics.observe(done.spec.id, done.outcome, done.run)
 
     # -- one run ------------------------------------------------------------------------------------
     def _sync_runner(self, spec: PipelineSpec, **hooks: Any):
@@ -469,8 +487,10 @@ class SyncScheduler:
             finished["job"] = True
 
         done = _Done(spec, "failed")
+        sync = None
         try:
-            run = self._sync_runner(spec, on_start=on_start, on_done=on_done).run()
+            sync = self._sync_runner(spec, on_start=on_start, on_done=on_done)
+            run = sync.run()
             done = _Done(spec, "succeeded", run=run)
         except LeaseHeldError as exc:
             now = self._clock()
@@ -480,7 +500,7 @@ class SyncScheduler:
             done = _Done(spec, "skipped", error=exc)
         except BaseException as exc:  # noqa: BLE001 - a run's failure never stops the launcher
             outcome = "cancelled" if self._cancel.is_set() else "failed"
-            done = _Done(spec, outcome, error=exc)
+            done = _Done(spec, outcome, run=sync.current_run if sync is not None else None, error=exc)
             if not finished["job"]:
                 # Failed before it held the lease (e.g. the state store was unreachable).
                 try:

@@ -37,6 +37,7 @@ from osmosis_beam.state.store import (
     StateStore,
     Watermark,
     holder_is_dead,
+    status_list,
     window_of,
 )
 
@@ -72,6 +73,12 @@ MIGRATIONS: list[str] = [
     # v2: the connector state a run will commit, saved before it publishes (for repair after a crash)
     """
     ALTER TABLE {s}.runs ADD COLUMN pending_state jsonb;
+    """,
+    # v3: paused sync jobs; runs listed newest first across pipelines and by status (the dashboard's pages)
+    """
+    ALTER TABLE {s}.sync_jobs ADD COLUMN paused boolean NOT NULL DEFAULT false;
+    CREATE INDEX runs_by_started ON {s}.runs (started_at, seq);
+    CREATE INDEX runs_by_status_started ON {s}.runs (status, started_at);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -475,3 +482,65 @@ class PostgresStateStore(StateStore):
             "SELECT pipeline_id, holder, acquired_at, expires_at FROM {s}.leases WHERE pipeline_id = %s", (pipeline_id,)
         )
         return Lease(*rows[0]) if rows else None
+
+    # -- operations: state commands, the dashboard, metrics ------------------------------------------------
+    def change_watermark(self, pipeline_id, value, state, record, who) -> None:
+        window = _window_text(record)
+
+        def work(cur) -> None:
+            if value is None and state is None:
+                cur.execute(self._q("DELETE FROM {s}.watermarks WHERE pipeline_id = %s"), (pipeline_id,))
+            else:
+                cur.execute(
+                    self._q(
+                        "INSERT INTO {s}.watermarks (pipeline_id, value, state, updated_at) VALUES (%s, %s, %s::jsonb, %s) "
+                        "ON CONFLICT (pipeline_id) DO UPDATE SET value = EXCLUDED.value, state = EXCLUDED.state, "
+                        "updated_at = EXCLUDED.updated_at"
+                    ),
+                    (pipeline_id, _bound_text(value), json.dumps(state or {}, sort_keys=True), utcnow()),
+                )
+            cur.execute(
+                self._q(
+                    "INSERT INTO {s}.runs (run_id, pipeline_id, status, started_at, finished_at, window_lo, window_hi, "
+                    "runner, full_refresh, note, holder) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                ),
+                (record.run_id, pipeline_id, record.status, record.started_at, record.finished_at, window["lo"],
+                 window["hi"], record.runner, bool(record.full_refresh), record.note, who),
+            )
+
+        self._run(work)
+
+    @staticmethod
+    def _run_filter(pipeline_id, status, since) -> tuple[str, list[Any]]:
+        where, args = [], []
+        if pipeline_id:
+            where.append("pipeline_id = %s")
+            args.append(pipeline_id)
+        statuses = status_list(status)
+        if statuses:
+            where.append("status = ANY(%s)")
+            args.append(statuses)
+        if since is not None:
+            where.append("started_at >= %s")
+            args.append(since)
+        return (" WHERE " + " AND ".join(where)) if where else "", args
+
+    def query_runs(self, pipeline_id=None, status=None, since=None, limit=None, offset=0):
+        where, args = self._run_filter(pipeline_id, status, since)
+        text = f"SELECT {_RUN_COLUMNS} FROM {{s}}.runs{where} ORDER BY started_at DESC, seq DESC LIMIT %s OFFSET %s"
+        args += [int(limit) if limit else None, int(offset or 0)]
+        return [self._run_of(r) for r in self._select(text, tuple(args))]
+
+    def count_runs(self, pipeline_id=None, status=None, since=None) -> int:
+        where, args = self._run_filter(pipeline_id, status, since)
+        return int(self._select(f"SELECT count(*) FROM {{s}}.runs{where}", tuple(args))[0][0])
+
+    def set_paused(self, pipeline_id, paused) -> bool:
+        def work(cur) -> bool:
+            cur.execute(self._q("UPDATE {s}.sync_jobs SET paused = %s WHERE pipeline_id = %s"), (bool(paused), pipeline_id))
+            return cur.rowcount > 0
+
+        return self._run(work)
+
+    def paused_pipelines(self) -> set[str]:
+        return {r[0] for r in self._select("SELECT pipeline_id FROM {s}.sync_jobs WHERE paused")}

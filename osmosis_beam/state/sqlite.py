@@ -30,6 +30,7 @@ from osmosis_beam.state.store import (
     StateStore,
     Watermark,
     holder_is_dead,
+    status_list,
     window_of,
 )
 
@@ -61,6 +62,12 @@ MIGRATIONS: list[str] = [
     # v2: the connector state a run will commit, saved before it publishes (for repair after a crash)
     """
     ALTER TABLE runs ADD COLUMN pending_state TEXT;
+    """,
+    # v3: paused sync jobs; runs listed newest first across pipelines and by status (the dashboard's pages)
+    """
+    ALTER TABLE sync_jobs ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_by_started ON runs (started_at);
+    CREATE INDEX runs_by_status_started ON runs (status, started_at);
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -403,3 +410,60 @@ class SQLiteStateStore(StateStore):
         if row is None:
             return None
         return Lease(row["pipeline_id"], row["holder"], _dt(row["acquired_at"]), _dt(row["expires_at"]))
+
+    # -- operations: state commands, the dashboard, metrics ------------------------------------------------
+    def change_watermark(self, pipeline_id, value, state, record, who) -> None:
+        window = _window_text(record)
+        with self._tx() as conn:
+            if value is None and state is None:
+                conn.execute("DELETE FROM watermarks WHERE pipeline_id = ?", (pipeline_id,))
+            else:
+                conn.execute(
+                    "INSERT INTO watermarks (pipeline_id, value, state, updated_at) VALUES (?,?,?,?) "
+                    "ON CONFLICT (pipeline_id) DO UPDATE SET value = excluded.value, state = excluded.state, "
+                    "updated_at = excluded.updated_at",
+                    (pipeline_id, _bound_text(value), json.dumps(state or {}, sort_keys=True), _ts(utcnow())),
+                )
+            conn.execute(
+                "INSERT INTO runs (run_id, pipeline_id, status, started_at, finished_at, window_lo, window_hi, runner, "
+                "full_refresh, note, holder) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (record.run_id, pipeline_id, record.status, _ts(record.started_at), _ts(record.finished_at),
+                 window["lo"], window["hi"], record.runner, int(record.full_refresh), record.note, who),
+            )
+
+    @staticmethod
+    def _run_filter(pipeline_id, status, since) -> tuple[str, list[Any]]:
+        where, args = [], []
+        if pipeline_id:
+            where.append("pipeline_id = ?")
+            args.append(pipeline_id)
+        statuses = status_list(status)
+        if statuses:
+            where.append("status IN (%s)" % ",".join("?" * len(statuses)))
+            args += statuses
+        if since is not None:
+            where.append("started_at >= ?")
+            args.append(_ts(since))
+        return (" WHERE " + " AND ".join(where)) if where else "", args
+
+    def query_runs(self, pipeline_id=None, status=None, since=None, limit=None, offset=0):
+        where, args = self._run_filter(pipeline_id, status, since)
+        sql = f"SELECT * FROM runs{where} ORDER BY started_at DESC, rowid DESC LIMIT ? OFFSET ?"
+        args += [int(limit) if limit else -1, int(offset or 0)]
+        with self._read() as conn:
+            return [self._run(r) for r in conn.execute(sql, args)]
+
+    def count_runs(self, pipeline_id=None, status=None, since=None) -> int:
+        where, args = self._run_filter(pipeline_id, status, since)
+        with self._read() as conn:
+            return int(conn.execute(f"SELECT count(*) FROM runs{where}", args).fetchone()[0])
+
+    def set_paused(self, pipeline_id, paused) -> bool:
+        with self._tx() as conn:
+            return conn.execute(
+                "UPDATE sync_jobs SET paused = ? WHERE pipeline_id = ?", (int(bool(paused)), pipeline_id)
+            ).rowcount > 0
+
+    def paused_pipelines(self) -> set[str]:
+        with self._read() as conn:
+            return {r[0] for r in conn.execute("SELECT pipeline_id FROM sync_jobs WHERE paused <> 0")}

@@ -18,7 +18,7 @@ import os
 import socket
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from osmosis_beam.core.models import SyncJob, SyncRun
 from osmosis_beam.core.window import SyncWindow
@@ -144,6 +144,34 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def get_lease(self, pipeline_id: str) -> Lease | None: ...
 
+    # -- operations: state commands, the dashboard, metrics (osmosis_beam.state.commands, osmosis_beam.ui) --
+    @abc.abstractmethod
+    def change_watermark(
+        self, pipeline_id: str, value: dt.datetime | int | None, state: dict[str, Any] | None, record: SyncRun, who: str
+    ) -> None:
+        """In one transaction: set the watermark to ``value`` with connector ``state`` (``value`` None and
+        ``state`` None: remove it, so the next run is a full read) and add ``record`` (finished) to the history,
+        with ``who`` in its holder column."""
+    @abc.abstractmethod
+    def query_runs(
+        self,
+        pipeline_id: str | None = None,
+        status: str | Sequence[str] | None = None,
+        since: dt.datetime | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[SyncRun]:
+        """Runs newest first, filtered by pipeline, status (one or several) and start time; one indexed query."""
+    @abc.abstractmethod
+    def count_runs(
+        self, pipeline_id: str | None = None, status: str | Sequence[str] | None = None, since: dt.datetime | None = None
+    ) -> int: ...
+    @abc.abstractmethod
+    def set_paused(self, pipeline_id: str, paused: bool) -> bool:
+        """Pause or resume a sync job (the launcher starts no run of a paused job); False when there is no such job."""
+    @abc.abstractmethod
+    def paused_pipelines(self) -> set[str]: ...
+
     def close(self) -> None:
         """Release connections."""
 
@@ -156,6 +184,13 @@ def resolve_home(home: str | os.PathLike | None = None) -> Path:
     """``--home DIR``, else ``$OSMOSIS_HOME``, else ``./.osmosis``."""
     chosen = home or os.environ.get("OSMOSIS_HOME") or ".osmosis"
     return Path(chosen).expanduser().resolve()
+
+
+def status_list(status: str | Sequence[str] | None) -> list[str]:
+    """``status`` of :meth:`StateStore.query_runs` as a list (empty: any status)."""
+    if status is None:
+        return []
+    return [status] if isinstance(status, str) else list(status)
 
 
 def window_of(lo: str | None, hi: str | None) -> SyncWindow | None:
