@@ -6,12 +6,11 @@ import socket
 import time
 import urllib.request
 
+import prometheus_client.parser as prometheus_parser  # the test extra brings it: a missing one fails, never skips
 import pytest
 
 from osmosis_beam.state.sqlite import SQLiteStateStore
 from tests.integration.test_launcher import finish, start, wait_for, write_pipeline
-
-prometheus_parser = pytest.importorskip("prometheus_client.parser", reason="the metrics extra is not installed")
 
 
 def free_port() -> int:
