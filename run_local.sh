@@ -18,7 +18,16 @@ setup_venv() {
   if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo ">> installing osmosis-beam$extra into $VENV" >&2
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".$extra" >&2
+    # An upgrade in place (say, a new Beam pin) can leave packages that no longer fit together: pip resolves
+    # only what it installs. Then start the venv afresh, where pip resolves everything at once.
+    if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".$extra" >&2 \
+        || ! "$VENV/bin/python" -m pip check >/dev/null 2>&1; then
+      echo ">> $VENV holds conflicting packages after the upgrade; recreating it" >&2
+      rm -rf "$VENV"
+      "$PYTHON" -m venv "$VENV"
+      "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
+      "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".$extra" >&2
+    fi
     touch "$stamp"
   fi
 }
