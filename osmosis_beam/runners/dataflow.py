@@ -76,7 +76,17 @@ def describe_dataflow_job(result: Any) -> dict[str, Any] | None:
     )
     job.proto.environment = environment.proto
     return {
-        "job": json_format.MessageToDict(job.proto._pb),
+        "job": _message_dict(job.proto),
         "pipeline": json_format.MessageToDict(job.proto_pipeline),
         "staged": staged,
     }
+
+
+def _message_dict(message) -> dict:
+    """The Dataflow job message as a dict: apitools messages (Beam 2.62) or proto-plus ones (later Beams)."""
+    pb = getattr(message, "_pb", None)
+    if pb is not None:
+        return json_format.MessageToDict(pb)
+    from apitools.base.py import encoding
+
+    return encoding.MessageToDict(message)

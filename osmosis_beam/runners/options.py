@@ -228,6 +228,11 @@ def pipeline_options(
         args += _direct(parsed, args, ours, problems)
     else:
         args += _remote(runner, parsed, args, job_name, labels, problems)
+    if not _flag_values(args, "pickle_library"):
+        # Beam 2.62 defaults to dill, which cannot pickle a class defined in a function (a connector or step
+        # a user writes inline); cloudpickle, Beam's later default, pickles it by value. Workers take the
+        # choice from the job's options.
+        args.append("--pickle_library=cloudpickle")
     if problems:
         raise ConfigError(problems=[f"runner {runner}: {p}" for p in problems])
     if runner in _BEAM_RUNNER:

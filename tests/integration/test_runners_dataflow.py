@@ -48,7 +48,6 @@ DATAFLOW_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 def _gcp_available() -> str | None:
     try:
         import apache_beam.runners.dataflow.internal.apiclient  # noqa: F401
-        import google.cloud.dataflow_v1beta3  # noqa: F401
     except ImportError as exc:
         return str(exc)
     return None

@@ -81,7 +81,7 @@ def test_the_job_server_command_uses_our_jar_and_master(tmp_path):
 
 
 def test_a_remote_master_defaults_to_docker_workers_with_the_package_staged():
-    opts = pipeline_options("flink", {"flink_master": "flink.prod.example:8081", "flink_version": "1.20"})
+    opts = pipeline_options("flink", {"flink_master": "flink.prod.example:8081", "flink_version": "1.19"})
     portable = opts.view_as(PortableOptions)
     assert portable.environment_type == "DOCKER"
     assert opts.get_all_options()["setup_file"].endswith("setup.py")

@@ -58,7 +58,7 @@ def test_direct_is_the_in_process_runner_and_names_no_beam_runner():
     p = make_pipeline("direct")
     assert isinstance(p.runner, FnApiRunner)
     assert p.options.view_as(StandardOptions).runner is None  # never Beam's DirectRunner (it fetches Prism)
-    assert chosen(pipeline_options("direct")) == {}
+    assert chosen(pipeline_options("direct")) == {"pickle_library": "cloudpickle"}  # inline classes pickle by value
 
 
 @pytest.mark.parametrize("given", [{"workers": 3}, {"workers": "3"}])
@@ -131,7 +131,7 @@ def test_portable_defaults_to_loopback_workers_and_a_job_name():
     given = {k: v for k, v in chosen(opts).items() if k not in ("save_main_session", "no_save_main_session")}
     assert given == {
         "runner": "PortableRunner", "job_endpoint": "localhost:8099", "environment_type": "LOOPBACK",
-        "job_name": "osmosis-a-1",
+        "job_name": "osmosis-a-1", "pickle_library": "cloudpickle",
     }
     assert opts.view_as(SetupOptions).save_main_session is False
 
