@@ -32,20 +32,23 @@ import xml.sax
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-import requests
-
-from osmosis_beam import __version__
 from osmosis_beam.core.errors import FatalConnectorError, RetriableConnectorError
 from osmosis_beam.core.options import Option
+from osmosis_beam.core.secrets import redact_url
 from osmosis_beam.core.records import DeadLetter, Record
 from osmosis_beam.core.timefmt import UTC, parse_http_date, parse_timestamp, utcnow
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.http.client import HttpClient
+from osmosis_beam.io.http.options import default_user_agent, http_options, public_http_options
+from osmosis_beam.io.http.urls import origin, split_credentials
 
 __all__ = ["RSSConnector"]
 
 log = logging.getLogger(__name__)
-USER_AGENT = f"osmosis-beam/{__version__} (RSS/Atom reader; +https://pypi.org/project/osmosis-beam/)"
+USER_AGENT = default_user_agent("RSS/Atom reader")
+_ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.8, "
+           "*/*;q=0.1")
 _FIELDS = (
     ("id", "string"), ("title", "string"), ("link", "string"), ("summary", "string"), ("content", "string"),
     ("author", "string"), ("published", "timestamp"), ("updated", "timestamp"), ("tags", "array<string>"),
@@ -78,12 +81,9 @@ class RSSConnector(BaseConnector):
     cursor_fields = ("updated", "published")
     options = (
         Option("url", required=True, help="the feed's http(s) URL"),
-        Option("timeout", "duration", default=dt.timedelta(seconds=30), help="read timeout"),
-        Option("connect_timeout", "duration", default=dt.timedelta(seconds=10)),
-        Option("user_agent", default=USER_AGENT),
-        Option("max_bytes", "int", default=50 * 1024 * 1024, minimum=1),
-        Option("headers", "dict", default={}),
-        Option("verify_tls", "bool", default=True),
+        # Feed readers fetch on their user's behalf and do not read robots.txt (neither do the big ones);
+        # respect_robots_txt: true makes this one do so.
+        *http_options(user_agent=USER_AGENT, max_bytes=50 * 1024 * 1024, respect_robots_txt=False),
     )
 
     @classmethod
@@ -98,78 +98,59 @@ class RSSConnector(BaseConnector):
         self._body: bytes | None = None
         self._status: int | None = None
         self._headers: dict[str, str] = {}
-        self._base: str = self.url  # the URL the feed came from, after redirects (relative links resolve against it)
+        # Credentials in the URL (https://user:pw@host/feed) are sent to that origin only, as Basic auth;
+        # every URL in records, state, logs and errors is the public one, secret query values as ***.
+        self._fetch_url, creds = split_credentials(self.config["url"])
+        self._credentials = {origin(self._fetch_url): creds} if creds else {}
+        self._public_url = redact_url(self._fetch_url)
+        self._base: str = self._fetch_url  # the URL the feed came from, after redirects (relative links resolve against it)
         self._state: dict[str, Any] = {}
         self._parsed: Any = None
         self._ids: list[Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
+        # Workers parse the body fetched on the launcher again; credentials and headers stay home.
         state = super().__getstate__()
-        state["_parsed"] = None  # workers parse the fetched body again
+        state["_parsed"] = None
         state["_ids"] = None
+        state["_credentials"] = {}
+        state["config"] = public_http_options(state["config"], drop_headers=True)
         return state
+
+    def display(self) -> dict[str, Any]:
+        """The options for logs and display data: URL credentials and secret-looking headers as ``***``."""
+        return public_http_options(super().display())
 
     @property
     def url(self) -> str:
-        return self.config["url"]
+        """The feed's public URL: no user:password@, secret query values as ``***``."""
+        return self._public_url
 
     # -- HTTP ---------------------------------------------------------------------------
-    def _get(self, conditional: dict[str, Any] | None = None) -> requests.Response:
-        headers = {"User-Agent": self.config["user_agent"], "Accept": "application/rss+xml, application/atom+xml, "
-                   "application/rdf+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.1"}
-        headers.update(self.config["headers"] or {})
-        if conditional:
-            if conditional.get("etag"):
-                headers["If-None-Match"] = conditional["etag"]
-            if conditional.get("last_modified"):
-                headers["If-Modified-Since"] = conditional["last_modified"]
-        timeout = (self.config["connect_timeout"].total_seconds(), self.config["timeout"].total_seconds())
-        try:
-            resp = requests.get(self.url, headers=headers, timeout=timeout, stream=True, verify=self.config["verify_tls"])
-        except requests.Timeout:
-            raise RetriableConnectorError(
-                f"rss {self.url}: timed out after {timeout[1]:g}s (raise source.timeout if the feed is slow)"
-            ) from None
-        except requests.ConnectionError as exc:
-            raise RetriableConnectorError(f"rss {self.url}: cannot connect ({_reason(exc)})") from None
-        except requests.RequestException as exc:
-            raise FatalConnectorError(f"rss {self.url}: request failed ({_reason(exc)})") from None
-        if resp.status_code == 304:
-            resp.close()
-            return resp
-        if resp.status_code == 429 or resp.status_code >= 500:
-            resp.close()
-            raise RetriableConnectorError(f"rss {self.url}: the server answered {resp.status_code} {resp.reason}; retry later")
-        if resp.status_code >= 400:
-            resp.close()
-            raise FatalConnectorError(
-                f"rss {self.url}: the server answered {resp.status_code} {resp.reason}; check source.url"
+    @property
+    def _http(self) -> HttpClient:
+        if self._client is None:
+            self._client = HttpClient(
+                self.config, what="rss", accept=_ACCEPT, credentials=self._credentials, default_hint="check source.url",
             )
-        limit = self.config["max_bytes"]
-        chunks, size = [], 0
-        try:
-            for chunk in resp.iter_content(65536):
-                size += len(chunk)
-                if size > limit:
-                    raise FatalConnectorError(
-                        f"rss {self.url}: the feed is larger than source.max_bytes ({limit} bytes); raise it if this is expected"
-                    )
-                chunks.append(chunk)
-        except requests.Timeout:
-            raise RetriableConnectorError(f"rss {self.url}: timed out reading the feed after {timeout[1]:g}s") from None
-        except requests.RequestException as exc:
-            raise RetriableConnectorError(f"rss {self.url}: the download broke off ({_reason(exc)})") from None
-        finally:
-            resp.close()
-        resp._content = b"".join(chunks)  # noqa: SLF001 - we streamed it ourselves to cap the size
-        return resp
+        return self._client
+
+    def disconnect(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def _fetch(self, conditional: dict[str, Any] | None) -> None:
-        resp = self._get(conditional)
-        self._status = resp.status_code
-        self._headers = {k.lower(): v for k, v in resp.headers.items()}
-        self._base = resp.url or self.url
-        self._body = None if resp.status_code == 304 else resp.content
+        try:
+            resp = self._http.get(self._fetch_url, conditional)
+        finally:
+            self.disconnect()  # one document per run: no connection is kept open between runs
+        if resp.status == 304 and not conditional:
+            raise FatalConnectorError(f"rss {self.url}: the server answered 304 Not Modified to a plain GET")
+        self._status = resp.status
+        self._headers = dict(resp.headers)
+        self._base = resp.url or self._fetch_url
+        self._body = None if resp.status == 304 else resp.body
         self._parsed = None
 
     # -- sync hooks ------------------------------------------------------------------------------
@@ -381,9 +362,3 @@ def _hash_entry(entry) -> str:
     basis = "\x1f".join(str(v or "") for v in values)
     return "sha256:" + hashlib.sha256(basis.encode("utf-8")).hexdigest()
 
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    if "Max retries exceeded" in text and "(Caused by" in text:
-        text = text.split("(Caused by", 1)[1].rstrip(")").strip()
-    return text[:300]
