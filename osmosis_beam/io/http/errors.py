@@ -45,7 +45,7 @@ def _chain(exc: BaseException):
     stack = [exc]
     while stack:
         cur = stack.pop()
-        if cur is None or id(cur) in seen:
+        if not isinstance(cur, BaseException) or id(cur) in seen:
             continue
         seen.add(id(cur))
         yield cur
