@@ -484,7 +484,7 @@ _TRUNCATED = _TRUNCATED[: _TRUNCATED.index(b"<title>Permalink guid") + 12]
         (b'<?xml version="1.0"?><config><item>1</item></config>', "application/xml", "not an RSS or Atom feed"),
         (b'{"items": []}', "application/json", "not an RSS or Atom feed"),
         (b"", "application/rss+xml", "empty"),
-        (_TRUNCATED, "application/rss+xml", "truncated"),
+        (_TRUNCATED[: _TRUNCATED.index(b"<item>") + 10], "application/rss+xml", "truncated before its first entry"),
     ],
     ids=["html", "html-as-xml", "other-xml", "json", "empty", "truncated"],
 )

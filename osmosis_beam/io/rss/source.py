@@ -83,6 +83,8 @@ class RSSConnector(BaseConnector):
         Option("url", required=True, help="the feed's http(s) URL"),
         # Feed readers fetch on their user's behalf and do not read robots.txt (neither do the big ones);
         # respect_robots_txt: true makes this one do so.
+        Option("backdated_lookback", "duration", default=dt.timedelta(days=30),
+               help="an entry dated up to this long before the window is still delivered when its guid is new"),
         *http_options(user_agent=USER_AGENT, max_bytes=50 * 1024 * 1024, respect_robots_txt=False),
     )
 
@@ -107,6 +109,8 @@ class RSSConnector(BaseConnector):
         self._state: dict[str, Any] = {}
         self._parsed: Any = None
         self._ids: list[Any] | None = None
+        self._malformed = False  # feedparser read the entries of a malformed document (bozo)
+        self._cut = False  # ... of a truncated one: its last entry may be incomplete
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers parse the body fetched on the launcher again; credentials and headers stay home.
@@ -204,20 +208,59 @@ class RSSConnector(BaseConnector):
         undated: set[str] = set()
         future: list[dt.datetime] = []
         lookback = self.incremental.lookback
+        horizon = self._guid_horizon(window.hi)
+        if self._cut:  # remember every guid read, however old: the next run looks for the ones after the cut
+            horizon = dt.datetime.min.replace(tzinfo=UTC)
+        guids = self._known_guids(horizon)
         for rec, cursor, problem in self._entries():
             if cursor is None or problem:
                 undated.add(rec["id"])
             elif cursor >= window.hi:
                 future.append(cursor)
-            elif lookback and window.hi - lookback <= cursor:
-                seen[_key(rec["id"], cursor)] = cursor.isoformat()
+            else:
+                if lookback and window.hi - lookback <= cursor:
+                    seen[_key(rec["id"], cursor)] = cursor.isoformat()
+                if horizon is not None and cursor >= horizon:
+                    guids[rec["id"]] = max(cursor.isoformat(), guids.get(rec["id"], ""))
+        # A malformed document was read as well as it could be: keep no validators, so that the next run
+        # fetches it in full (a 304 would otherwise hide what the damaged copy lacked).
+        keep = not self._malformed
         return {
-            "etag": self._headers.get("etag") or self._state.get("etag"),
-            "last_modified": self._headers.get("last-modified") or self._state.get("last_modified"),
+            "etag": (self._headers.get("etag") or self._state.get("etag")) if keep else None,
+            "last_modified": (self._headers.get("last-modified") or self._state.get("last_modified")) if keep else None,
             "seen": seen,
             "undated": sorted(undated),
             "pending": min(future).isoformat() if future else None,
+            "guids": dict(sorted(guids.items())),
+            "rescan_from": (window.lo.isoformat() if isinstance(window.lo, dt.datetime) else "start") if self._cut else None,
         }
+
+    def _guid_horizon(self, hi: dt.datetime) -> dt.datetime | None:
+        """The oldest entry date whose guid is remembered and looked for (None: backdated entries are not).
+
+        After a truncated document the horizon reaches back to the start of that run's window (or to
+        the beginning): the entries after the cut were never seen, and may be old.
+        """
+        span = self.config["backdated_lookback"]
+        horizon = hi - span if span else None
+        rescan = self._state.get("rescan_from")
+        if rescan:
+            start = dt.datetime.min.replace(tzinfo=UTC) if rescan == "start" else parse_timestamp(rescan)
+            horizon = start if horizon is None else min(horizon, start)
+        return horizon
+
+    def _known_guids(self, horizon: dt.datetime | None) -> dict[str, str]:
+        """The guids remembered from earlier runs whose entry date is still inside the horizon."""
+        if horizon is None:
+            return {}
+        kept = {}
+        for guid, when in (self._state.get("guids") or {}).items():
+            try:
+                if parse_timestamp(when) >= horizon:
+                    kept[guid] = when
+            except ValueError:
+                continue
+        return kept
 
     # -- parsing -------------------------------------------------------------------------------------
     def _parse(self):
@@ -238,24 +281,43 @@ class RSSConnector(BaseConnector):
             headers["content-type"] = content_type
         parsed = feedparser.parse(self._body, response_headers=headers)
         problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
-        if not parsed.get("version") and not (parsed.entries and parsed.feed.get("title")):
-            # feedparser names every RSS/Atom flavour it recognises; an unnamed document counts as a
-            # feed only with a channel title and entries (any XML with <item> elements has "entries")
+        if isinstance(problem, feedparser.CharacterEncodingOverride):
+            problem = None  # the HTTP charset and the document disagree; feedparser took the right one
+        entries = parsed.entries
+        # feedparser names every RSS/Atom flavour it recognises. An unnamed document (CDF, a feed whose
+        # root is unusual) counts as a feed when its entries look like entries: any XML with <item>
+        # elements has "entries", but only a feed's have titles or links.
+        looks_like_feed = bool(entries) and (
+            bool(parsed.feed.get("title")) or any(e.get("title") or e.get("link") for e in entries)
+        )
+        if not parsed.get("version") and not looks_like_feed:
             start = self._body[:80].decode("utf-8", "replace").strip().replace("\n", " ")
             raise FatalConnectorError(
                 f"rss {self.url}: the document is not an RSS or Atom feed (Content-Type {content_type or 'missing'}, "
                 f"starts with {start!r}{f'; {problem}' if problem else ''}); check source.url"
             )
-        if _is_truncated(problem):
-            # The loose parser would read the entries before the cut, and the window would move past
-            # the ones after it: fail so that the next run reads the same window again.
-            raise RetriableConnectorError(
-                f"rss {self.url}: the feed document is truncated ({problem}); the server sent an incomplete feed, retry later"
-            )
-        if problem is not None and not parsed.entries and not parsed.feed.get("title"):
+        if problem is not None and (not entries or (len(entries) == 1 and _is_truncated(problem))):
+            if _is_truncated(problem):  # nothing complete before the cut
+                raise RetriableConnectorError(
+                    f"rss {self.url}: the feed document is truncated before its first entry ends ({problem}); the server "
+                    "sent an incomplete feed, retry later"
+                )
             raise FatalConnectorError(f"rss {self.url}: not a readable RSS or Atom feed ({problem})")
-        if problem is not None and not isinstance(problem, feedparser.CharacterEncodingOverride):
-            log.warning("rss %s: the feed is malformed but readable (%s)", self.url, problem)
+        self._malformed = problem is not None
+        self._cut = _is_truncated(problem)
+        if self._cut:
+            # The entries before the cut are read; the one the cut went through may be incomplete and waits
+            # for a complete document. The validators are not kept, so the next run fetches it in full, and
+            # entries after the cut (older ones, in a feed listed newest first) come in as backdated guids.
+            log.warning(
+                "rss %s: the feed document is truncated (%s); reading the %d complete entries before the cut, "
+                "the rest at the next run", self.url, problem, max(0, len(entries) - 1),
+            )
+        elif problem is not None:
+            log.warning(
+                "rss %s: the feed is malformed (%s) but feedparser read %d entries from it; ingesting them. "
+                "Ask the feed's publisher to fix it (https://validator.w3.org/feed/)", self.url, problem, len(entries),
+            )
         self._parsed = parsed
         self._ids = self._verbatim_ids(parsed, feedparser, content_type)
         return parsed
@@ -281,8 +343,9 @@ class RSSConnector(BaseConnector):
         feed_title = parsed.feed.get("title")
         primary, fallback = ("updated", "published") if self.cursor_field == "updated" else ("published", "updated")
         ids = self._ids or [None] * len(parsed.entries)
+        entries = parsed.entries[:-1] if self._cut else parsed.entries
         out = []
-        for entry, verbatim_id in zip(parsed.entries, ids):
+        for entry, verbatim_id in zip(entries, ids):
             # dict.get: the entry's own dates, without feedparser's deprecated updated -> published fallback
             published = _struct_to_dt(dict.get(entry, "published_parsed"))
             updated = _struct_to_dt(dict.get(entry, "updated_parsed"))
@@ -311,6 +374,11 @@ class RSSConnector(BaseConnector):
     def read_window(self, lo, hi) -> Iterator[Record | DeadLetter]:
         seen = set((self._state.get("seen") or {}).keys())
         undated = set(self._state.get("undated") or ())
+        # Backdated entries: one that appeared after the last run but is dated before this window (A, then
+        # B dated before A's run, then C) is delivered once, if its guid is new and its date lies within
+        # backdated_lookback. Only states that remember guids can tell: older states start remembering now.
+        horizon = self._guid_horizon(hi) if lo is not None and "guids" in self._state else None
+        known = set((self._state.get("guids") or {}).keys())
         taken: set[str] = set()  # a feed may list the same entry twice: deliver it once
         chosen = []
         for record, cursor, problem in self._entries():
@@ -326,8 +394,13 @@ class RSSConnector(BaseConnector):
                 if record["id"] not in undated:
                     chosen.append((dt.datetime.min.replace(tzinfo=UTC), record))
                 continue
-            if (lo is not None and cursor < lo) or cursor >= hi or key in seen:
+            if cursor >= hi or key in seen:
                 continue
+            if lo is not None and cursor < lo:
+                if horizon is None or cursor < horizon or record["id"] in known:
+                    continue
+                log.info("rss %s: entry %r is dated %s, before this window, but new: delivering it", self.url,
+                         record["id"], cursor.isoformat())
             chosen.append((cursor, record))
         chosen.sort(key=lambda pair: pair[0])
         for _, record in chosen:
