@@ -29,7 +29,7 @@ from osmosis_beam.core.options import (
     suggest,
     validate_options,
 )
-from osmosis_beam.core.secrets import Secret
+from osmosis_beam.core.secrets import Secret, is_secret_header, url_secrets
 from osmosis_beam.core.timefmt import format_duration, parse_duration
 from osmosis_beam.core.window import IncrementalSpec
 
@@ -180,18 +180,31 @@ class PipelineSpec:
         """Every secret this spec holds, for scrubbing error text."""
         found: list[Any] = []
 
-        def walk(value: Any) -> None:
+        def walk(value: Any, header: str | None = None) -> None:
             if isinstance(value, Secret):
                 found.append(value.reveal())
+            elif isinstance(value, str):
+                # secrets by rule in plain options: URL passwords and secret query values (?api_key=),
+                # and the values of secret headers (headers: {X-Api-Key: ...})
+                if header is not None and is_secret_header(header) and len(value) >= 3:
+                    found.append(value)
+                found.extend(url_secrets(value))
             elif isinstance(value, Mapping):
-                for v in value.values():
-                    walk(v)
+                for k, v in value.items():
+                    walk(v, str(k) if header is not None else None)
             elif isinstance(value, (list, tuple)):
                 for v in value:
                     walk(v)
 
-        walk(self.source.options)
-        walk(self.sink.options)
+        def walk_options(options: Mapping[str, Any]) -> None:
+            for k, v in options.items():
+                if k == "headers" and isinstance(v, Mapping):
+                    walk(v, "")
+                else:
+                    walk(v)
+
+        walk_options(self.source.options)
+        walk_options(self.sink.options)
         return found
 
     # Built lazily so that importing config does not import every connector.
