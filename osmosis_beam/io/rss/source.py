@@ -119,6 +119,8 @@ class RSSConnector(BaseConnector):
         state["_ids"] = None
         state["_credentials"] = {}
         state["config"] = public_http_options(state["config"], drop_headers=True)
+        state["_fetch_url"] = self._public_url  # workers never fetch
+        state["_base"] = redact_url(self._base)  # links resolve the same: a query is never part of a join
         return state
 
     def display(self) -> dict[str, Any]:

@@ -66,6 +66,7 @@ from urllib.parse import urljoin
 from osmosis_beam.core.errors import ConfigError, FatalConnectorError
 from osmosis_beam.core.options import Option
 from osmosis_beam.core.records import DeadLetter, Record
+from osmosis_beam.core.secrets import redact_url
 from osmosis_beam.core.timefmt import UTC, parse_http_date, parse_timestamp, utcnow
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.base import BaseConnector
@@ -538,6 +539,7 @@ class WebConnector(BaseConnector):
         state["_compiled"] = {}
         state["_credentials"] = {}
         state["config"] = public_http_options(state["config"], drop_headers=True)
+        state["start_urls"] = tuple(redact_url(u) for u in self.start_urls)  # workers never fetch
         return state
 
     def display(self) -> dict[str, Any]:
@@ -612,9 +614,9 @@ class WebConnector(BaseConnector):
             values[field.name] = value
         given_id = values.get("id")
         record_id = given_id if not _empty(given_id) else _digest([[n, values.get(n)] for n in self.id_fields])
-        record = {**values, "id": record_id, "page_url": resp.url, "fetched_at": resp.fetched_at}
+        record = {**values, "id": record_id, "page_url": redact_url(resp.url), "fetched_at": resp.fetched_at}
         item = _Item(record=record, key=str(record_id), page=requested, position=position)
-        where = f"{resp.url} item {position}"
+        where = f"{redact_url(resp.url)} item {position}"
         if missing:
             shown = ", ".join(f"{n!r} ({self._field(n).selector.text!r})" for n in missing)
             item.problem = f"{where}: required field{'s' if len(missing) > 1 else ''} {shown} matched nothing"
@@ -667,7 +669,9 @@ class WebConnector(BaseConnector):
                     break
                 visited.add(url)
                 count += 1
-                prev = prev_pages.get(url)
+                # The page state is keyed by the public URL: secret query values never reach state.db.
+                key = redact_url(url)
+                prev = prev_pages.get(key)
                 try:
                     resp = self._http.get(url, prev)
                 except RobotsDisallowed as exc:
@@ -680,21 +684,25 @@ class WebConnector(BaseConnector):
                 self._last_fetch = resp.fetched_at
                 if resp.status == 304:
                     if not prev:
-                        raise FatalConnectorError(f"web {url}: the server answered 304 Not Modified to a plain GET")
-                    self._unchanged[url] = dict(prev)
+                        raise FatalConnectorError(f"web {key}: the server answered 304 Not Modified to a plain GET")
+                    self._unchanged[key] = dict(prev)
                     url = prev.get("next")
                     continue
-                items, next_url, matched = self._page(resp, url)
+                items, next_url, matched = self._page(resp, key)
                 if not matched and count == 1:
                     log.warning(
                         "web %s: item_selector %r matched nothing on the first page; if the site changed, fix the "
                         "selector (osmosis test shows what it matches)", resp.url, self.item_selector.text,
                     )
                 self._items.extend(items)
-                self._fetched[url] = {
+                shown_next = redact_url(next_url) if next_url else next_url
+                self._fetched[key] = {
                     "etag": resp.headers.get("etag"),
                     "last_modified": resp.headers.get("last-modified"),
-                    "next": next_url,
+                    "next": shown_next,
+                    # a next link holding a secret cannot be stored, so this page is always fetched in full
+                    # (a 304 would leave pagination nowhere to go)
+                    "secret_next": shown_next != next_url,
                 }
                 url = next_url
         log.info(
@@ -789,7 +797,7 @@ class WebConnector(BaseConnector):
         pages: dict[str, Any] = {}
         for url, info in self._fetched.items():
             entry = {"next": info["next"], "keys": sorted(set(page_keys[url]))}
-            if url not in held_back:
+            if url not in held_back and not info.get("secret_next"):
                 entry["etag"] = info["etag"]
                 entry["last_modified"] = info["last_modified"]
             pages[url] = entry
