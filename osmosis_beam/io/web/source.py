@@ -303,16 +303,32 @@ def _empty(value: Any) -> bool:
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
 
 
+MAX_HTML_DEPTH = 2048  # libxml2's limit with huge_tree (without it: 256, and the rest of the page vanishes)
+
+
 def _parse_html(text: str, url: str):
-    """The document as ``lxml.html`` parses it (recovering like a browser), links made absolute."""
+    """The document as ``lxml.html`` parses it (recovering like a browser), links made absolute.
+
+    Pages nested deeper than 256 levels are real (generated markup, unclosed tags), and libxml2 silently
+    stops at that depth, dropping every item after it; ``huge_tree`` raises the limit to
+    :data:`MAX_HTML_DEPTH`. A page deeper still fails with a clear error rather than losing items.
+    """
     import lxml.html
     from lxml import etree
 
     text = _XML_DECL.sub("", text, count=1).replace("\x00", "\ufffd")
+    parser = lxml.html.HTMLParser(huge_tree=True)
     try:
-        doc = lxml.html.document_fromstring(text, base_url=url)
+        doc = lxml.html.document_fromstring(text, parser=parser, base_url=url)
     except (etree.ParserError, ValueError):  # empty or whitespace-only documents
         doc = lxml.html.document_fromstring("<html><body></body></html>", base_url=url)
+    for error in parser.error_log:
+        if "excessive depth" in error.message.lower() or error.type_name == "ERR_RESOURCE_LIMIT":
+            raise FatalConnectorError(
+                f"web {redact_url(url)}: the page nests elements deeper than {MAX_HTML_DEPTH} levels (line {error.line}, "
+                f"column {error.column}); the HTML parser stops there, and every item after that point would be lost. "
+                "Such markup is usually broken (unclosed tags); ask the site to fix it, or read a page that has less"
+            )
     doc.make_links_absolute(url, resolve_base_href=True, handle_failures="ignore")
     return doc
 
