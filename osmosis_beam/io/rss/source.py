@@ -1,6 +1,8 @@
-"""The RSS/Atom connector: feedparser over requests, incremental on entry dates.
+"""The RSS/Atom connector: feedparser over the shared HTTP client, incremental on entry dates.
 
-Reads RSS 0.9x, 1.0, 2.0 and Atom. The launcher fetches the feed once per run with a conditional GET
+Reads RSS 0.9x, 1.0, 2.0, Atom and CDF. The launcher fetches the feed once per run through
+:mod:`osmosis_beam.io.http.client` (retries honouring ``Retry-After``, a total ``deadline``, size caps,
+redirects by hand, URL credentials sent to their origin only) with a conditional GET
 (ETag / Last-Modified remembered per feed), so an unchanged feed costs one ``304`` and no Beam job,
 and parses it before the Beam job starts, so a document that is not a readable feed fails the run
 with a clear message. Entries are windowed on ``updated`` (or ``published``; see
@@ -9,6 +11,8 @@ date are delivered exactly once (their ids are remembered while they stay in the
 ``lookback`` the entries re-read are deduplicated by id and date, while an entry whose date changed
 is delivered again. Entries dated at or after the window's ``hi`` wait for a later run: while such
 entries are due, an unchanged feed (``304``) is fetched again in full so that they are delivered.
+A new guid dated before the window (but within ``backdated_lookback``) is delivered once: the guids
+dated within it are kept in the state. A malformed feed with entries is read with a warning.
 
 Records: ``id`` is the entry's guid / Atom id as written, else its link, else a hash of its
 content; ``link`` is made absolute against the feed's final URL (after redirects) or ``xml:base``;
