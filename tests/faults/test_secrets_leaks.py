@@ -87,7 +87,7 @@ def test_a_run_that_succeeds_leaks_nothing_anywhere(kind, server, tmp_path, home
 
     outputs = []
     for args in (["-v", "run", yaml_path], ["--debug", "run", yaml_path], ["history", "--json"], ["sources"],
-                 ["state", "show", "leak"], ["jobs"], ["validate", yaml_path]):
+                 ["state", "show", "leak"]):
         done = osmosis_cli(*args)
         outputs.append(done)
         _assert_clean(f"osmosis {' '.join(map(str, args))}", done.stdout + done.stderr)
@@ -108,7 +108,7 @@ def test_a_failing_run_leaks_nothing_even_with_debug(kind, status, server, tmp_p
     server.set(path + QUERY, b"no", status=status, content_type="text/plain")
     yaml_path = _pipeline(tmp_path, kind, _url(server, path))
     faults.injected()
-    for args in (["run", yaml_path], ["--debug", "run", yaml_path], ["-v", "launch", "--once", "--dir", yaml_path.parent],
+    for args in (["--debug", "run", yaml_path], ["-v", "launch", "--once", "--dir", yaml_path.parent],
                  ["history", "--json"]):
         done = osmosis_cli(*args)
         _assert_clean(f"osmosis {' '.join(map(str, args))}", done.stdout + done.stderr)
@@ -148,8 +148,7 @@ def test_a_bare_percent_in_a_password_is_never_printed(how, tmp_path, home, osmo
                                      "sink": {"type": "jsonl", "path": str(tmp_path / "out")}}))
     env = {"PCT_PW": password}
     faults.injected()
-    for args in (["validate", yaml_path], ["run", yaml_path], ["--debug", "run", yaml_path],
-                 ["launch", "--once", "--dir", folder], ["--debug", "validate", yaml_path]):
+    for args in (["validate", yaml_path], ["--debug", "run", yaml_path], ["launch", "--once", "--dir", folder]):
         done = osmosis_cli(*args, env=env)
         text = done.stdout + done.stderr
         assert done.returncode != 0

@@ -142,6 +142,8 @@ class RSSConnector(BaseConnector):
         if self._client is None:
             self._client = HttpClient(
                 self.config, what="rss", accept=_ACCEPT, credentials=self._credentials, default_hint="check source.url",
+                hints={401: "the feed needs credentials (user:password@ in source.url, or source.headers); check source.url",
+                       403: "the server refuses access; check source.url and source.user_agent"},
             )
         return self._client
 
