@@ -38,19 +38,39 @@ class _DropNoise(logging.Filter):
 
 
 class _Redact(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if _SECRETS:
-            from osmosis_beam.core.secrets import redact_text
+    """Known secrets and secrets by rule (URL passwords, secret query keys and headers) out of every log line."""
 
-            record.msg = redact_text(record.getMessage(), _SECRETS)
-            record.args = ()
+    def filter(self, record: logging.LogRecord) -> bool:
+        from osmosis_beam.core.secrets import redact_text
+
+        record.msg = redact_text(record.getMessage(), _SECRETS)
+        record.args = ()
         return True
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Redacts the whole formatted record: the message, and the traceback of ``exc_info`` too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from osmosis_beam.core.secrets import redact_text
+
+        return redact_text(super().format(record), _SECRETS)
+
+
+def _print_debug_traceback(exc: BaseException) -> None:
+    """``--debug``: the full traceback, with every secret redacted (a plain ``raise`` would print them)."""
+    import traceback
+
+    from osmosis_beam.core.secrets import redact_text
+
+    text = "".join(traceback.format_exception(exc))
+    print(redact_text(text, _SECRETS), file=sys.stderr, end="")
 
 
 def _setup_logging(verbosity: int, debug: bool) -> None:
     level = logging.DEBUG if debug else logging.INFO if verbosity else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     handler.addFilter(_DropNoise())
     handler.addFilter(_Redact())
     root = logging.getLogger()
@@ -488,12 +508,12 @@ def _invoke(func: Callable, args) -> int:
         return func(args)
     except ConfigError as exc:
         if args.debug:
-            raise
+            _print_debug_traceback(exc)
         print(f"error: {redact_text(exc.message, _SECRETS)}", file=sys.stderr)
         return exc.exit_code
     except OsmosisError as exc:
         if args.debug:
-            raise
+            _print_debug_traceback(exc)
         print(f"error: {redact_text(exc.message, _SECRETS)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -503,7 +523,8 @@ def _invoke(func: Callable, args) -> int:
         return 0
     except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a message
         if args.debug:
-            raise
+            _print_debug_traceback(exc)
+            return 70
         text = redact_text(f"{type(exc).__name__}: {exc}", _SECRETS)
         print(f"internal error: {text}\n(run with --debug for the traceback, and please report it)", file=sys.stderr)
         return 70

@@ -29,7 +29,7 @@ from osmosis_beam.core.options import (
     suggest,
     validate_options,
 )
-from osmosis_beam.core.secrets import Secret
+from osmosis_beam.core.secrets import Secret, is_secret_header, url_secrets
 from osmosis_beam.core.timefmt import format_duration, parse_duration
 from osmosis_beam.core.window import IncrementalSpec
 
@@ -44,6 +44,9 @@ __all__ = [
     "load_pipeline",
     "parse_pipeline",
     "interpolate_env",
+    "load_yaml",
+    "MAX_YAML_ALIASES",
+    "MAX_YAML_NODES",
 ]
 
 PIPELINE_ID = re.compile(r"^[a-z0-9_-]+$")
@@ -177,18 +180,31 @@ class PipelineSpec:
         """Every secret this spec holds, for scrubbing error text."""
         found: list[Any] = []
 
-        def walk(value: Any) -> None:
+        def walk(value: Any, header: str | None = None) -> None:
             if isinstance(value, Secret):
                 found.append(value.reveal())
+            elif isinstance(value, str):
+                # secrets by rule in plain options: URL passwords and secret query values (?api_key=),
+                # and the values of secret headers (headers: {X-Api-Key: ...})
+                if header is not None and is_secret_header(header) and len(value) >= 3:
+                    found.append(value)
+                found.extend(url_secrets(value))
             elif isinstance(value, Mapping):
-                for v in value.values():
-                    walk(v)
+                for k, v in value.items():
+                    walk(v, str(k) if header is not None else None)
             elif isinstance(value, (list, tuple)):
                 for v in value:
                     walk(v)
 
-        walk(self.source.options)
-        walk(self.sink.options)
+        def walk_options(options: Mapping[str, Any]) -> None:
+            for k, v in options.items():
+                if k == "headers" and isinstance(v, Mapping):
+                    walk(v, "")
+                else:
+                    walk(v)
+
+        walk_options(self.source.options)
+        walk_options(self.sink.options)
         return found
 
     # Built lazily so that importing config does not import every connector.
@@ -228,14 +244,86 @@ def load_pipeline(path: str | os.PathLike, *, registry=None, env: Mapping[str, s
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read ({exc})") from None
+    data = load_yaml(text, str(p))
+    return parse_pipeline(data, path=str(p.resolve()), registry=registry, env=env)
+
+
+# YAML anchors and aliases (``&defaults`` / ``*defaults``, ``<<: *defaults``) are welcome in pipeline
+# files, but a file whose aliases nest ("billion laughs": nine levels of nine aliases each) expands
+# into ~10^9 values when anything walks it. The composed document is a graph in which every alias is
+# the anchored node itself, so its expanded size can be counted without expanding it.
+MAX_YAML_ALIASES = 100  # alias uses in one file
+MAX_YAML_NODES = 100_000  # values in the document with every alias expanded
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """Parse one YAML document safely, refusing alias bombs; ConfigError names ``where`` and the fix.
+
+    A file may use at most :data:`MAX_YAML_ALIASES` aliases, and expand (every alias replaced by what
+    it refers to) to at most :data:`MAX_YAML_NODES` values. Aliases that refer to themselves are refused.
+    """
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_aliases(node, where)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{p}: invalid YAML{where}: {problem}", source=str(p)) from None
-    return parse_pipeline(data, path=str(p.resolve()), registry=registry, env=env)
+        raise ConfigError(f"{where}: invalid YAML{at}: {problem}", source=where) from None
+    finally:
+        loader.dispose()
+
+
+def _check_aliases(root: yaml.Node, where: str) -> None:
+    """Count alias uses and the expanded size of the composed document without expanding it."""
+    sizes: dict[int, int] = {}  # id(node) -> expanded size of its subtree
+    uses = 0
+    seen: set[int] = set()  # every node reached once (a second visit is an alias use)
+    # Iterative post-order walk: an alias bomb nests deep, and recursion would only move the problem.
+    stack: list[tuple[yaml.Node, bool, tuple[int, ...]]] = [(root, False, ())]
+    while stack:
+        node, done, path = stack.pop()
+        key = id(node)
+        if done:
+            children = _children(node)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in children)
+            if sizes[key] > MAX_YAML_NODES:
+                raise ConfigError(
+                    f"{where}: the YAML expands to more than {MAX_YAML_NODES:,} values through its aliases "
+                    f"(*name references, line {node.start_mark.line + 1}); an alias bomb? Write the values out, "
+                    "or use fewer nested aliases", source=where,
+                )
+            continue
+        if key in path:
+            raise ConfigError(
+                f"{where}: the YAML alias at line {node.start_mark.line + 1} refers to itself (a recursive "
+                "anchor); pipeline files cannot be recursive", source=where,
+            )
+        if key in seen:
+            uses += 1
+            if uses > MAX_YAML_ALIASES:
+                raise ConfigError(
+                    f"{where}: the YAML uses more than {MAX_YAML_ALIASES} aliases (*name references, the last "
+                    f"at line {node.start_mark.line + 1}); write the values out, or use fewer aliases", source=where,
+                )
+            if key in sizes:
+                continue
+        seen.add(key)
+        stack.append((node, True, path))
+        for child in reversed(_children(node)):
+            stack.append((child, False, path + (key,)))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
 
 
 def parse_pipeline(

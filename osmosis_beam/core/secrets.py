@@ -22,7 +22,18 @@ import os
 import re
 from typing import Any, Iterable
 
-__all__ = ["Secret", "reveal", "redact_url", "redact_text", "REDACTED", "is_secret_name"]
+__all__ = [
+    "Secret",
+    "reveal",
+    "redact_url",
+    "redact_text",
+    "redact_headers",
+    "REDACTED",
+    "is_secret_name",
+    "is_secret_query_key",
+    "is_secret_header",
+    "url_secrets",
+]
 
 REDACTED = "***"
 _SECRET_NAMES = re.compile(
@@ -215,41 +226,166 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAMES.search(name or ""))
 
 
+# -- redaction by rule -------------------------------------------------------------------------------------------
+#
+# What counts as a secret without being declared one (documented in the README, "Secrets"):
+#
+# - URL userinfo: the password of ``scheme://user:password@host``; for http(s), ws(s) and ftp URLs a lone
+#   ``user@`` too (``https://TOKEN@host`` carries a token as the user name).
+# - Query keys (``?key=...&...``), compared case-insensitively with ``-``, ``_`` and ``.`` as separators and
+#   camelCase split: a key that is, or ends with a part, ``key``, ``apikey``, ``token``, ``secret``,
+#   ``password``, ``passwd``, ``pwd``, ``pass``, ``sig``, ``signature``, ``auth``, ``credential(s)``,
+#   ``session``, ``sessionid``, ``jwt``; or that contains ``password``, ``secret``, ``token``, ``apikey``,
+#   ``api_key``, ``access_key``, ``private_key``. So ``key``, ``api_key``, ``access_key``, ``sig``,
+#   ``X-Amz-Signature``, ``access_token``, ``client_secret`` and ``sessionToken`` are secret; ``page``,
+#   ``q``, ``id`` and ``monkey`` are not.
+# - Header names: ``Authorization``, ``Proxy-Authorization``, ``Cookie``, ``Set-Cookie``, every ``X-Auth*``,
+#   and every name the query-key rule matches (``X-Api-Key``, ``X-Access-Token``, ``Private-Token``).
+_PART_WORDS = frozenset(
+    "key apikey token secret password passwd pwd pass sig signature auth credential credentials session "
+    "sessionid jwt".split()
+)
+_CONTAINED = ("password", "passwd", "secret", "token", "apikey", "api_key", "access_key", "private_key")
+_HEADER_NAMES = frozenset(("authorization", "proxy-authorization", "cookie", "set-cookie"))
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _parts(name: str) -> list[str]:
+    return [p for p in re.split(r"[-_.\s]+", _CAMEL.sub("_", str(name or "")).lower()) if p]
+
+
+def is_secret_query_key(name: str) -> bool:
+    """Whether a URL query key holds a secret by the documented rule (``api_key``, ``sig``, ``X-Amz-Signature``)."""
+    parts = _parts(name)
+    if not parts:
+        return False
+    joined = "_".join(parts)
+    return parts[-1] in _PART_WORDS or any(word in joined for word in _CONTAINED) or "".join(parts) in _PART_WORDS
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether an HTTP header holds a secret by the documented rule (``Authorization``, ``X-Auth*``, ``*-Api-Key``)."""
+    lower = str(name or "").strip().lower()
+    return lower in _HEADER_NAMES or lower.startswith("x-auth") or is_secret_query_key(lower) or is_secret_name(lower)
+
+
+def redact_headers(headers: Any) -> dict[str, Any]:
+    """A copy of ``headers`` with the values of secret headers as ``***``."""
+    return {k: REDACTED if is_secret_header(str(k)) else v for k, v in dict(headers or {}).items()}
+
+
 # The password runs to the LAST '@' of the authority, so an unescaped '@' in it does not leak its tail.
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^/?#\s'\"]*)@")
+# A lone user name before '@' in web URLs: https://ghp_TOKEN@github.com/...
+_URL_USER = re.compile(r"(?P<scheme>(?:https?|wss?|ftps?)://)(?P<user>[^:/@\s?#'\"]+)@(?=[^\s/?#'\"@]+)", re.I)
 # Any key ending in a secret word: password=, db_password=, access_token=, client_secret=, x-api-key=.
 _KV_PASSWORD = re.compile(
     r"(?P<key>(?<![A-Za-z0-9])[A-Za-z0-9_.-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey)\s*=\s*)"
     r"(?P<val>'[^']*'|\"[^\"]*\"|[^\s&;]+)",
     re.I,
 )
+# A query parameter (after ? or & or ;): the key decides by the query-key rule.
+_QUERY_PARAM = re.compile(r"(?P<lead>[?&;])(?P<key>[A-Za-z0-9_.\-\[\]]+)=(?P<val>[^&#\s'\"<>]*)")
+# A header in a dict repr or JSON ('X-Api-Key': 'v', "Authorization": "Bearer v").
+_QUOTED_HEADER = re.compile(r"(?P<q>['\"])(?P<name>[A-Za-z0-9_-]+)(?P=q)(?P<sep>\s*:\s*)(?P<vq>['\"])(?P<val>(?:(?!(?P=vq)).)*)(?P=vq)")
+# A header line (X-Api-Key: v, Authorization: Bearer v): hyphenated names and the well-known ones only.
+_HEADER_LINE = re.compile(
+    r"(?P<name>(?<![A-Za-z0-9-])(?:[A-Za-z0-9]+-[A-Za-z0-9-]+|authorization|cookie))(?P<sep>\s*:\s*)"
+    r"(?P<val>[^\r\n'\",}]+)",
+    re.I,
+)
+_BEARER = re.compile(r"(?P<scheme>\b(?:Bearer|Basic|Token|Digest)\s+)(?P<val>[A-Za-z0-9._~+/=-]{6,})")
 _ENV_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 
 def redact_url(text: str) -> str:
-    """Replace the password in every ``scheme://user:password@host`` and ``password=...`` in ``text``.
+    """``text`` with URL passwords, web URL user names, secret query values and ``password=...`` as ``***``.
 
-    A password written as a pure ``${VAR}`` reference names a secret without holding it, and is kept.
+    A value written as a pure ``${VAR}`` reference names a secret without holding it, and is kept.
     """
 
     def url(m: re.Match) -> str:
         pw = m["pw"] if _ENV_REF.fullmatch(m["pw"]) else REDACTED
         return f"{m['scheme']}{m['user']}:{pw}@"
 
+    def user(m: re.Match) -> str:
+        return m[0] if _ENV_REF.fullmatch(m["user"]) or m["user"] == REDACTED else f"{m['scheme']}{REDACTED}@"
+
     def kv(m: re.Match) -> str:
         return m[0] if _ENV_REF.fullmatch(m["val"].strip("'\"")) else f"{m['key']}{REDACTED}"
 
-    return _KV_PASSWORD.sub(kv, _URL_PASSWORD.sub(url, text))
+    def query(m: re.Match) -> str:
+        if not m["val"] or m["val"] == REDACTED or _ENV_REF.fullmatch(m["val"]) or not is_secret_query_key(m["key"]):
+            return m[0]
+        return f"{m['lead']}{m['key']}={REDACTED}"
+
+    out = _URL_PASSWORD.sub(url, str(text))
+    out = _URL_USER.sub(user, out)
+    out = _QUERY_PARAM.sub(query, out)
+    return _KV_PASSWORD.sub(kv, out)
+
+
+def url_secrets(text: str) -> list[str]:
+    """The secret values a URL (or any text) holds by the rules above, as written and percent-decoded.
+
+    ``redact_text`` scrubs these wherever they appear, so that a password echoed alone by a library
+    (``invalid percent-encoded token: "pa%ss"``) is hidden too.
+    """
+    from urllib.parse import unquote
+
+    found: list[str] = []
+    for m in _URL_PASSWORD.finditer(str(text)):
+        if not _ENV_REF.fullmatch(m["pw"]):
+            found.append(m["pw"])
+    for m in _URL_USER.finditer(str(text)):
+        if not _ENV_REF.fullmatch(m["user"]):
+            found.append(m["user"])
+    for m in _QUERY_PARAM.finditer(str(text)):
+        if m["val"] and is_secret_query_key(m["key"]) and not _ENV_REF.fullmatch(m["val"]):
+            found.append(m["val"])
+    out: list[str] = []
+    for value in found:
+        for form in (value, unquote(value, errors="replace")):
+            if form and form not in out:
+                out.append(form)
+    return out
 
 
 def redact_text(text: str | None, secrets: Iterable[Any] = ()) -> str | None:
-    """``text`` with every known secret value and URL password replaced by ``***``."""
+    """``text`` with every known secret value, and every secret found by rule, replaced by ``***``.
+
+    Known values come from ``secrets`` (and the passwords and secret query values inside them, when
+    they are URLs); the rules are those of :func:`redact_url` plus secret headers, in header lines and
+    in dict or JSON form, and ``Bearer``/``Basic`` credentials.
+    """
     if text is None:
         return None
     out = str(text)
-    values = {str(reveal(secret)) for secret in secrets if reveal(secret) is not None}
+    values: set[str] = set()
+    for secret in secrets:
+        value = reveal(secret)
+        if value is None:
+            continue
+        value = str(value)
+        values.add(value)
+        values.update(url_secrets(value))
     # Longest first: replacing "abc" before "abcdef" would leave "***def" showing part of the longer one.
     for value in sorted(values, key=len, reverse=True):
-        if len(value) >= 3:
+        if len(value) >= 3 and value != REDACTED:
             out = out.replace(value, REDACTED)
+
+    def quoted(m: re.Match) -> str:
+        if not is_secret_header(m["name"]) or m["val"] in ("", REDACTED) or _ENV_REF.fullmatch(m["val"]):
+            return m[0]
+        return f"{m['q']}{m['name']}{m['q']}{m['sep']}{m['vq']}{REDACTED}{m['vq']}"
+
+    def line(m: re.Match) -> str:
+        value = m["val"].strip()
+        if not is_secret_header(m["name"]) or value in ("", REDACTED) or _ENV_REF.fullmatch(value):
+            return m[0]
+        return f"{m['name']}{m['sep']}{REDACTED}"
+
+    out = _QUOTED_HEADER.sub(quoted, out)
+    out = _HEADER_LINE.sub(line, out)
+    out = _BEARER.sub(lambda m: m[0] if m["val"] == REDACTED else f"{m['scheme']}{REDACTED}", out)
     return redact_url(out)

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from osmosis_beam.config import PipelineSpec
 from osmosis_beam.core.errors import ConfigError
-from osmosis_beam.core.secrets import REDACTED, is_secret_name, redact_url
+from osmosis_beam.core.secrets import REDACTED, is_secret_header, is_secret_name, redact_url
 from osmosis_beam.state.store import SourceRecord, StateStore
 
 __all__ = ["DataSourceManager", "redact_config"]
@@ -30,6 +30,9 @@ def redact_config(config: Mapping[str, Any], secret_names: set[str] = frozenset(
 
     def clean(key: str, value: Any) -> Any:
         if isinstance(value, Mapping):
+            if key == "headers":  # HTTP headers: secret by the header rule (Authorization, X-Auth*, *-Api-Key)
+                return {k: REDACTED if is_secret_header(str(k)) and not _is_env_ref(str(v)) else clean(str(k), v)
+                        for k, v in value.items()}
             return {k: clean(str(k), v) for k, v in value.items()}
         if isinstance(value, list):
             return [clean(key, v) for v in value]

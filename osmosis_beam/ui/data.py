@@ -18,8 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from osmosis_beam.config import load_yaml
 from osmosis_beam.core.errors import ConfigError, LeaseHeldError, OsmosisError
 from osmosis_beam.core.models import SyncRun
 from osmosis_beam.core.secrets import redact_text
@@ -45,8 +44,8 @@ def _raw_yaml(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        data = load_yaml(Path(path).read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, ConfigError):
         return {}
     return data if isinstance(data, dict) else {}
 

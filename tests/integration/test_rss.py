@@ -37,6 +37,8 @@ FEEDS = Path(__file__).parent / "feeds"
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 FAR = dt.datetime(2100, 1, 1, tzinfo=UTC)
+# Retries and politeness at test speed (the defaults wait 1 s, 2 s, 4 s between retries, 1 s between requests).
+FAST = {"retry_backoff": "10ms", "request_interval": "0s"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,7 +64,7 @@ class Sync:
         self.out = tmp_path / "out"
         raw = {
             "id": "news",
-            "source": {"type": "rss", "url": url, **(source or {})},
+            "source": {"type": "rss", "url": url, **FAST, **(source or {})},
             "sink": {"type": "jsonl", "path": str(self.out)},
         }
         if incremental:
@@ -424,7 +426,7 @@ def test_a_timeout_fails_the_run_retriably_and_keeps_the_watermark(feed_server, 
     assert sync.watermark().value == mark.value and sync.watermark().state == mark.state
     assert len(sync.published_dirs()) == 1
     with pytest.raises(RetriableConnectorError) as info:
-        RSSConnector({"url": feed_server.url("/f.xml"), "timeout": "0.3s"}).begin_run({})
+        RSSConnector({"url": feed_server.url("/f.xml"), "timeout": "0.3s", **FAST}).begin_run({})
     assert info.value.retriable
 
 
@@ -455,7 +457,7 @@ def test_http_errors_are_clear(status, error, fragments, feed_server, tmp_path, 
     assert failed.status == "failed" and all(f in failed.error for f in fragments)
     assert sync.watermark().value is None and sync.published_dirs() == []
     with pytest.raises(error):
-        RSSConnector({"url": url}).begin_run({})
+        RSSConnector({"url": url, **FAST}).begin_run({})
 
 
 def test_an_oversized_feed_fails_clearly(feed_server, tmp_path, home):
@@ -482,7 +484,7 @@ _TRUNCATED = _TRUNCATED[: _TRUNCATED.index(b"<title>Permalink guid") + 12]
         (b'<?xml version="1.0"?><config><item>1</item></config>', "application/xml", "not an RSS or Atom feed"),
         (b'{"items": []}', "application/json", "not an RSS or Atom feed"),
         (b"", "application/rss+xml", "empty"),
-        (_TRUNCATED, "application/rss+xml", "truncated"),
+        (_TRUNCATED[: _TRUNCATED.index(b"<item>") + 10], "application/rss+xml", "truncated before its first entry"),
     ],
     ids=["html", "html-as-xml", "other-xml", "json", "empty", "truncated"],
 )

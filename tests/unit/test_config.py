@@ -337,7 +337,7 @@ def test_missing_file_is_a_config_error(tmp_path):
     "data, expected",
     [
         (base(sinkk={}), "sinkk: unknown key (did you mean 'sink'?); known: id, source, incremental, steps, sink, schedule, runner, read, dead_letter, description"),
-        (base(source={"type": "rss", "url": "http://h/f", "urll": "x"}), "source.urll: unknown option (did you mean 'url'?); known: connect_timeout, headers, max_bytes, timeout, url, user_agent, verify_tls"),
+        (base(source={"type": "rss", "url": "http://h/f", "urll": "x"}), "source.urll: unknown option (did you mean 'url'?); known: backdated_lookback, connect_timeout, deadline, headers, max_bytes, max_redirects, max_retry_wait, page_deadline, request_interval, respect_robots_txt, retries, retry_backoff, timeout, url, user_agent, verify_tls"),
         (base(incremental={"safety_lagg": "1s"}), "incremental.safety_lagg: unknown option (did you mean 'safety_lag'?); known: cursor_field, lookback, max_window, safety_lag, start"),
         (base(schedule={"every": "1m", "evry": "2m"}), "schedule.evry: unknown key (did you mean 'every'?); known: every, interval_minutes, cron, timezone"),
         (base(sink={"type": "jsonl", "path": "/x", "compression": "gzip"}), "sink.compression: unknown option; known: path"),

@@ -1,6 +1,8 @@
-"""The RSS/Atom connector: feedparser over requests, incremental on entry dates.
+"""The RSS/Atom connector: feedparser over the shared HTTP client, incremental on entry dates.
 
-Reads RSS 0.9x, 1.0, 2.0 and Atom. The launcher fetches the feed once per run with a conditional GET
+Reads RSS 0.9x, 1.0, 2.0, Atom and CDF. The launcher fetches the feed once per run through
+:mod:`osmosis_beam.io.http.client` (retries honouring ``Retry-After``, a total ``deadline``, size caps,
+redirects by hand, URL credentials sent to their origin only) with a conditional GET
 (ETag / Last-Modified remembered per feed), so an unchanged feed costs one ``304`` and no Beam job,
 and parses it before the Beam job starts, so a document that is not a readable feed fails the run
 with a clear message. Entries are windowed on ``updated`` (or ``published``; see
@@ -9,6 +11,8 @@ date are delivered exactly once (their ids are remembered while they stay in the
 ``lookback`` the entries re-read are deduplicated by id and date, while an entry whose date changed
 is delivered again. Entries dated at or after the window's ``hi`` wait for a later run: while such
 entries are due, an unchanged feed (``304``) is fetched again in full so that they are delivered.
+A new guid dated before the window (but within ``backdated_lookback``) is delivered once: the guids
+dated within it are kept in the state. A malformed feed with entries is read with a warning.
 
 Records: ``id`` is the entry's guid / Atom id as written, else its link, else a hash of its
 content; ``link`` is made absolute against the feed's final URL (after redirects) or ``xml:base``;
@@ -32,20 +36,23 @@ import xml.sax
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-import requests
-
-from osmosis_beam import __version__
 from osmosis_beam.core.errors import FatalConnectorError, RetriableConnectorError
 from osmosis_beam.core.options import Option
+from osmosis_beam.core.secrets import redact_url
 from osmosis_beam.core.records import DeadLetter, Record
 from osmosis_beam.core.timefmt import UTC, parse_http_date, parse_timestamp, utcnow
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.http.client import HttpClient
+from osmosis_beam.io.http.options import default_user_agent, http_options, public_http_options
+from osmosis_beam.io.http.urls import origin, split_credentials
 
 __all__ = ["RSSConnector"]
 
 log = logging.getLogger(__name__)
-USER_AGENT = f"osmosis-beam/{__version__} (RSS/Atom reader; +https://pypi.org/project/osmosis-beam/)"
+USER_AGENT = default_user_agent("RSS/Atom reader")
+_ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.8, "
+           "*/*;q=0.1")
 _FIELDS = (
     ("id", "string"), ("title", "string"), ("link", "string"), ("summary", "string"), ("content", "string"),
     ("author", "string"), ("published", "timestamp"), ("updated", "timestamp"), ("tags", "array<string>"),
@@ -78,12 +85,11 @@ class RSSConnector(BaseConnector):
     cursor_fields = ("updated", "published")
     options = (
         Option("url", required=True, help="the feed's http(s) URL"),
-        Option("timeout", "duration", default=dt.timedelta(seconds=30), help="read timeout"),
-        Option("connect_timeout", "duration", default=dt.timedelta(seconds=10)),
-        Option("user_agent", default=USER_AGENT),
-        Option("max_bytes", "int", default=50 * 1024 * 1024, minimum=1),
-        Option("headers", "dict", default={}),
-        Option("verify_tls", "bool", default=True),
+        # Feed readers fetch on their user's behalf and do not read robots.txt (neither do the big ones);
+        # respect_robots_txt: true makes this one do so.
+        Option("backdated_lookback", "duration", default=dt.timedelta(days=30),
+               help="an entry dated up to this long before the window is still delivered when its guid is new"),
+        *http_options(user_agent=USER_AGENT, max_bytes=50 * 1024 * 1024, respect_robots_txt=False),
     )
 
     @classmethod
@@ -98,78 +104,65 @@ class RSSConnector(BaseConnector):
         self._body: bytes | None = None
         self._status: int | None = None
         self._headers: dict[str, str] = {}
-        self._base: str = self.url  # the URL the feed came from, after redirects (relative links resolve against it)
+        # Credentials in the URL (https://user:pw@host/feed) are sent to that origin only, as Basic auth;
+        # every URL in records, state, logs and errors is the public one, secret query values as ***.
+        self._fetch_url, creds = split_credentials(self.config["url"])
+        self._credentials = {origin(self._fetch_url): creds} if creds else {}
+        self._public_url = redact_url(self._fetch_url)
+        self._base: str = self._fetch_url  # the URL the feed came from, after redirects (relative links resolve against it)
         self._state: dict[str, Any] = {}
         self._parsed: Any = None
         self._ids: list[Any] | None = None
+        self._malformed = False  # feedparser read the entries of a malformed document (bozo)
+        self._cut = False  # ... of a truncated one: its last entry may be incomplete
 
     def __getstate__(self) -> dict[str, Any]:
+        # Workers parse the body fetched on the launcher again; credentials and headers stay home.
         state = super().__getstate__()
-        state["_parsed"] = None  # workers parse the fetched body again
+        state["_parsed"] = None
         state["_ids"] = None
+        state["_credentials"] = {}
+        state["config"] = public_http_options(state["config"], drop_headers=True)
+        state["_fetch_url"] = self._public_url  # workers never fetch
+        state["_base"] = redact_url(self._base)  # links resolve the same: a query is never part of a join
         return state
+
+    def display(self) -> dict[str, Any]:
+        """The options for logs and display data: URL credentials and secret-looking headers as ``***``."""
+        return public_http_options(super().display())
 
     @property
     def url(self) -> str:
-        return self.config["url"]
+        """The feed's public URL: no user:password@, secret query values as ``***``."""
+        return self._public_url
 
     # -- HTTP ---------------------------------------------------------------------------
-    def _get(self, conditional: dict[str, Any] | None = None) -> requests.Response:
-        headers = {"User-Agent": self.config["user_agent"], "Accept": "application/rss+xml, application/atom+xml, "
-                   "application/rdf+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.1"}
-        headers.update(self.config["headers"] or {})
-        if conditional:
-            if conditional.get("etag"):
-                headers["If-None-Match"] = conditional["etag"]
-            if conditional.get("last_modified"):
-                headers["If-Modified-Since"] = conditional["last_modified"]
-        timeout = (self.config["connect_timeout"].total_seconds(), self.config["timeout"].total_seconds())
-        try:
-            resp = requests.get(self.url, headers=headers, timeout=timeout, stream=True, verify=self.config["verify_tls"])
-        except requests.Timeout:
-            raise RetriableConnectorError(
-                f"rss {self.url}: timed out after {timeout[1]:g}s (raise source.timeout if the feed is slow)"
-            ) from None
-        except requests.ConnectionError as exc:
-            raise RetriableConnectorError(f"rss {self.url}: cannot connect ({_reason(exc)})") from None
-        except requests.RequestException as exc:
-            raise FatalConnectorError(f"rss {self.url}: request failed ({_reason(exc)})") from None
-        if resp.status_code == 304:
-            resp.close()
-            return resp
-        if resp.status_code == 429 or resp.status_code >= 500:
-            resp.close()
-            raise RetriableConnectorError(f"rss {self.url}: the server answered {resp.status_code} {resp.reason}; retry later")
-        if resp.status_code >= 400:
-            resp.close()
-            raise FatalConnectorError(
-                f"rss {self.url}: the server answered {resp.status_code} {resp.reason}; check source.url"
+    @property
+    def _http(self) -> HttpClient:
+        if self._client is None:
+            self._client = HttpClient(
+                self.config, what="rss", accept=_ACCEPT, credentials=self._credentials, default_hint="check source.url",
+                hints={401: "the feed needs credentials (user:password@ in source.url, or source.headers); check source.url",
+                       403: "the server refuses access; check source.url and source.user_agent"},
             )
-        limit = self.config["max_bytes"]
-        chunks, size = [], 0
-        try:
-            for chunk in resp.iter_content(65536):
-                size += len(chunk)
-                if size > limit:
-                    raise FatalConnectorError(
-                        f"rss {self.url}: the feed is larger than source.max_bytes ({limit} bytes); raise it if this is expected"
-                    )
-                chunks.append(chunk)
-        except requests.Timeout:
-            raise RetriableConnectorError(f"rss {self.url}: timed out reading the feed after {timeout[1]:g}s") from None
-        except requests.RequestException as exc:
-            raise RetriableConnectorError(f"rss {self.url}: the download broke off ({_reason(exc)})") from None
-        finally:
-            resp.close()
-        resp._content = b"".join(chunks)  # noqa: SLF001 - we streamed it ourselves to cap the size
-        return resp
+        return self._client
+
+    def disconnect(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def _fetch(self, conditional: dict[str, Any] | None) -> None:
-        resp = self._get(conditional)
-        self._status = resp.status_code
-        self._headers = {k.lower(): v for k, v in resp.headers.items()}
-        self._base = resp.url or self.url
-        self._body = None if resp.status_code == 304 else resp.content
+        try:
+            resp = self._http.get(self._fetch_url, conditional)
+        finally:
+            self.disconnect()  # one document per run: no connection is kept open between runs
+        if resp.status == 304 and not conditional:
+            raise FatalConnectorError(f"rss {self.url}: the server answered 304 Not Modified to a plain GET")
+        self._status = resp.status
+        self._headers = dict(resp.headers)
+        self._base = resp.url or self._fetch_url
+        self._body = None if resp.status == 304 else resp.body
         self._parsed = None
 
     # -- sync hooks ------------------------------------------------------------------------------
@@ -223,20 +216,59 @@ class RSSConnector(BaseConnector):
         undated: set[str] = set()
         future: list[dt.datetime] = []
         lookback = self.incremental.lookback
+        horizon = self._guid_horizon(window.hi)
+        if self._cut:  # remember every guid read, however old: the next run looks for the ones after the cut
+            horizon = dt.datetime.min.replace(tzinfo=UTC)
+        guids = self._known_guids(horizon)
         for rec, cursor, problem in self._entries():
             if cursor is None or problem:
                 undated.add(rec["id"])
             elif cursor >= window.hi:
                 future.append(cursor)
-            elif lookback and window.hi - lookback <= cursor:
-                seen[_key(rec["id"], cursor)] = cursor.isoformat()
+            else:
+                if lookback and window.hi - lookback <= cursor:
+                    seen[_key(rec["id"], cursor)] = cursor.isoformat()
+                if horizon is not None and cursor >= horizon:
+                    guids[rec["id"]] = max(cursor.isoformat(), guids.get(rec["id"], ""))
+        # A malformed document was read as well as it could be: keep no validators, so that the next run
+        # fetches it in full (a 304 would otherwise hide what the damaged copy lacked).
+        keep = not self._malformed
         return {
-            "etag": self._headers.get("etag") or self._state.get("etag"),
-            "last_modified": self._headers.get("last-modified") or self._state.get("last_modified"),
+            "etag": (self._headers.get("etag") or self._state.get("etag")) if keep else None,
+            "last_modified": (self._headers.get("last-modified") or self._state.get("last_modified")) if keep else None,
             "seen": seen,
             "undated": sorted(undated),
             "pending": min(future).isoformat() if future else None,
+            "guids": dict(sorted(guids.items())),
+            "rescan_from": (window.lo.isoformat() if isinstance(window.lo, dt.datetime) else "start") if self._cut else None,
         }
+
+    def _guid_horizon(self, hi: dt.datetime) -> dt.datetime | None:
+        """The oldest entry date whose guid is remembered and looked for (None: backdated entries are not).
+
+        After a truncated document the horizon reaches back to the start of that run's window (or to
+        the beginning): the entries after the cut were never seen, and may be old.
+        """
+        span = self.config["backdated_lookback"]
+        horizon = hi - span if span else None
+        rescan = self._state.get("rescan_from")
+        if rescan:
+            start = dt.datetime.min.replace(tzinfo=UTC) if rescan == "start" else parse_timestamp(rescan)
+            horizon = start if horizon is None else min(horizon, start)
+        return horizon
+
+    def _known_guids(self, horizon: dt.datetime | None) -> dict[str, str]:
+        """The guids remembered from earlier runs whose entry date is still inside the horizon."""
+        if horizon is None:
+            return {}
+        kept = {}
+        for guid, when in (self._state.get("guids") or {}).items():
+            try:
+                if parse_timestamp(when) >= horizon:
+                    kept[guid] = when
+            except ValueError:
+                continue
+        return kept
 
     # -- parsing -------------------------------------------------------------------------------------
     def _parse(self):
@@ -257,24 +289,43 @@ class RSSConnector(BaseConnector):
             headers["content-type"] = content_type
         parsed = feedparser.parse(self._body, response_headers=headers)
         problem = parsed.get("bozo_exception") if parsed.get("bozo") else None
-        if not parsed.get("version") and not (parsed.entries and parsed.feed.get("title")):
-            # feedparser names every RSS/Atom flavour it recognises; an unnamed document counts as a
-            # feed only with a channel title and entries (any XML with <item> elements has "entries")
+        if isinstance(problem, feedparser.CharacterEncodingOverride):
+            problem = None  # the HTTP charset and the document disagree; feedparser took the right one
+        entries = parsed.entries
+        # feedparser names every RSS/Atom flavour it recognises. An unnamed document (CDF, a feed whose
+        # root is unusual) counts as a feed when its entries look like entries: any XML with <item>
+        # elements has "entries", but only a feed's have titles or links.
+        looks_like_feed = bool(entries) and (
+            bool(parsed.feed.get("title")) or any(e.get("title") or e.get("link") for e in entries)
+        )
+        if not parsed.get("version") and not looks_like_feed:
             start = self._body[:80].decode("utf-8", "replace").strip().replace("\n", " ")
             raise FatalConnectorError(
                 f"rss {self.url}: the document is not an RSS or Atom feed (Content-Type {content_type or 'missing'}, "
                 f"starts with {start!r}{f'; {problem}' if problem else ''}); check source.url"
             )
-        if _is_truncated(problem):
-            # The loose parser would read the entries before the cut, and the window would move past
-            # the ones after it: fail so that the next run reads the same window again.
-            raise RetriableConnectorError(
-                f"rss {self.url}: the feed document is truncated ({problem}); the server sent an incomplete feed, retry later"
-            )
-        if problem is not None and not parsed.entries and not parsed.feed.get("title"):
+        if problem is not None and (not entries or (len(entries) == 1 and _is_truncated(problem))):
+            if _is_truncated(problem):  # nothing complete before the cut
+                raise RetriableConnectorError(
+                    f"rss {self.url}: the feed document is truncated before its first entry ends ({problem}); the server "
+                    "sent an incomplete feed, retry later"
+                )
             raise FatalConnectorError(f"rss {self.url}: not a readable RSS or Atom feed ({problem})")
-        if problem is not None and not isinstance(problem, feedparser.CharacterEncodingOverride):
-            log.warning("rss %s: the feed is malformed but readable (%s)", self.url, problem)
+        self._malformed = problem is not None
+        self._cut = _is_truncated(problem)
+        if self._cut:
+            # The entries before the cut are read; the one the cut went through may be incomplete and waits
+            # for a complete document. The validators are not kept, so the next run fetches it in full, and
+            # entries after the cut (older ones, in a feed listed newest first) come in as backdated guids.
+            log.warning(
+                "rss %s: the feed document is truncated (%s); reading the %d complete entries before the cut, "
+                "the rest at the next run", self.url, problem, max(0, len(entries) - 1),
+            )
+        elif problem is not None:
+            log.warning(
+                "rss %s: the feed is malformed (%s) but feedparser read %d entries from it; ingesting them. "
+                "Ask the feed's publisher to fix it (https://validator.w3.org/feed/)", self.url, problem, len(entries),
+            )
         self._parsed = parsed
         self._ids = self._verbatim_ids(parsed, feedparser, content_type)
         return parsed
@@ -300,8 +351,9 @@ class RSSConnector(BaseConnector):
         feed_title = parsed.feed.get("title")
         primary, fallback = ("updated", "published") if self.cursor_field == "updated" else ("published", "updated")
         ids = self._ids or [None] * len(parsed.entries)
+        entries = parsed.entries[:-1] if self._cut else parsed.entries
         out = []
-        for entry, verbatim_id in zip(parsed.entries, ids):
+        for entry, verbatim_id in zip(entries, ids):
             # dict.get: the entry's own dates, without feedparser's deprecated updated -> published fallback
             published = _struct_to_dt(dict.get(entry, "published_parsed"))
             updated = _struct_to_dt(dict.get(entry, "updated_parsed"))
@@ -330,6 +382,11 @@ class RSSConnector(BaseConnector):
     def read_window(self, lo, hi) -> Iterator[Record | DeadLetter]:
         seen = set((self._state.get("seen") or {}).keys())
         undated = set(self._state.get("undated") or ())
+        # Backdated entries: one that appeared after the last run but is dated before this window (A, then
+        # B dated before A's run, then C) is delivered once, if its guid is new and its date lies within
+        # backdated_lookback. Only states that remember guids can tell: older states start remembering now.
+        horizon = self._guid_horizon(hi) if lo is not None and "guids" in self._state else None
+        known = set((self._state.get("guids") or {}).keys())
         taken: set[str] = set()  # a feed may list the same entry twice: deliver it once
         chosen = []
         for record, cursor, problem in self._entries():
@@ -345,8 +402,13 @@ class RSSConnector(BaseConnector):
                 if record["id"] not in undated:
                     chosen.append((dt.datetime.min.replace(tzinfo=UTC), record))
                 continue
-            if (lo is not None and cursor < lo) or cursor >= hi or key in seen:
+            if cursor >= hi or key in seen:
                 continue
+            if lo is not None and cursor < lo:
+                if horizon is None or cursor < horizon or record["id"] in known:
+                    continue
+                log.info("rss %s: entry %r is dated %s, before this window, but new: delivering it", self.url,
+                         record["id"], cursor.isoformat())
             chosen.append((cursor, record))
         chosen.sort(key=lambda pair: pair[0])
         for _, record in chosen:
@@ -381,9 +443,3 @@ def _hash_entry(entry) -> str:
     basis = "\x1f".join(str(v or "") for v in values)
     return "sha256:" + hashlib.sha256(basis.encode("utf-8")).hexdigest()
 
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    if "Max retries exceeded" in text and "(Caused by" in text:
-        text = text.split("(Caused by", 1)[1].rstrip(")").strip()
-    return text[:300]

@@ -51,7 +51,6 @@ In Python::
 """
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import datetime as dt
 import email.utils
@@ -60,35 +59,30 @@ import html as html_lib
 import json
 import logging
 import re
-import time
-import urllib.robotparser
 import zoneinfo
 from typing import Any, Callable, Iterator, Mapping
-from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin
 
-import requests
-
-from osmosis_beam import __version__
-from osmosis_beam.core.errors import (
-    ConfigError,
-    FatalConnectorError,
-    RetriableConnectorError,
-)
+from osmosis_beam.core.errors import ConfigError, FatalConnectorError
 from osmosis_beam.core.options import Option
 from osmosis_beam.core.records import DeadLetter, Record
+from osmosis_beam.core.secrets import redact_url
 from osmosis_beam.core.timefmt import UTC, parse_http_date, parse_timestamp, utcnow
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.http.charset import decode_body
+from osmosis_beam.io.http.client import HttpClient, HttpResponse, RobotsDisallowed
+from osmosis_beam.io.http.options import default_user_agent, http_options, public_http_options
+from osmosis_beam.io.http.urls import check_url, origin, split_credentials, strip_fragment
 
 __all__ = ["WebConnector"]
 
 log = logging.getLogger(__name__)
-USER_AGENT = f"osmosis-beam/{__version__} (web reader; +https://pypi.org/project/osmosis-beam/)"
+USER_AGENT = default_user_agent("web reader")
 RESERVED_FIELDS = ("page_url", "fetched_at")
+_HINTS = {401: "the site needs credentials (source.headers)", 403: "the site refuses access",
+          404: "check source.url and source.next_page", 410: "the page is gone"}
 _STEP = "read: web"
-_REDIRECTS = (301, 302, 303, 307, 308)
-_ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: crawlers parse at least the first 500 KiB
-_META_PRESCAN = 1024  # the HTML standard's encoding prescan looks at the first 1024 bytes
 _XPATH_NS = {"re": "http://exslt.org/regular-expressions"}
 
 
@@ -306,419 +300,37 @@ def _empty(value: Any) -> bool:
 # Decoding and parsing
 # ---------------------------------------------------------------------------------------------
 
-# WHATWG Encoding Standard: labels browsers decode with a superset codec.
-_WHATWG = {
-    **dict.fromkeys(
-        ("ascii", "us-ascii", "iso-8859-1", "iso8859-1", "iso_8859-1", "latin1", "latin-1", "l1", "cp819",
-         "ibm819", "iso-ir-100", "csisolatin1", "x-cp1252", "windows-1252", "cp1252"),
-        "cp1252",
-    ),
-    **dict.fromkeys(("iso-8859-9", "iso8859-9", "latin5", "l5", "windows-1254"), "cp1254"),
-    **dict.fromkeys(("tis-620", "iso-8859-11", "windows-874", "dos-874"), "cp874"),
-    **dict.fromkeys(("gb2312", "gbk", "x-gbk", "csgb2312", "chinese"), "gb18030"),
-    **dict.fromkeys(("euc-kr", "ks_c_5601-1987", "windows-949", "csEUC-KR".lower()), "cp949"),
-    **dict.fromkeys(("shift_jis", "shift-jis", "sjis", "ms_kanji", "x-sjis", "windows-31j", "csshiftjis"), "cp932"),
-}
-_META_CHARSET = re.compile(rb"<meta\b[^>]*?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.I)
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>")
-_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
 
 
-def _codec(label: str | None) -> str | None:
-    """The Python codec for an encoding label, or None when the label is unknown."""
-    if not label:
-        return None
-    label = label.strip().strip("\"'").lower()
-    label = _WHATWG.get(label, label)
-    try:
-        return codecs.lookup(label).name
-    except LookupError:
-        return None
-
-
-def _charset_param(content_type: str | None) -> str | None:
-    for part in (content_type or "").split(";")[1:]:
-        key, _, value = part.partition("=")
-        if key.strip().lower() == "charset":
-            return value.strip().strip("\"'")
-    return None
-
-
-def _decode(body: bytes, content_type: str | None) -> tuple[str, str, str]:
-    """``(text, codec, how)``: BOM, then the HTTP charset, then ``<meta charset>``, then detection."""
-    for bom, name in _BOMS:
-        if body.startswith(bom):
-            return body[len(bom):].decode(name, errors="replace"), name, "byte-order mark"
-    http = _codec(_charset_param(content_type))
-    if http:
-        return body.decode(http, errors="replace"), http, "HTTP charset"
-    match = _META_CHARSET.search(body[:_META_PRESCAN])
-    meta = _codec(match.group(1).decode("ascii", "replace")) if match else None
-    if meta:
-        if meta.startswith("utf-16"):  # a page that can state this in ASCII is not UTF-16 (HTML standard)
-            meta = "utf-8"
-        return body.decode(meta, errors="replace"), meta, "<meta charset>"
-    try:
-        return body.decode("utf-8"), "utf-8", "detected"
-    except UnicodeDecodeError:
-        pass
-    guess = None
-    try:
-        import charset_normalizer
-
-        results = list(charset_normalizer.from_bytes(body))
-        if results:
-            best = results[0]
-            # Browsers fall back to windows-1252; prefer it when it reads about as cleanly as the best guess.
-            western = next((m for m in results if m.encoding == "cp1252" and m.chaos <= best.chaos + 0.1), None)
-            guess = _codec((western or best).encoding)
-    except ImportError:  # pragma: no cover - requests depends on charset_normalizer
-        pass
-    guess = guess or "cp1252"
-    return body.decode(guess, errors="replace"), guess, "detected"
+MAX_HTML_DEPTH = 2048  # libxml2's limit with huge_tree (without it: 256, and the rest of the page vanishes)
 
 
 def _parse_html(text: str, url: str):
-    """The document as ``lxml.html`` parses it (recovering like a browser), links made absolute."""
+    """The document as ``lxml.html`` parses it (recovering like a browser), links made absolute.
+
+    Pages nested deeper than 256 levels are real (generated markup, unclosed tags), and libxml2 silently
+    stops at that depth, dropping every item after it; ``huge_tree`` raises the limit to
+    :data:`MAX_HTML_DEPTH`. A page deeper still fails with a clear error rather than losing items.
+    """
     import lxml.html
     from lxml import etree
 
     text = _XML_DECL.sub("", text, count=1).replace("\x00", "\ufffd")
+    parser = lxml.html.HTMLParser(huge_tree=True)
     try:
-        doc = lxml.html.document_fromstring(text, base_url=url)
+        doc = lxml.html.document_fromstring(text, parser=parser, base_url=url)
     except (etree.ParserError, ValueError):  # empty or whitespace-only documents
         doc = lxml.html.document_fromstring("<html><body></body></html>", base_url=url)
+    for error in parser.error_log:
+        if "excessive depth" in error.message.lower() or error.type_name == "ERR_RESOURCE_LIMIT":
+            raise FatalConnectorError(
+                f"web {redact_url(url)}: the page nests elements deeper than {MAX_HTML_DEPTH} levels (line {error.line}, "
+                f"column {error.column}); the HTML parser stops there, and every item after that point would be lost. "
+                "Such markup is usually broken (unclosed tags); ask the site to fix it, or read a page that has less"
+            )
     doc.make_links_absolute(url, resolve_base_href=True, handle_failures="ignore")
     return doc
-
-
-# ---------------------------------------------------------------------------------------------
-# HTTP
-# ---------------------------------------------------------------------------------------------
-
-
-class _RobotsDisallowed(FatalConnectorError):
-    """robots.txt forbids the URL for the configured User-Agent."""
-
-
-class _Transient(Exception):
-    """A failure worth retrying (timeout, connection reset, 429, 5xx)."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
-
-
-@dataclasses.dataclass
-class _Response:
-    url: str  # the final URL after redirects
-    status: int
-    headers: dict[str, str]
-    body: bytes
-    fetched_at: dt.datetime
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    if "(Caused by" in text:
-        text = text.split("(Caused by", 1)[1].rstrip(")").strip()
-    return text[:300]
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    when = _http_date(value)
-    if when is None:
-        return None
-    return max(0.0, (when - utcnow()).total_seconds())
-
-
-_http_date = parse_http_date
-
-
-def _check_url(url: str) -> str | None:
-    """Why ``url`` cannot be fetched, or None."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
-        return f"{url!r} is not an http(s) URL"
-    if not parts.hostname:
-        return f"{url!r} has no host"
-    return None
-
-
-def _split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
-    """``url`` without ``user:password@``, and the credentials it held (None when it held none)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None
-    netloc = parts.netloc.rpartition("@")[2]
-    public = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    return public, (unquote(parts.username or ""), unquote(parts.password or ""))
-
-
-def _strip_fragment(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
-
-
-class _Http:
-    """requests with the connector's politeness and safety rules; lives on the launcher only."""
-
-    def __init__(self, config: Mapping[str, Any], credentials: Mapping[str, tuple[str, str]] | None = None) -> None:
-        self.config = config
-        self.credentials = dict(credentials or {})  # origin -> (user, password): sent to that origin only
-        self.session = requests.Session()
-        self.session.headers.update(
-            {"User-Agent": config["user_agent"], "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5"}
-        )
-        self.session.headers.update({str(k): str(v) for k, v in (config["headers"] or {}).items()})
-        # robots.txt is matched against the User-Agent actually sent (source.headers may set one).
-        self.user_agent = self.session.headers["User-Agent"]
-        self.session.max_redirects = 5  # robots.txt only; pages follow redirects by hand
-        self.timeout = (config["connect_timeout"].total_seconds(), config["timeout"].total_seconds())
-        self._last: dict[str, float] = {}
-        self._robots: dict[str, urllib.robotparser.RobotFileParser] = {}
-        self.sleep = time.sleep
-
-    def close(self) -> None:
-        self.session.close()
-
-    # -- politeness --------------------------------------------------------------------------
-    def _interval(self, url: str) -> float:
-        interval = self.config["request_interval"].total_seconds()
-        if self.config["respect_robots_txt"]:
-            rp = self._robots.get(_origin(url))
-            if rp is not None:
-                delay = rp.crawl_delay(self.user_agent)
-                rate = rp.request_rate(self.user_agent)
-                if delay:
-                    interval = max(interval, float(delay))
-                if rate and rate.requests:
-                    interval = max(interval, rate.seconds / rate.requests)
-        return interval
-
-    def _pace(self, url: str) -> None:
-        host = urlsplit(url).netloc.lower()
-        last = self._last.get(host)
-        if last is not None:
-            wait = last + self._interval(url) - time.monotonic()
-            if wait > 0:
-                self.sleep(wait)
-
-    def _done(self, url: str) -> None:
-        self._last[urlsplit(url).netloc.lower()] = time.monotonic()
-
-    def robots(self, url: str) -> urllib.robotparser.RobotFileParser:
-        origin = _origin(url)
-        rp = self._robots.get(origin)
-        if rp is not None:
-            return rp
-        robots_url = origin + "/robots.txt"
-        rp = urllib.robotparser.RobotFileParser(robots_url)
-        self._pace(robots_url)
-        try:
-            resp = self.session.get(
-                robots_url, timeout=self.timeout, stream=True, allow_redirects=True, verify=self.config["verify_tls"],
-                auth=self.credentials.get(origin),
-            )
-        except requests.TooManyRedirects:
-            log.warning("web %s: redirects too often; treating it as absent (everything allowed)", robots_url)
-            rp.allow_all = True
-            self._robots[origin] = rp
-            return rp
-        except requests.RequestException as exc:
-            raise RetriableConnectorError(
-                f"web {robots_url}: cannot be read ({_reason(exc)}); it must be readable before crawling "
-                "(or set source.respect_robots_txt: false if you may crawl this site regardless)"
-            ) from None
-        finally:
-            self._done(robots_url)
-        try:
-            status = resp.status_code
-            if status in (401, 403):
-                rp.disallow_all = True
-            elif status == 429 or status >= 500:
-                raise RetriableConnectorError(
-                    f"web {robots_url}: the server answered {status} {resp.reason}; crawling waits until robots.txt "
-                    "can be read (RFC 9309), retry later"
-                )
-            elif status >= 400:
-                rp.allow_all = True
-            else:
-                chunks, size = [], 0
-                for chunk in resp.iter_content(65536):
-                    chunks.append(chunk)
-                    size += len(chunk)
-                    if size >= _ROBOTS_MAX_BYTES:
-                        break
-                text = b"".join(chunks)[:_ROBOTS_MAX_BYTES].decode("utf-8", errors="replace")
-                rp.parse(text.splitlines())
-        except requests.RequestException as exc:
-            raise RetriableConnectorError(f"web {robots_url}: the download broke off ({_reason(exc)})") from None
-        finally:
-            resp.close()
-        self._robots[origin] = rp
-        return rp
-
-    def allowed(self, url: str) -> bool:
-        return self.robots(url).can_fetch(self.user_agent, url)
-
-    # -- fetching -------------------------------------------------------------------------------
-    def get(self, url: str, conditional: Mapping[str, Any] | None = None) -> _Response:
-        """GET ``url`` following redirects by hand (scheme, robots.txt and loop checks on every hop)."""
-        headers = {}
-        if conditional:
-            if conditional.get("etag"):
-                headers["If-None-Match"] = conditional["etag"]
-            if conditional.get("last_modified"):
-                headers["If-Modified-Since"] = conditional["last_modified"]
-        hops = [url]
-        current = url
-        while True:
-            problem = _check_url(current)
-            if problem:
-                chain = " -> ".join(hops)
-                raise FatalConnectorError(
-                    f"web {url}: cannot follow {chain}: {problem}; only http and https are fetched"
-                )
-            if self.config["respect_robots_txt"] and not self.allowed(current):
-                raise _RobotsDisallowed(
-                    f"web {current}: robots.txt at {_origin(current)}/robots.txt disallows it for user-agent "
-                    f"{self.user_agent!r}; set source.respect_robots_txt: false only if the site allows you to crawl it"
-                )
-            resp = self._with_retries(current, headers)
-            if resp.status in _REDIRECTS:
-                location = resp.headers.get("location")
-                if not location:
-                    raise FatalConnectorError(f"web {current}: the server answered {resp.status} without a Location")
-                target = _split_credentials(_strip_fragment(urljoin(current, location.strip())))[0]
-                if target in hops:
-                    chain = " -> ".join([*hops, target])
-                    raise FatalConnectorError(f"web {url}: redirect loop ({chain}); check source.url")
-                hops.append(target)
-                if len(hops) - 1 > self.config["max_redirects"]:
-                    raise FatalConnectorError(
-                        f"web {url}: more than source.max_redirects ({self.config['max_redirects']}) redirects "
-                        f"({' -> '.join(hops)})"
-                    )
-                current = target
-                continue
-            resp.url = current
-            return resp
-
-    def _with_retries(self, url: str, headers: Mapping[str, str]) -> _Response:
-        retries = self.config["retries"]
-        budget = self.config["max_retry_wait"].total_seconds()
-        backoff = self.config["retry_backoff"].total_seconds()
-        waited = 0.0
-        attempt = 0
-        while True:
-            self._pace(url)
-            try:
-                return self._attempt(url, headers)
-            except _Transient as exc:
-                tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                if attempt >= retries:
-                    raise RetriableConnectorError(
-                        f"web {url}: {exc.reason}; gave up after {tries} (source.retries: {retries})"
-                    ) from None
-                if exc.retry_after is not None:
-                    delay = exc.retry_after
-                    if waited + delay > budget:
-                        raise RetriableConnectorError(
-                            f"web {url}: {exc.reason} and asks to retry after {delay:g}s, beyond what "
-                            f"source.max_retry_wait ({budget:g}s) allows; the next run retries"
-                        ) from None
-                else:
-                    delay = backoff * (2 ** attempt)
-                    if waited + delay > budget:
-                        delay = budget - waited
-                        if delay <= 0:
-                            raise RetriableConnectorError(
-                                f"web {url}: {exc.reason}; gave up after {tries} and {waited:g}s of waiting "
-                                f"(source.max_retry_wait: {budget:g}s)"
-                            ) from None
-                log.info("web %s: %s; retrying in %.2fs", url, exc.reason, delay)
-                if delay > 0:
-                    self.sleep(delay)
-                waited += delay
-                attempt += 1
-
-    def _attempt(self, url: str, headers: Mapping[str, str]) -> _Response:
-        connect_s, read_s = self.timeout
-        try:
-            resp = self.session.get(
-                url, headers=dict(headers), timeout=self.timeout, stream=True, allow_redirects=False,
-                verify=self.config["verify_tls"], auth=self.credentials.get(_origin(url)),
-            )
-        except requests.ConnectTimeout:
-            raise _Transient(f"could not connect within {connect_s:g}s (source.connect_timeout)") from None
-        except requests.Timeout:
-            raise _Transient(
-                f"timed out after {read_s:g}s waiting for the server (raise source.timeout if the site is slow)"
-            ) from None
-        except requests.ConnectionError as exc:
-            raise _Transient(f"cannot connect ({_reason(exc)})") from None
-        except requests.RequestException as exc:
-            raise FatalConnectorError(f"web {url}: request failed ({_reason(exc)})") from None
-        finally:
-            self._done(url)
-        try:
-            status = resp.status_code
-            resp_headers = {k.lower(): v for k, v in resp.headers.items()}
-            if status in (408, 429) or status >= 500:
-                raise _Transient(
-                    f"the server answered {status} {resp.reason}", _retry_after(resp_headers.get("retry-after"))
-                )
-            if status in _REDIRECTS or status == 304:
-                return _Response(url, status, resp_headers, b"", utcnow())
-            if status >= 400:
-                hint = {401: "the site needs credentials (source.headers)", 403: "the site refuses access",
-                        404: "check source.url and source.next_page", 410: "the page is gone"}.get(status, "")
-                raise FatalConnectorError(
-                    f"web {url}: the server answered {status} {resp.reason}" + (f"; {hint}" if hint else "")
-                )
-            if not 200 <= status < 300:
-                raise FatalConnectorError(f"web {url}: unexpected HTTP status {status} {resp.reason}")
-            body = self._read_body(url, resp, resp_headers)
-            self._done(url)
-            return _Response(url, status, resp_headers, body, utcnow())
-        finally:
-            resp.close()
-
-    def _read_body(self, url: str, resp: requests.Response, headers: Mapping[str, str]) -> bytes:
-        limit = self.config["max_bytes"]
-        too_big = (
-            f"web {url}: the page is larger than source.max_bytes ({limit} bytes); raise it if this is expected"
-        )
-        length = headers.get("content-length", "")
-        if length.isdigit() and int(length) > limit:
-            raise FatalConnectorError(too_big.replace("larger than", f"{int(length)} bytes, larger than"))
-        chunks, size = [], 0
-        read_s = self.timeout[1]
-        try:
-            for chunk in resp.iter_content(65536):
-                size += len(chunk)
-                if size > limit:
-                    raise FatalConnectorError(too_big)
-                chunks.append(chunk)
-        except requests.RequestException as exc:
-            if "timed out" in str(exc).lower():
-                raise _Transient(
-                    f"timed out after {read_s:g}s reading the page (raise source.timeout if the site is slow)"
-                ) from None
-            raise _Transient(f"the download broke off ({_reason(exc)})") from None
-        return b"".join(chunks)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -817,18 +429,7 @@ class WebConnector(BaseConnector):
         Option("date_field", help="the field holding the item's date: the incremental cursor"),
         Option("date_format", "list", default=[], help="strptime format(s) of date_field (default: ISO-8601, RFC 2822)"),
         Option("timezone", help="IANA zone of dates that carry none (e.g. Europe/Berlin)"),
-        Option("respect_robots_txt", "bool", default=True),
-        Option("request_interval", "duration", default=dt.timedelta(seconds=1), help="per-host rate limit"),
-        Option("retries", "int", default=3, minimum=0, help="retries on timeouts, 408, 429 and 5xx"),
-        Option("retry_backoff", "duration", default=dt.timedelta(seconds=1), help="first retry delay (doubles)"),
-        Option("max_retry_wait", "duration", default=dt.timedelta(seconds=60), help="cap on waiting per page"),
-        Option("timeout", "duration", default=dt.timedelta(seconds=30), help="read timeout"),
-        Option("connect_timeout", "duration", default=dt.timedelta(seconds=10)),
-        Option("max_bytes", "int", default=10 * 1024 * 1024, minimum=1, help="largest page accepted"),
-        Option("max_redirects", "int", default=5, minimum=0),
-        Option("user_agent", default=USER_AGENT),
-        Option("headers", "dict", default={}),
-        Option("verify_tls", "bool", default=True),
+        *http_options(user_agent=USER_AGENT, max_bytes=10 * 1024 * 1024),
     )
 
     # -- configuration ------------------------------------------------------------------------------
@@ -843,7 +444,7 @@ class WebConnector(BaseConnector):
         for where, items in (("url", [url] if url else []), ("urls", urls or [])):
             for i, item in enumerate(items):
                 path = where if where == "url" else f"urls[{i}]"
-                problem = _check_url(item) if isinstance(item, str) else f"must be a URL, got {item!r}"
+                problem = check_url(item) if isinstance(item, str) else f"must be a URL, got {item!r}"
                 if problem:
                     problems.append(f"{path}: {problem}")
         item_selector = values.get("item_selector")
@@ -925,9 +526,9 @@ class WebConnector(BaseConnector):
         self._credentials: dict[str, tuple[str, str]] = {}
         starts = []
         for raw in [config["url"]] if config["url"] else config["urls"]:
-            public, creds = _split_credentials(raw)
+            public, creds = split_credentials(raw)
             if creds is not None:
-                self._credentials[_origin(public)] = creds
+                self._credentials[origin(public)] = creds
             starts.append(public)
         self.start_urls: tuple[str, ...] = tuple(starts)
         self.fields: tuple[_Field, ...] = tuple(_parse_field(k, v) for k, v in config["fields"].items())
@@ -950,30 +551,16 @@ class WebConnector(BaseConnector):
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers only select among the items fetched on the launcher: credentials and headers stay home.
-        from osmosis_beam.core.secrets import redact_url
-
         state = super().__getstate__()
         state["_compiled"] = {}
         state["_credentials"] = {}
-        config = dict(state["config"])
-        config["url"] = redact_url(config["url"]) if config.get("url") else config.get("url")
-        config["urls"] = [redact_url(u) for u in config["urls"]] if config.get("urls") else config.get("urls")
-        config["headers"] = {}
-        state["config"] = config
+        state["config"] = public_http_options(state["config"], drop_headers=True)
+        state["start_urls"] = tuple(redact_url(u) for u in self.start_urls)  # workers never fetch
         return state
 
     def display(self) -> dict[str, Any]:
-        """The options for logs and display data: URL passwords and secret-looking headers as ``***``."""
-        from osmosis_beam.core.secrets import REDACTED, is_secret_name, redact_url
-
-        shown = super().display()
-        if shown.get("url"):
-            shown["url"] = redact_url(shown["url"])
-        if shown.get("urls"):
-            shown["urls"] = [redact_url(u) for u in shown["urls"]]
-        headers = shown.get("headers") or {}
-        shown["headers"] = {k: REDACTED if is_secret_name(str(k)) else v for k, v in headers.items()}
-        return shown
+        """The options for logs and display data: URL credentials and secret-looking headers as ``***``."""
+        return public_http_options(super().display())
 
     def _matches(self, sel: _Selector, el) -> list:
         fn = self._compiled.get(sel.text)
@@ -999,18 +586,21 @@ class WebConnector(BaseConnector):
             self._client = None
 
     @property
-    def _http(self) -> _Http:
+    def _http(self) -> HttpClient:
         if self._client is None:
-            self._client = _Http(self.config, self._credentials)
+            self._client = HttpClient(
+                self.config, what="web", accept="text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+                credentials=self._credentials, hints=_HINTS,
+            )
         return self._client
 
-    def _page(self, resp: _Response, requested: str) -> tuple[list[_Item], str | None, int]:
+    def _page(self, resp: HttpResponse, requested: str) -> tuple[list[_Item], str | None, int]:
         """The items of one fetched page, its next link, and how many elements item_selector matched."""
         content_type = resp.headers.get("content-type")
         media = (content_type or "").split(";")[0].strip().lower()
         if media and not (media.startswith("text/") or media.endswith(("html", "xml"))):
             log.warning("web %s: the server says %s, not HTML; parsing it as HTML anyway", resp.url, media)
-        text, codec, how = _decode(resp.body, content_type)
+        text, codec, how = decode_body(resp.body, content_type)
         log.debug("web %s: %d bytes decoded as %s (%s)", resp.url, len(resp.body), codec, how)
         doc = _parse_html(text, resp.url)
         elements = self._matches(self.item_selector, doc)
@@ -1026,7 +616,7 @@ class WebConnector(BaseConnector):
             items.append(self._item(el, position, resp, requested))
         return items, self._next_link(doc, resp.url), len(elements)
 
-    def _item(self, el, position: int, resp: _Response, requested: str) -> _Item:
+    def _item(self, el, position: int, resp: HttpResponse, requested: str) -> _Item:
         values: dict[str, Any] = {}
         missing: list[str] = []
         for field in self.fields:
@@ -1040,9 +630,9 @@ class WebConnector(BaseConnector):
             values[field.name] = value
         given_id = values.get("id")
         record_id = given_id if not _empty(given_id) else _digest([[n, values.get(n)] for n in self.id_fields])
-        record = {**values, "id": record_id, "page_url": resp.url, "fetched_at": resp.fetched_at}
+        record = {**values, "id": record_id, "page_url": redact_url(resp.url), "fetched_at": resp.fetched_at}
         item = _Item(record=record, key=str(record_id), page=requested, position=position)
-        where = f"{resp.url} item {position}"
+        where = f"{redact_url(resp.url)} item {position}"
         if missing:
             shown = ", ".join(f"{n!r} ({self._field(n).selector.text!r})" for n in missing)
             item.problem = f"{where}: required field{'s' if len(missing) > 1 else ''} {shown} matched nothing"
@@ -1072,8 +662,8 @@ class WebConnector(BaseConnector):
                 href = _value(match, sel, base)
             if not isinstance(href, str) or not href.strip() or href.strip().startswith("#"):
                 continue
-            url = _split_credentials(_strip_fragment(urljoin(base, href.strip())))[0]
-            problem = _check_url(url)
+            url = split_credentials(strip_fragment(urljoin(base, href.strip())))[0]
+            problem = check_url(url)
             if problem:
                 log.warning("web %s: next_page link %s; pagination stops here", base, problem)
                 return None
@@ -1087,7 +677,7 @@ class WebConnector(BaseConnector):
         visited: set[str] = set()
         max_pages = self.config["max_pages"]
         for start in self.start_urls:
-            url: str | None = _strip_fragment(start)
+            url: str | None = strip_fragment(start)
             count = 0
             while url is not None and url not in visited:
                 if count >= max_pages:
@@ -1095,34 +685,40 @@ class WebConnector(BaseConnector):
                     break
                 visited.add(url)
                 count += 1
-                prev = prev_pages.get(url)
+                # The page state is keyed by the public URL: secret query values never reach state.db.
+                key = redact_url(url)
+                prev = prev_pages.get(key)
                 try:
                     resp = self._http.get(url, prev)
-                except _RobotsDisallowed as exc:
+                except RobotsDisallowed as exc:
                     if count == 1:
                         raise
                     log.warning("%s; pagination stops here", exc.message)
                     break
                 if self._server_clock is None:
-                    self._server_clock = _http_date(resp.headers.get("date"))
+                    self._server_clock = parse_http_date(resp.headers.get("date"))
                 self._last_fetch = resp.fetched_at
                 if resp.status == 304:
                     if not prev:
-                        raise FatalConnectorError(f"web {url}: the server answered 304 Not Modified to a plain GET")
-                    self._unchanged[url] = dict(prev)
+                        raise FatalConnectorError(f"web {key}: the server answered 304 Not Modified to a plain GET")
+                    self._unchanged[key] = dict(prev)
                     url = prev.get("next")
                     continue
-                items, next_url, matched = self._page(resp, url)
+                items, next_url, matched = self._page(resp, key)
                 if not matched and count == 1:
                     log.warning(
                         "web %s: item_selector %r matched nothing on the first page; if the site changed, fix the "
                         "selector (osmosis test shows what it matches)", resp.url, self.item_selector.text,
                     )
                 self._items.extend(items)
-                self._fetched[url] = {
+                shown_next = redact_url(next_url) if next_url else next_url
+                self._fetched[key] = {
                     "etag": resp.headers.get("etag"),
                     "last_modified": resp.headers.get("last-modified"),
-                    "next": next_url,
+                    "next": shown_next,
+                    # a next link holding a secret cannot be stored, so this page is always fetched in full
+                    # (a 304 would leave pagination nowhere to go)
+                    "secret_next": shown_next != next_url,
                 }
                 url = next_url
         log.info(
@@ -1217,7 +813,7 @@ class WebConnector(BaseConnector):
         pages: dict[str, Any] = {}
         for url, info in self._fetched.items():
             entry = {"next": info["next"], "keys": sorted(set(page_keys[url]))}
-            if url not in held_back:
+            if url not in held_back and not info.get("secret_next"):
                 entry["etag"] = info["etag"]
                 entry["last_modified"] = info["last_modified"]
             pages[url] = entry
@@ -1228,7 +824,7 @@ class WebConnector(BaseConnector):
     def _first_pages(self) -> list[tuple[str, list[_Item], str | None, int]]:
         out = []
         for url in self.start_urls:
-            resp = self._http.get(_strip_fragment(url))
+            resp = self._http.get(strip_fragment(url))
             items, next_url, matched = self._page(resp, url)
             out.append((resp.url, items, next_url, matched))
         return out
