@@ -44,3 +44,8 @@ class Collect:
     def __del__(self) -> None:
         for name in self._names:
             _STORE.pop(f"{self._id}:{name}", None)
+
+
+def shout(record: dict) -> dict:
+    """A record function for ``CallPython("tests.integration.transforms_support:shout")``."""
+    return {**record, "title": record["title"].upper()}
