@@ -38,5 +38,7 @@ class Collected:
         return list(_STORE.get(f"{self._id}:{name}", []))
 
     def __del__(self) -> None:
-        for key in [k for k in _STORE if k.startswith(self._id)]:
-            _STORE.pop(key, None)
+        store = globals().get("_STORE")
+        if store:  # None or gone while the interpreter shuts down
+            for key in [k for k in store if k.startswith(self._id)]:
+                store.pop(key, None)
