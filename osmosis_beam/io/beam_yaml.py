@@ -30,6 +30,7 @@ handle as an output NAME of rows ``{step, error, record}`` (the record as JSON t
 """
 from __future__ import annotations
 
+import importlib
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional
@@ -38,13 +39,7 @@ import apache_beam as beam
 
 from osmosis_beam.core.encoding import dumps, json_default
 from osmosis_beam.core.errors import ConfigError
-from osmosis_beam.io.files.transforms import WriteToJsonl, WriteToParquet
-from osmosis_beam.io.mongodb.transforms import ReadFromMongoDB, WriteToMongoDB
-from osmosis_beam.io.postgres.transforms import ReadFromPostgres, WriteToPostgres
-from osmosis_beam.io.read import ReadFromSource
-from osmosis_beam.io.rss.transforms import ReadFromRSS
-from osmosis_beam.io.web.transforms import ReadFromWeb
-from osmosis_beam.io.write import WriteToSink
+
 
 __all__ = [
     "PROVIDER_FILE",
@@ -119,6 +114,12 @@ def _written_row(count: int) -> beam.Row:
     return beam.Row(records_written=count)
 
 
+def _load(path: str) -> Any:
+    """``module:Name`` imported on use, so that a backend's driver is needed only when its transform is used."""
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def _error_output(error_handling: Any, name: str) -> str | None:
     if error_handling is None:
         return None
@@ -132,7 +133,7 @@ def _error_output(error_handling: Any, name: str) -> str | None:
 class _YamlRead(beam.PTransform):
     """A read as rows with a schema (Beam YAML's transforms need one)."""
 
-    read_class: ClassVar[type[ReadFromSource]] = ReadFromSource
+    read_class: ClassVar[str] = "osmosis_beam.io.read:ReadFromSource"
     _yaml_requires_inputs = False
 
     def __init__(self, error_handling: Any = None, **options: Any) -> None:
@@ -144,7 +145,7 @@ class _YamlRead(beam.PTransform):
         except ConfigError as exc:
             problems.extend(exc.problems)
         try:
-            self.read = self.read_class(**options)
+            self.read = _load(self.read_class)(**options)
         except ConfigError as exc:
             problems.extend(exc.problems)
         if problems:
@@ -199,7 +200,7 @@ def _plain(value: Any) -> Any:
 class _YamlWrite(beam.PTransform):
     """A write that takes rows (or dicts)."""
 
-    write_class: ClassVar[type[WriteToSink]] = WriteToSink
+    write_class: ClassVar[str] = "osmosis_beam.io.write:WriteToSink"
 
     def __init__(self, error_handling: Any = None, **options: Any) -> None:
         super().__init__()
@@ -210,7 +211,7 @@ class _YamlWrite(beam.PTransform):
         except ConfigError as exc:
             problems.extend(exc.problems)
         try:
-            self.write = self.write_class(**options)
+            self.write = _load(self.write_class)(**options)
         except ConfigError as exc:
             problems.extend(exc.problems)
         if problems:
@@ -231,48 +232,48 @@ class _YamlWrite(beam.PTransform):
 class ReadFromOsmosisPostgres(_YamlRead):
     """Rows of a PostgreSQL table or query in ``[since, until)`` of ``cursor_field`` (see ``ReadFromPostgres``)."""
 
-    read_class = ReadFromPostgres
+    read_class = "osmosis_beam.io.postgres.transforms:ReadFromPostgres"
 
 
 class ReadFromOsmosisMongoDB(_YamlRead):
     """Documents of a MongoDB collection in ``[since, until)`` (see ``ReadFromMongoDB``); top-level fields."""
 
-    read_class = ReadFromMongoDB
+    read_class = "osmosis_beam.io.mongodb.transforms:ReadFromMongoDB"
 
 
 class ReadFromOsmosisWeb(_YamlRead):
     """Items scraped from web pages (see ``ReadFromWeb``)."""
 
-    read_class = ReadFromWeb
+    read_class = "osmosis_beam.io.web.transforms:ReadFromWeb"
 
 
 class ReadFromOsmosisRSS(_YamlRead):
     """Entries of an RSS or Atom feed (see ``ReadFromRSS``)."""
 
-    read_class = ReadFromRSS
+    read_class = "osmosis_beam.io.rss.transforms:ReadFromRSS"
 
 
 class WriteToOsmosisJsonl(_YamlWrite):
     """JSON lines, staged and published in one rename once the pipeline is done (see ``WriteToJsonl``)."""
 
-    write_class = WriteToJsonl
+    write_class = "osmosis_beam.io.files.transforms:WriteToJsonl"
 
 
 class WriteToOsmosisParquet(_YamlWrite):
     """Parquet files, staged and published once the pipeline is done (see ``WriteToParquet``)."""
 
-    write_class = WriteToParquet
+    write_class = "osmosis_beam.io.files.transforms:WriteToParquet"
 
 
 class WriteToOsmosisPostgres(_YamlWrite):
     """Upserts by ``key``, or appends through a staging table (see ``WriteToPostgres``)."""
 
-    write_class = WriteToPostgres
+    write_class = "osmosis_beam.io.postgres.transforms:WriteToPostgres"
 
 
 class WriteToOsmosisMongoDB(_YamlWrite):
     """Bulk upserts by ``key``, or appends (see ``WriteToMongoDB``)."""
 
-    write_class = WriteToMongoDB
+    write_class = "osmosis_beam.io.mongodb.transforms:WriteToMongoDB"
 
 
