@@ -351,3 +351,19 @@ def test_web_argument_problems_at_once():
     expected = _validate_problems({"type": "web", "url": "gopher://x", "fields": "title", "max_pages": 0})
     assert len(expected) >= 3 and set(expected) <= set(info.value.problems)
     assert any(p.startswith("ReadFromWeb.splits: ") for p in info.value.problems)
+
+
+def test_the_public_transforms_are_the_package_api():
+    import osmosis_beam
+    import osmosis_beam.io
+    import osmosis_beam.steps
+
+    for name in ("ReadFromPostgres", "ReadFromMongoDB", "ReadFromWeb", "ReadFromRSS",
+                 "WriteToJsonl", "WriteToParquet", "WriteToPostgres", "WriteToMongoDB", "WriteResult"):
+        assert name in osmosis_beam.__all__ and name in osmosis_beam.io.__all__
+        assert getattr(osmosis_beam, name) is getattr(osmosis_beam.io, name)
+        assert issubclass(getattr(osmosis_beam, name), beam.PTransform) or name == "WriteResult"
+    for name in ("Filter", "MapFields", "Select", "Drop", "Rename", "Cast", "FlattenFields", "Explode", "Dedupe",
+                 "HtmlToText", "CallPython", "StepChain", "Pipeline"):
+        assert name in osmosis_beam.__all__ and name in osmosis_beam.steps.__all__
+        assert issubclass(getattr(osmosis_beam.steps, name), beam.PTransform)
