@@ -66,16 +66,21 @@ def main(argv: list[str] | None = None) -> dict:
         dsn=args.source_dsn, table=args.source_table, cursor_field="updated_at",
         since=load_since(args.state_file, args.since), safety_lag=args.safety_lag,
     )
+    write = WriteToPostgres(dsn=args.target_dsn, table=args.target_table, key=["id"])
     options = PipelineOptions([a for a in beam_args if a != "--"])
-    with beam.Pipeline(options=options) as p:
-        (
-            p
-            | "Read orders" >> read
-            | "Big orders" >> Filter(f"total > Decimal('{args.min_total}')")
-            | "With tax" >> MapFields(total_with_tax="round(total * Decimal('1.2'), 2)")
-            | "Priority" >> beam.Map(add_priority)
-            | "Upsert" >> WriteToPostgres(dsn=args.target_dsn, table=args.target_table, key=["id"])
-        )
+    try:
+        with beam.Pipeline(options=options) as p:
+            (
+                p
+                | "Read orders" >> read
+                | "Big orders" >> Filter(f"total > Decimal('{args.min_total}')")
+                | "With tax" >> MapFields(total_with_tax="round(total * Decimal('1.2'), 2)")
+                | "Priority" >> beam.Map(add_priority)
+                | "Upsert" >> write
+            )
+    except Exception:
+        write.abort()  # removes what the failed pipeline staged (upserts have nothing staged)
+        raise
     # The with-block returns once the pipeline is DONE (it raises otherwise): the rows are stored, so the
     # window's hi can be kept. A failed run keeps the old timestamp, and the next run reads the window again.
     store_since(args.state_file, read.window.hi)

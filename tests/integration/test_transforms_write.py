@@ -70,11 +70,14 @@ def test_file_output_is_complete_and_published_once_done(tmp_path, write_cls, re
 
 @pytest.mark.parametrize("write_cls, read", [(WriteToJsonl, read_jsonl_dir), (WriteToParquet, read_parquet_dir)])
 def test_a_failing_pipeline_publishes_nothing(tmp_path, write_cls, read):
+    write = write_cls(path=str(tmp_path / "out"), batch_size=2)
     with pytest.raises(Exception) as info:
         with beam.Pipeline() as p:
-            p | beam.Create(RECORDS) | beam.Map(_explode_at(20)) | write_cls(path=str(tmp_path / "out"), batch_size=2)
+            p | beam.Create(RECORDS) | beam.Map(_explode_at(20)) | write
     assert "record 20 is broken upstream" in str(info.value)
     assert list(read(tmp_path / "out")) == []  # the staged part files are not output
+    write.abort()  # and abort() removes them
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []
 
 
 def test_jsonl_refused_record_fails_and_publishes_nothing_by_default(tmp_path):
@@ -142,11 +145,13 @@ def test_postgres_append_is_published_by_the_finalize_stage_in_one_transaction(p
     assert published["records"] == 25 and published["table"] == "public.events"
     assert fetch(pg_dsn, "SELECT count(*) FROM pg_tables WHERE starts_with(tablename, %s)", (STAGE_PREFIX,)) == [(0,)]
 
+    write = WriteToPostgres(dsn=pg_dsn, table="events", mode="append", batch_size=1)
     with pytest.raises(Exception):
         with beam.Pipeline() as p:
-            (p | beam.Create(RECORDS) | beam.Map(_explode_at(7))
-               | WriteToPostgres(dsn=pg_dsn, table="events", mode="append", batch_size=1))
+            p | beam.Create(RECORDS) | beam.Map(_explode_at(7)) | write
     assert fetch(pg_dsn, "SELECT count(*) FROM events") == [(25,)]  # the failed pipeline appended nothing
+    write.abort()  # drops the failed pipeline's staging table
+    assert fetch(pg_dsn, "SELECT count(*) FROM pg_tables WHERE starts_with(tablename, %s)", (STAGE_PREFIX,)) == [(0,)]
 
 
 def test_postgres_refused_rows_are_dead_letters(pg_dsn):
