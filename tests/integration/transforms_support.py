@@ -1,8 +1,8 @@
 """Helpers for the tests of the public Beam transforms: plain ``beam.Pipeline()`` runs and what they produced.
 
-A Beam user writes ``with beam.Pipeline() as p: ...``; these helpers do the same (the DirectRunner, Beam's
-default) and collect elements through a module-level store, which works because the DirectRunner runs
-batch pipelines in this process.
+A Beam user writes ``with beam.Pipeline() as p: ...``; the tests do the same (the DirectRunner, Beam's
+default, which runs batch pipelines in this process) and collect elements with
+:class:`osmosis_beam.testing.collect.Collected`.
 
 Example::
 
@@ -13,37 +13,16 @@ Example::
 """
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-import apache_beam as beam
-
-_STORE: dict[str, list[Any]] = {}
+from osmosis_beam.testing.collect import Collected
 
 
-def _add(element: Any, key: str) -> None:
-    _STORE[key].append(element)
-
-
-class Collect:
-    """Named lists of the elements that reached ``sink(name)``, filled while the pipeline runs."""
-
-    def __init__(self) -> None:
-        self._id = uuid.uuid4().hex
-        self._names: set[str] = set()
-
-    def sink(self, name: str) -> beam.PTransform:
-        key = f"{self._id}:{name}"
-        _STORE.setdefault(key, [])
-        self._names.add(name)
-        return f"Collect {name}" >> beam.Map(_add, key)
+class Collect(Collected):
+    """``Collected`` with ``out[name]`` for its named lists."""
 
     def __getitem__(self, name: str) -> list[Any]:
-        return _STORE[f"{self._id}:{name}"]
-
-    def __del__(self) -> None:
-        for name in self._names:
-            _STORE.pop(f"{self._id}:{name}", None)
+        return self.items(name)
 
 
 def shout(record: dict) -> dict:
