@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from osmosis_beam.core.secrets import Secret, reveal
+from osmosis_beam.core.secrets import REDACTED, Secret, is_secret_name, reveal
 from osmosis_beam.core.timefmt import parse_duration, parse_timestamp
 
 __all__ = ["Option", "validate_options", "add_check_problems", "suggest", "display_options", "plain_value"]
@@ -191,5 +191,17 @@ def plain_value(value: Any) -> Any:
 
 
 def display_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Options with secrets shown as ``***`` (for logs and Beam display data)."""
-    return {k: (repr(v) if isinstance(v, Secret) else plain_value(v)) for k, v in config.items()}
+    """Options with secrets shown as ``***`` (for logs and Beam display data).
+
+    Besides declared secrets, the entries of a mapping option whose names look secret (an
+    ``Authorization`` or ``X-Api-Key`` header, a ``password`` key) are shown as ``***``.
+    """
+    return {k: _display_value(v) for k, v in config.items()}
+
+
+def _display_value(value: Any) -> Any:
+    if isinstance(value, Secret):
+        return repr(value)
+    if isinstance(value, Mapping):
+        return {k: REDACTED if is_secret_name(str(k)) else _display_value(v) for k, v in value.items()}
+    return plain_value(value)

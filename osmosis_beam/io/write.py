@@ -127,6 +127,23 @@ class WriteToSink(beam.PTransform):
         other._handle_errors = True
         return other
 
+    def abort(self) -> None:
+        """Remove what a pipeline that failed staged (files, a staging table); the published output stays.
+
+        The finalize stage does this itself when it refuses to publish; a pipeline that failed before it
+        (a worker error upstream) leaves its staged part hidden but on disk until ``abort()``::
+
+            write = WriteToJsonl(path="/data/orders")
+            try:
+                with beam.Pipeline() as p:
+                    p | ... | write
+            except Exception:
+                write.abort()
+                raise
+        """
+        if self._run_id is not None and self._finalize:
+            self.sink.abort(self._run_id)
+
     @property
     def run_id(self) -> str | None:
         """The id the output is staged and published under (set when the pipeline is built)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from osmosis_beam.core.errors import StateError
-from osmosis_beam.core.models import SyncJob, SyncRun
+from osmosis_beam.core.models import SyncRun
 from osmosis_beam.core.timefmt import MIN_MICROS, to_micros
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.state import sqlite as sqlite_module
@@ -166,73 +166,7 @@ def test_home_resolution(tmp_path, monkeypatch):
     assert isinstance(store, SQLiteStateStore) and store.path == tmp_path / "flag-home" / "state.db"
 
 
-# -- sources and jobs -----------------------------------------------------------------------------------------------------
-def test_sources_round_trip(store):
-    store.put_source("b", "rss", {"url": "http://h/b", "n": [1, 2]}, "/p/b.yaml")
-    store.put_source("a", "rss", {"url": "http://h/a"}, None)
-    assert [s.id for s in store.list_sources()] == ["a", "b"]
-    b = store.get_source("b")
-    assert (b.type, b.config, b.pipeline_path) == ("rss", {"url": "http://h/b", "n": [1, 2]}, "/p/b.yaml")
-    assert b.created_at.utcoffset() == dt.timedelta(0)
-    assert store.remove_source("a") is True and store.remove_source("a") is False
-    assert store.get_source("a") is None
-
-
-def test_jobs_round_trip(store):
-    job = SyncJob("orders", "orders", interval_minutes=15, last_run=utc(2024, 5, 1, 10, 0, 0, 1),
-                  next_run=utc(2024, 5, 1, 10, 15), spec_path="/p/orders.yaml")
-    store.put_job(job)
-    store.put_job(SyncJob("news", "news", cron="0 * * * *", timezone="Europe/Berlin"))
-    assert store.get_job("orders") == job
-    assert [j.pipeline_id for j in store.list_jobs()] == ["news", "orders"]
-    job.status, job.consecutive_failures = "failing", 2
-    store.put_job(job)
-    assert store.get_job("orders").consecutive_failures == 2
-    assert store.get_job("nope") is None
-
-
-# -- watermarks and commits -----------------------------------------------------------------------------------------------
-def test_no_watermark_before_the_first_commit(store):
-    wm = store.get_watermark("orders")
-    assert wm.value is None and wm.state == {}
-
-
-def test_commit_sets_watermark_state_and_run_status_together(store):
-    hi = utc(2024, 5, 1, 9, 59, 59, 123456)
-    run = new_run(window=SyncWindow(utc(2024, 5, 1, 9), hi))
-    store.start_run(run, holder="me")
-    assert store.get_run("r1").status == "running"
-    store.commit_run(succeed(run), hi, {"etag": "W/1"})
-
-    wm = store.get_watermark("orders")
-    assert wm.value == hi and wm.value.tzinfo is not None  # microsecond precision, UTC-aware
-    assert wm.state == {"etag": "W/1"}
-    saved = store.get_run("r1")
-    assert (saved.status, saved.records_read, saved.records_written, saved.dead_letter) == ("succeeded", 10, 9, 1)
-    assert saved.window == SyncWindow(utc(2024, 5, 1, 9), hi)
-    assert saved.finished_at == utc(2024, 5, 1, 10, 0, 5)
-
-
-def test_commit_without_a_new_watermark_or_state_keeps_the_old_ones(store):
-    store.start_run(new_run("r1"), "me")
-    store.commit_run(succeed(new_run("r1")), utc(2024, 1, 1), {"cursor": 1})
-    store.start_run(new_run("r2"), "me")
-    store.commit_run(succeed(new_run("r2")), None, {"cursor": 2})  # state only
-    assert store.get_watermark("orders").value == utc(2024, 1, 1)
-    assert store.get_watermark("orders").state == {"cursor": 2}
-    store.start_run(new_run("r3"), "me")
-    store.commit_run(succeed(new_run("r3")), utc(2024, 2, 1), None)  # watermark only
-    assert store.get_watermark("orders").value == utc(2024, 2, 1)
-    assert store.get_watermark("orders").state == {"cursor": 2}
-
-
-def test_integer_watermarks(store):
-    store.start_run(new_run(window=SyncWindow(None, 1000)), "me")
-    store.commit_run(succeed(new_run(window=SyncWindow(None, 1000))), 1000, None)
-    assert store.get_watermark("orders").value == 1000
-    assert store.get_run("r1").window == SyncWindow(None, 1000)
-
-
+# -- commits (what every store does is in osmosis_beam.testing.state, run by tests/contracts/) -------------------------
 def test_commit_is_atomic_when_marking_the_run_fails(store, monkeypatch):
     store.start_run(new_run("r1"), "me")
     store.commit_run(succeed(new_run("r1")), utc(2024, 1, 1), {"v": 1})
@@ -251,116 +185,8 @@ def test_commit_is_atomic_when_marking_the_run_fails(store, monkeypatch):
     assert store.get_run("r2").status == "running"
 
 
-def test_commit_for_a_run_that_was_never_started_moves_nothing(store):
-    with pytest.raises(StateError, match="run ghost was never started; watermark not moved"):
-        store.commit_run(succeed(new_run("ghost")), utc(2024, 6, 1), {"v": 1})
-    assert store.get_watermark("orders").value is None
-    assert store.list_runs() == []
-
-
-def test_a_failed_run_leaves_the_watermark(store):
-    store.start_run(new_run("r1"), "me")
-    store.commit_run(succeed(new_run("r1")), utc(2024, 1, 1), None)
-    run = new_run("r2", window=SyncWindow(utc(2024, 1, 1), utc(2024, 2, 1)))
-    store.start_run(run, "me")
-    run.status, run.error, run.finished_at = "failed", "connection refused", utc(2024, 5, 1, 10, 1)
-    store.fail_run(run)
-    assert store.get_watermark("orders").value == utc(2024, 1, 1)
-    saved = store.get_run("r2")
-    assert (saved.status, saved.error) == ("failed", "connection refused")
-
-
-def test_reset_watermark(store):
-    store.start_run(new_run(), "me")
-    store.commit_run(succeed(new_run()), utc(2024, 1, 1), {"x": 1})
-    store.reset_watermark("orders")
-    assert store.get_watermark("orders").value is None and store.get_watermark("orders").state == {}
-
-
-# -- history -------------------------------------------------------------------------------------------------------------
-def test_history_is_newest_first(store):
-    starts = {
-        "old": utc(2024, 5, 1, 9),
-        "newest": utc(2024, 5, 1, 11),
-        "mid_whole_second": utc(2024, 5, 1, 10, 0, 0),
-        "mid_plus_half": utc(2024, 5, 1, 10, 0, 0, 500000),  # ISO text without vs with microseconds
-        "other_pipeline": utc(2024, 5, 1, 12),
-    }
-    for run_id, started in starts.items():
-        store.start_run(new_run(run_id, pipeline="news" if run_id == "other_pipeline" else "orders", started=started), "me")
-    assert [r.run_id for r in store.list_runs("orders")] == ["newest", "mid_plus_half", "mid_whole_second", "old"]
-    assert [r.run_id for r in store.list_runs()][0] == "other_pipeline"
-    assert [r.run_id for r in store.list_runs("orders", limit=2)] == ["newest", "mid_plus_half"]
-    assert store.list_runs("nobody") == []
-
-
-def test_history_ties_list_the_later_insert_first(store):
-    same = utc(2024, 5, 1, 10)
-    for run_id in ("first", "second", "third"):
-        store.start_run(new_run(run_id, started=same), "me")
-    assert [r.run_id for r in store.list_runs()] == ["third", "second", "first"]
-
-
-def test_running_runs_report_their_holder(store):
-    store.start_run(new_run("a"), "host:1:x")
-    store.start_run(new_run("b", pipeline="news"), "host:2:y")
-    store.commit_run(succeed(new_run("a")), None, None)
-    assert [(r.run_id, holder) for r, holder in store.running_runs()] == [("b", "host:2:y")]
-    assert store.running_runs("orders") == []
-
-
-# -- leases --------------------------------------------------------------------------------------------------------------
+# -- leases (beyond the contract suite) -----------------------------------------------------------------------------------
 HOST = socket.gethostname()
-
-
-def test_two_holders_cannot_both_hold_a_lease(store):
-    a, b = new_holder_id(), new_holder_id()
-    lease = store.acquire_lease("orders", a, ttl=60)
-    assert lease is not None and lease.holder == a
-    assert lease.expires_at - lease.acquired_at == dt.timedelta(seconds=60)
-    assert store.acquire_lease("orders", b, ttl=60) is None
-    assert store.get_lease("orders").holder == a
-    # Other pipelines are independent.
-    assert store.acquire_lease("news", b, ttl=60) is not None
-
-
-def test_the_holder_may_re_acquire_and_renew(store):
-    a, b = new_holder_id(), new_holder_id()
-    first = store.acquire_lease("orders", a, ttl=1)
-    again = store.acquire_lease("orders", a, ttl=60)
-    assert again is not None and again.expires_at > first.expires_at
-    assert store.renew_lease("orders", a, ttl=120) is True
-    assert store.get_lease("orders").expires_at > again.expires_at
-    assert store.renew_lease("orders", b, ttl=120) is False  # not b's lease
-
-
-def test_release_only_by_the_holder(store):
-    a, b = new_holder_id(), new_holder_id()
-    store.acquire_lease("orders", a, ttl=60)
-    store.release_lease("orders", b)
-    assert store.get_lease("orders").holder == a
-    store.release_lease("orders", a)
-    assert store.get_lease("orders") is None
-    assert store.acquire_lease("orders", b, ttl=60).holder == b
-
-
-def test_an_expired_lease_is_taken_over(store):
-    a, b = new_holder_id(), new_holder_id()  # both alive (this process)
-    store.acquire_lease("orders", a, ttl=0.05)
-    assert store.acquire_lease("orders", b, ttl=60) is None
-    time.sleep(0.1)
-    assert store.acquire_lease("orders", b, ttl=60).holder == b
-    assert store.renew_lease("orders", a, ttl=60) is False  # a lost it
-
-
-def test_a_lease_held_by_a_dead_process_on_this_host_is_taken_over(store):
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    dead = f"{HOST}:{proc.pid}:deadbeef"
-    assert holder_is_dead(dead)
-    store.acquire_lease("orders", dead, ttl=3600)
-    taker = new_holder_id()
-    assert store.acquire_lease("orders", taker, ttl=60).holder == taker
 
 
 def test_a_zombie_holder_counts_as_dead(store):
@@ -538,10 +364,3 @@ def test_run_history_dict_adds_times_and_error():
     assert data["started_at"] == "2024-05-01T10:00:00+00:00" and data["finished_at"] == "2024-05-01T10:00:05+00:00"
     assert data["error"] is None
 
-
-def test_a_run_round_trips_through_the_store(store):
-    run = new_run(window=SyncWindow(None, utc(2024, 1, 2, 3, 4, 5, 6)))
-    run.full_refresh, run.note = True, "first run"
-    store.start_run(run, "me")
-    store.commit_run(succeed(run), run.window.hi, None)
-    assert store.get_run("r1") == run

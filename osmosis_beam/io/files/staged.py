@@ -121,6 +121,8 @@ class StagedFileSink(BaseSink):
         for entry in self.root.iterdir():
             if is_hidden(entry.name) or entry.name.endswith(f"-{run_id}"):
                 continue
+            if not (entry / MANIFEST).is_file():
+                continue  # not a run this sink published (a user's file beside the output): never removed
             os.rename(entry, trash / entry.name)
         fsync_dir(self.root)
         shutil.rmtree(trash, ignore_errors=True)
