@@ -61,10 +61,10 @@ def _setup_logging(verbosity: int, debug: bool) -> None:
     logging.getLogger("apache_beam").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
-def _load(path: str):
+def _load(path: str, home: str | None = None):
     from osmosis_beam.config import load_pipeline
 
-    spec = load_pipeline(path)
+    spec = load_pipeline(path, home=home)
     _SECRETS.extend(spec.secret_values())
     return spec
 
@@ -84,7 +84,7 @@ def cmd_run(args) -> int:
     from osmosis_beam.state.store import resolve_home
     from osmosis_beam.sync.runner import SyncRunner
 
-    spec = _load(args.pipeline)
+    spec = _load(args.pipeline, args.home)
     store = _store(args)
     runner = SyncRunner(
         spec,
@@ -226,7 +226,7 @@ def cmd_validate(args) -> int:
     failed = 0
     for path in args.pipelines:
         try:
-            spec = _load(path)
+            spec = _load(path, args.home)
         except ConfigError as exc:
             failed += 1
             print(f"{path}: invalid", file=sys.stderr)

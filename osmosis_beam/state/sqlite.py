@@ -322,11 +322,14 @@ class SQLiteStateStore(StateStore):
                 # Rolls the watermark back too: it never moves without its run in the history.
                 raise StateError(f"state store {self.path}: run {run.run_id} was never started; watermark not moved")
 
-    def set_pending_state(self, run_id, state) -> None:
+    def set_pending_state(self, run_id, state, counts=None) -> None:
+        c = counts or {}
         with self._tx() as conn:
             conn.execute(
-                "UPDATE runs SET pending_state = ? WHERE run_id = ?",
-                (None if state is None else json.dumps(state, sort_keys=True), run_id),
+                "UPDATE runs SET pending_state = ?, records_read = coalesce(?, records_read), "
+                "records_written = coalesce(?, records_written), dead_letter = coalesce(?, dead_letter) WHERE run_id = ?",
+                (None if state is None else json.dumps(state, sort_keys=True), c.get("records_read"),
+                 c.get("records_written"), c.get("dead_letter"), run_id),
             )
 
     def get_pending_state(self, run_id):

@@ -4,8 +4,13 @@ The phase says what a failure must do:
 
 - ``OPENING``: nothing is recorded yet; a failed run is recorded as failed.
 - ``RECORDED``: the run is in the history; it is marked failed and its staged output removed.
-- ``PUBLISHED``: its output is visible; it must never be marked failed (the next run would read and
-  publish the window again). It stays ``running`` and the next start commits it (``repair``).
+- ``PUBLISHED``: its output is visible (or may be: a publish that failed half-way); it must never be
+  marked failed (the next run would read and publish the window again). It stays ``running`` and the
+  next start commits it (``repair``), publishing its dead letters too.
+
+Dead letters are sealed (their manifest written and synced) before the sink publishes, so the only
+step left for them once the sink's output is visible is one rename in their own folder. A window whose
+dead letters break the budget (``dead_letter: {max_count, max_ratio}``) fails before anything is published.
 - ``COMMITTED``: done.
 """
 from __future__ import annotations
@@ -110,18 +115,51 @@ class Attempt:
         run.records_read = counts.get("records_read", 0)
         run.records_written = counts.get("records_written", 0)
         run.dead_letter = counts.get("dead_letter", 0)
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        run, spec = self.run_row, self.runner.spec
+        if not self.runner.budget_applies:
+            return
+        why = spec.dead_letter.over_budget(run.dead_letter, run.records_read)
+        if why is not None:
+            raise RunError(
+                f"pipeline {spec.id}: over the dead-letter budget: {why}; nothing was published or committed. "
+                f"See the reasons with `osmosis dead-letters list {spec.id}` (this run's are removed with it; "
+                "they are in the log with -v), fix the cause (a step, a cast, the sink's table) and run again, "
+                "or raise dead_letter.max_ratio / dead_letter.max_count in the pipeline"
+            )
 
     def _publish(self, opened: RunWindow, new_state: dict[str, Any] | None) -> None:
         runner, run = self.runner, self.run_row
         if self.sink is None:  # a full refresh of an empty source still replaces the output
             self.sink = runner.sink()
             self.sink.prepare(run.run_id, full_refresh=True)
-        runner.store.set_pending_state(run.run_id, new_state)
+        counts = {"records_read": run.records_read, "records_written": run.records_written, "dead_letter": run.dead_letter}
+        runner.store.set_pending_state(run.run_id, new_state, counts)
         hi = opened.window.hi if isinstance(opened.window.hi, dt.datetime) else utcnow()
-        self.sink.publish(run.run_id, window_hi=hi, full_refresh=runner.full_refresh)
+        if self.dead_sink is not None:
+            # Every write the dead letters need happens now, while nothing is visible: after the sink
+            # publishes, theirs is one rename (and a repair finishes it if even that fails).
+            self.dead_sink.seal(run.run_id, hi)
+        try:
+            self.sink.publish(run.run_id, window_hi=hi, full_refresh=runner.full_refresh)
+        except BaseException:
+            if self._maybe_published():
+                self.phase = Phase.PUBLISHED
+            raise
         self.phase = Phase.PUBLISHED
         if self.dead_sink is not None:
             self.dead_sink.publish(run.run_id, window_hi=hi)
+
+    def _maybe_published(self) -> bool:
+        """After a failed publish: whether the output may be visible (then only a repair may decide)."""
+        try:
+            return self.sink.is_published(self.run_row.run_id)
+        except Exception as exc:  # noqa: BLE001 - unknown counts as maybe: never fail a visible run
+            log.warning("pipeline %s: cannot tell whether run %s was published (%s); leaving it for repair",
+                        self.runner.spec.id, self.run_row.run_id, exc)
+            return True
 
     def _commit(self, watermark, state) -> None:
         """Commit with a few retries: a busy state store must not turn a published run into a failure."""

@@ -1,14 +1,18 @@
 """Phase "repair": finish the runs a dead process left ``running``, before the next run begins.
 
-A run whose output was published is committed with the connector state it stored before publishing
-(its watermark is the run's ``hi``); any other is marked failed ("abandoned") and its staging removed,
-so the next run reads its window again. The caller holds the pipeline's lease, so those processes are gone.
+A run whose output was published is committed with the connector state and the counts it stored before
+publishing (its watermark is the run's ``hi``), and its sealed dead letters are published; any other is
+marked failed ("abandoned") and its staging removed, so the next run reads its window again. The caller
+holds the pipeline's lease, so those processes are gone; staging that failed runs of this pipeline left
+behind (a stage table whose drop failed with the database down) is removed too.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Callable
 
+from osmosis_beam.core.errors import OsmosisError
 from osmosis_beam.core.timefmt import utcnow
 from osmosis_beam.io.base import BaseSink
 from osmosis_beam.state.store import StateStore
@@ -30,6 +34,8 @@ def repair_runs(
         repaired += 1
         target = sink()
         if run.window is not None and target.is_published(run.run_id):
+            hi = run.window.hi if isinstance(run.window.hi, dt.datetime) else utcnow()
+            dead_sink().publish(run.run_id, window_hi=hi)  # sealed before the sink published: a rename
             run.status = "succeeded"
             run.finished_at = utcnow()
             run.note = "committed at the next start: the process stopped after publishing its output"
@@ -43,4 +49,14 @@ def repair_runs(
             run.error = f"abandoned: the process running it ({holder}) stopped before it committed"
             store.fail_run(run)
             log.warning("pipeline %s: run %s was abandoned by %s; marked failed", pipeline_id, run.run_id, holder)
+    last = store.query_runs(pipeline_id, status=("succeeded", "failed"), limit=1)
+    if not repaired and not (last and last[0].status == "failed"):
+        return repaired  # nothing can have been left behind since the last success
+    try:
+        removed = sink().clean_stale_staging()
+    except OsmosisError as exc:  # the next start tries again
+        log.warning("pipeline %s: could not remove staging of earlier failed runs: %s", pipeline_id, exc)
+    else:
+        if removed:
+            log.info("pipeline %s: removed the staging of %d earlier failed run(s)", pipeline_id, removed)
     return repaired

@@ -116,12 +116,15 @@ class SyncRunner:
         self._secrets = spec.secret_values()
         self.last_job: dict[str, Any] | None = None  # the job a Dataflow dry run built (describe_dataflow_job)
         self._sink_obj: BaseSink | None = None
+        #: False for a replay of dead letters (they may fail again; they stay dead letters, counted).
+        self.budget_applies = True
 
     # -- public ------------------------------------------------------------------------------
     def run(self) -> SyncRun:
         spec, store = self.spec, self.store
         if self.runner == "dataflow" and _runners().is_dry_run(_runners().pipeline_options(self.runner, self.runner_options, self.beam_args)):
             return self._dry_run()
+        self._check_placement()
         lease = store.acquire_lease(spec.id, self.holder, self.lease_ttl)
         if lease is None:
             held = store.get_lease(spec.id)
@@ -170,6 +173,12 @@ class SyncRunner:
                 store.release_lease(spec.id, self.holder)
             except OsmosisError as exc:
                 log.warning("pipeline %s: could not release the lease: %s", spec.id, exc)
+
+    def _check_placement(self) -> None:
+        """A file sink never writes into a folder that is, or contains, the home or the pipeline file."""
+        problems = self.sink().placement_problems(self.sink().config, home=self.home, pipeline_file=self.spec.path)
+        if problems:
+            raise ConfigError(problems=[f"sink.{p}" for p in problems], source=self.spec.path)
 
     # -- what the phases share ---------------------------------------------------------------------
     @property
