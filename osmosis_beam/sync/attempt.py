@@ -15,8 +15,10 @@ dead letters break the budget (``dead_letter: {max_count, max_ratio}``) fails be
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import enum
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -124,11 +126,27 @@ class Attempt:
         why = spec.dead_letter.over_budget(run.dead_letter, run.records_read)
         if why is not None:
             raise RunError(
-                f"pipeline {spec.id}: over the dead-letter budget: {why}; nothing was published or committed. "
-                f"See the reasons with `osmosis dead-letters list {spec.id}` (this run's are removed with it; "
-                "they are in the log with -v), fix the cause (a step, a cast, the sink's table) and run again, "
-                "or raise dead_letter.max_ratio / dead_letter.max_count in the pipeline"
+                f"pipeline {spec.id}: over the dead-letter budget: {why}, so nothing was published or committed"
+                f"{self._common_reasons()}. Fix the cause (a step, a cast, the sink's table) and run again, or "
+                "raise dead_letter.max_ratio (a share, 1 = no limit) or dead_letter.max_count in the pipeline"
             )
+
+    def _common_reasons(self, limit: int = 3) -> str:
+        """The most common reasons among the run's staged dead letters, for the budget's error."""
+        counter: collections.Counter = collections.Counter()
+        staging = self.dead_sink.staging_dir(self.run_row.run_id) if self.dead_sink is not None else None
+        for part in sorted(staging.glob("part-*.jsonl")) if staging is not None and staging.is_dir() else ():
+            with open(part, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        letter = json.loads(line)
+                        counter[(str(letter.get("step")), str(letter.get("error")))] += 1
+                    except (ValueError, AttributeError):
+                        continue
+        if not counter:
+            return ""
+        shown = "; ".join(f"{n} x {step}: {error}" for (step, error), n in counter.most_common(limit))
+        return f". Most common: {shown}"
 
     def _publish(self, opened: RunWindow, new_state: dict[str, Any] | None) -> None:
         runner, run = self.runner, self.run_row

@@ -33,13 +33,17 @@ def repair_runs(
     for run, holder in store.running_runs(pipeline_id):
         repaired += 1
         target = sink()
-        if run.window is not None and target.is_published(run.run_id):
-            hi = run.window.hi if isinstance(run.window.hi, dt.datetime) else utcnow()
+        if target.is_published(run.run_id):
+            window_hi = run.window.hi if run.window is not None else None
+            hi = window_hi if isinstance(window_hi, dt.datetime) else utcnow()
             dead_sink().publish(run.run_id, window_hi=hi)  # sealed before the sink published: a rename
             run.status = "succeeded"
             run.finished_at = utcnow()
-            run.note = "committed at the next start: the process stopped after publishing its output"
-            store.commit_run(run, run.window.hi, store.get_pending_state(run.run_id))
+            note = "committed at the next start: the process stopped after publishing its output"
+            run.note = f"{run.note}; {note}" if run.note else note
+            # A replay of dead letters has no window: it never moves the watermark.
+            state = store.get_pending_state(run.run_id) if run.window is not None else None
+            store.commit_run(run, window_hi, state)
             log.warning("pipeline %s: run %s was published but not committed; committed it now", pipeline_id, run.run_id)
         else:
             target.abort(run.run_id)

@@ -156,6 +156,30 @@ class SyncRunner:
             except OsmosisError as exc:  # the lease expires by itself
                 log.warning("pipeline %s: could not release the lease: %s", spec.id, exc)
 
+    def replay(self, run_id: str | None = None) -> SyncRun | None:
+        """Push the kept dead letters (of ``run_id``, else every run's not replayed yet) through the
+        steps and the sink again, exactly once (:mod:`~osmosis_beam.sync.replay`). None: nothing to replay."""
+        from osmosis_beam.sync.replay import Replay
+
+        spec, store = self.spec, self.store
+        self._check_placement()
+        if store.acquire_lease(spec.id, self.holder, self.lease_ttl) is None:
+            held = store.get_lease(spec.id)
+            who = f" by {held.holder} until {format_timestamp(held.expires_at)}" if held else ""
+            raise LeaseHeldError(f"pipeline {spec.id}: another run holds its lease{who}; replay when it is done")
+        heartbeat = _Heartbeat(store, spec.id, self.holder, self.lease_ttl)
+        heartbeat.start()
+        self.budget_applies = False
+        try:
+            self._repair()
+            return Replay(self, run_id).run()
+        finally:
+            heartbeat.stop()
+            try:
+                store.release_lease(spec.id, self.holder)
+            except OsmosisError as exc:
+                log.warning("pipeline %s: could not release the lease: %s", spec.id, exc)
+
     def repair(self) -> bool:
         """Repair runs a dead process left ``running``, without running the pipeline.
 
