@@ -201,15 +201,15 @@ class Attempt:
             # The output is visible; marking the run failed would make the next run read the
             # window again and publish it twice. Leave it 'running': the next start commits it.
             log.error(
-                "pipeline %s: run %s published its output but could not commit (%s); "
+                "pipeline %s: run %s published its output but could not finish (%s); "
                 "the next run of this pipeline will commit it",
                 spec.id, run.run_id, redact_text(describe_error(exc), secrets),
             )
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 return exc
             return RunError(
-                f"pipeline {spec.id}: run {run.run_id} published its output but the state commit failed "
-                f"({redact_text(describe_error(exc), secrets)}); the next run commits it"
+                f"pipeline {spec.id}: run {run.run_id} published its output but could not finish "
+                f"({redact_text(describe_error(exc), secrets)}); the next run of this pipeline commits it"
             )
         run.status = "failed"
         run.finished_at = utcnow()

@@ -190,6 +190,8 @@ class StagedFileSink(BaseSink):
         try:
             self._write_manifest(staging, run_id, window_hi, parts)
         except OSError as exc:
+            if not exc.filename:  # a failed write() names no file
+                exc.filename = str(staging / MANIFEST)
             raise SinkError(f"sink.path {self.root}: cannot seal run {run_id} ({os_error_text(exc)})") from None
         return True
 
