@@ -139,6 +139,16 @@ class SQLiteStateStore(StateStore):
             return
         raise last  # type: ignore[misc]
 
+    def _write_refused(self) -> StateError | None:
+        """The error for a state file or home that cannot be written (a read-only mount or file), if it is one."""
+        for path in (self.path, self.path.parent):
+            if path.exists() and not os.access(path, os.W_OK):
+                return StateError(
+                    f"state store {self.path}: {path} is read-only; commands that only read (history, jobs, "
+                    "state show, sources list, dead-letters list) work, this one writes: make the home writable"
+                )
+        return None
+
     def _connect(self) -> sqlite3.Connection:
         try:
             if self._uri is not None:
@@ -156,7 +166,7 @@ class SQLiteStateStore(StateStore):
             conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.DatabaseError as exc:  # "file is not a database": a stray or corrupt file
             conn.close()
-            raise StateError(f"state store {self.path}: not an osmosis state database ({exc})") from None
+            raise self._write_refused() or StateError(f"state store {self.path}: not an osmosis state database ({exc})") from None
         return conn
 
     @contextlib.contextmanager
@@ -177,7 +187,7 @@ class SQLiteStateStore(StateStore):
                     f"state store {self.path}: opened read-only, and this command writes; "
                     "make the home writable to run it"
                 ) from None
-            raise StateError(f"state store {self.path}: {exc}") from None
+            raise self._write_refused() or StateError(f"state store {self.path}: {exc}") from None
         finally:
             conn.close()
 
@@ -206,7 +216,7 @@ class SQLiteStateStore(StateStore):
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise StateError(f"state store {self.path}: cannot open ({exc})") from None
+                    raise self._write_refused() or StateError(f"state store {self.path}: cannot open ({exc})") from None
                 if time.monotonic() >= deadline:
                     raise StateError(f"state store {self.path}: {exc} (another process holds it)") from None
                 time.sleep(delay)
@@ -242,7 +252,7 @@ class SQLiteStateStore(StateStore):
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
-            raise StateError(f"state store {self.path}: {exc}") from None
+            raise self._write_refused() or StateError(f"state store {self.path}: {exc}") from None
         finally:
             conn.close()
 
