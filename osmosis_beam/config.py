@@ -157,27 +157,28 @@ class ReadSpec:
 class DeadLetterSpec:
     """Where dead letters go and how many a window may have before its run fails (the budget).
 
-    A window is over budget when its dead letters exceed ``max_count`` (when set), or exceed ``max_ratio``
-    of the records read, or when every record of a non-empty window is dead (unless ``max_ratio`` is 1).
+    A window's records are those read plus those the read itself could not decode (a read's dead
+    letters are not counted as read): ``max(read, written + dead)``. It is over budget when its dead
+    letters exceed ``max_count`` (when set), or exceed ``max_ratio`` of its records, or when it is not
+    empty and nothing but dead letters came out of it (unless ``max_ratio`` is 1).
     """
 
     path: str | None = None
     max_count: int | None = None
     max_ratio: float = 0.1
 
-    def over_budget(self, dead: int, read: int) -> str | None:
-        """Why ``dead`` dead letters out of ``read`` records break the budget, or None."""
+    def over_budget(self, dead: int, read: int, written: int) -> str | None:
+        """Why ``dead`` dead letters (with ``read`` records read, ``written`` written) break the budget, or None."""
         if dead <= 0:
             return None
         if self.max_count is not None and dead > self.max_count:
             return f"{dead:,} dead letters, more than dead_letter.max_count {self.max_count:,}"
-        if self.max_ratio < 1 and read > 0 and dead >= read:
-            return f"all {read:,} records of the window are dead letters"
-        if read > 0 and dead > self.max_ratio * read:
-            return (f"{dead:,} dead letters out of {read:,} records read ({dead / read:.1%}), "
+        total = max(read, written + dead)
+        if self.max_ratio < 1 and written == 0:
+            return f"all {total:,} records of the window are dead letters"
+        if dead > self.max_ratio * total:
+            return (f"{dead:,} dead letters out of {total:,} records ({dead / total:.1%}), "
                     f"more than dead_letter.max_ratio {self.max_ratio:g} ({self.max_ratio:.0%})")
-        if read <= 0 and self.max_ratio < 1:
-            return f"{dead:,} dead letters and no record read"
         return None
 
 

@@ -123,7 +123,7 @@ class Attempt:
         run, spec = self.run_row, self.runner.spec
         if not self.runner.budget_applies:
             return
-        why = spec.dead_letter.over_budget(run.dead_letter, run.records_read)
+        why = spec.dead_letter.over_budget(run.dead_letter, run.records_read, run.records_written)
         if why is not None:
             raise RunError(
                 f"pipeline {spec.id}: over the dead-letter budget: {why}, so nothing was published or committed"
@@ -209,7 +209,7 @@ class Attempt:
                 return exc
             return RunError(
                 f"pipeline {spec.id}: run {run.run_id} published its output but could not finish "
-                f"({redact_text(describe_error(exc), secrets)}); the next run of this pipeline commits it"
+                f"({redact_text(describe_error(exc), secrets)}); the next run commits it"
             )
         run.status = "failed"
         run.finished_at = utcnow()

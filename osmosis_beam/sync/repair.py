@@ -36,6 +36,8 @@ def repair_runs(
         if target.is_published(run.run_id):
             window_hi = run.window.hi if run.window is not None else None
             hi = window_hi if isinstance(window_hi, dt.datetime) else utcnow()
+            if run.full_refresh:  # idempotent: finishes removing the older output a kill may have interrupted
+                target.publish(run.run_id, window_hi=hi, full_refresh=True)
             dead_sink().publish(run.run_id, window_hi=hi)  # sealed before the sink published: a rename
             run.status = "succeeded"
             run.finished_at = utcnow()

@@ -154,7 +154,7 @@ def test_the_dead_letter_budget_fails_the_run_and_publishes_nothing(tmp_path, ho
     sink = {"type": "jsonl", "path": "out"}
     cases = [
         # (steps, dead_letter, expected phrase)
-        ([FAILS_ON_EVEN], {}, "10 dead letters out of 20 records read (50.0%), more than dead_letter.max_ratio 0.1"),
+        ([FAILS_ON_EVEN], {}, "10 dead letters out of 20 records (50.0%), more than dead_letter.max_ratio 0.1"),
         ([{"map": {"r": "1 // 0"}}], {"max_ratio": 0.99}, "all 20 records of the window are dead letters"),
         ([{"map": {"r": "1 // (id % 10)"}}], {"max_count": 1}, "2 dead letters, more than dead_letter.max_count 1"),
     ]
