@@ -7,11 +7,11 @@ The phase says what a failure must do:
 - ``PUBLISHED``: its output is visible (or may be: a publish that failed half-way); it must never be
   marked failed (the next run would read and publish the window again). It stays ``running`` and the
   next start commits it (``repair``), publishing its dead letters too.
+- ``COMMITTED``: done.
 
 Dead letters are sealed (their manifest written and synced) before the sink publishes, so the only
 step left for them once the sink's output is visible is one rename in their own folder. A window whose
 dead letters break the budget (``dead_letter: {max_count, max_ratio}``) fails before anything is published.
-- ``COMMITTED``: done.
 """
 from __future__ import annotations
 
