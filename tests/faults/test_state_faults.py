@@ -17,6 +17,7 @@ from psycopg2 import sql
 from osmosis_beam.config import parse_pipeline
 from osmosis_beam.core.errors import RunError
 from osmosis_beam.io.files.jsonl import read_jsonl_dir
+from osmosis_beam.io.files.parquet import read_parquet_table
 from osmosis_beam.io.postgres.client import STAGE_PREFIX, Target
 from osmosis_beam.io.postgres.sink import stage_comment
 from osmosis_beam.state.sqlite import SQLiteStateStore
@@ -74,11 +75,13 @@ def test_commands_that_only_read_work_on_a_read_only_home(tmp_path, tmpfs, osmos
     faults.checked(50)
 
 
-def test_a_full_disk_under_the_jsonl_sink_names_the_path_and_the_rerun_completes(tmp_path, tmpfs, osmosis_cli, home, faults):
+@pytest.mark.parametrize("kind", ["jsonl", "parquet"])
+def test_a_full_disk_under_a_file_sink_names_the_path_and_the_rerun_completes(tmp_path, tmpfs, osmosis_cli, home, kind, faults):
     fs = tmpfs("256k")
     out = fs.path / "out"
-    pipeline = write_pipeline(tmp_path / "p.yaml", {"type": "jsonl", "path": str(out)}, count=20000,
-                              clock="2024-01-02T00:00:00Z")
+    sink = {"type": "jsonl", "path": str(out)} if kind == "jsonl" else {
+        "type": "parquet", "path": str(out), "compression": "none", "row_group_size": 2000}
+    pipeline = write_pipeline(tmp_path / "p.yaml", sink, count=20000, clock="2024-01-02T00:00:00Z")
     failed = osmosis_cli("run", pipeline)
     faults.injected()
     assert failed.returncode == 1, failed.stderr
@@ -91,7 +94,10 @@ def test_a_full_disk_under_the_jsonl_sink_names_the_path_and_the_rerun_completes
     fs.resize("64M")
     again = osmosis_cli("run", pipeline)
     assert again.returncode == 0, again.stderr
-    ids = [r["id"] for r in read_jsonl_dir(out)]
+    if kind == "jsonl":
+        ids = [r["id"] for r in read_jsonl_dir(out)]
+    else:
+        ids = read_parquet_table(out).column("id").to_pylist()
     assert sorted(ids) == list(range(20000))
     faults.checked(len(ids))
 
