@@ -58,6 +58,7 @@ class Attempt:
         self.run_row = new_run(runner, "running")
         self.sink: BaseSink | None = None
         self.dead_sink: BaseSink | None = None
+        self._uncertain = False  # a failed publish whose outcome could not be checked
 
     def run(self) -> SyncRun:
         runner, spec, store, run = self.runner, self.runner.spec, self.runner.store, self.run_row
@@ -177,6 +178,7 @@ class Attempt:
         except Exception as exc:  # noqa: BLE001 - unknown counts as maybe: never fail a visible run
             log.warning("pipeline %s: cannot tell whether run %s was published (%s); leaving it for repair",
                         self.runner.spec.id, self.run_row.run_id, exc)
+            self._uncertain = True
             return True
 
     def _commit(self, watermark, state) -> None:
@@ -207,8 +209,9 @@ class Attempt:
             )
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 return exc
+            what = "may have published its output (it could not be checked)" if self._uncertain else "published its output"
             return RunError(
-                f"pipeline {spec.id}: run {run.run_id} published its output but could not finish "
+                f"pipeline {spec.id}: run {run.run_id} {what} but could not finish "
                 f"({redact_text(describe_error(exc), secrets)}); the next run commits it"
             )
         run.status = "failed"
