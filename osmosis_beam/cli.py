@@ -81,18 +81,18 @@ def _setup_logging(verbosity: int, debug: bool) -> None:
     logging.getLogger("apache_beam").setLevel(logging.DEBUG if debug else logging.ERROR)
 
 
-def _load(path: str):
+def _load(path: str, home: str | None = None):
     from osmosis_beam.config import load_pipeline
 
-    spec = load_pipeline(path)
+    spec = load_pipeline(path, home=home)
     _SECRETS.extend(spec.secret_values())
     return spec
 
 
-def _store(args):
+def _store(args, read_only: bool = False):
     from osmosis_beam.state.factory import open_store
 
-    return open_store(home=args.home, url=args.state)
+    return open_store(home=args.home, url=args.state, read_only=read_only)
 
 
 def _print_json(data: Any) -> None:
@@ -104,7 +104,7 @@ def cmd_run(args) -> int:
     from osmosis_beam.state.store import resolve_home
     from osmosis_beam.sync.runner import SyncRunner
 
-    spec = _load(args.pipeline)
+    spec = _load(args.pipeline, args.home)
     store = _store(args)
     runner = SyncRunner(
         spec,
@@ -122,7 +122,7 @@ def cmd_run(args) -> int:
 def cmd_history(args) -> int:
     from osmosis_beam.state.commands import parse_since
 
-    store = _store(args)
+    store = _store(args, read_only=True)
     since = parse_since(args.since) if args.since else None
     if args.limit is not None and args.limit < 1:
         raise _usage(f"--limit must be at least 1, got {args.limit}")
@@ -171,7 +171,7 @@ def _human_seconds(seconds: float) -> str:
 def cmd_state(args) -> int:
     from osmosis_beam.state import commands
 
-    store = _store(args)
+    store = _store(args, read_only=args.action == "show")
     if args.action == "show":
         info = commands.describe_state(store, args.id)
         if args.json:
@@ -246,7 +246,7 @@ def cmd_validate(args) -> int:
     failed = 0
     for path in args.pipelines:
         try:
-            spec = _load(path)
+            spec = _load(path, args.home)
         except ConfigError as exc:
             failed += 1
             print(f"{path}: invalid", file=sys.stderr)
@@ -297,7 +297,7 @@ def cmd_connectors(args) -> int:
 def cmd_sources(args) -> int:
     from osmosis_beam.state.sources import DataSourceManager
 
-    manager = DataSourceManager(_store(args))
+    manager = DataSourceManager(_store(args, read_only=args.action != "remove"))
     if args.action == "list":
         sources = manager.list()
         if args.json:
@@ -318,6 +318,63 @@ def cmd_sources(args) -> int:
         return 0
     manager.remove(args.id)
     print(f"removed source {args.id}")
+    return 0
+
+
+def _pipeline_spec(args, pipeline: str):
+    """A pipeline by id (its YAML from the sync job the state store keeps) or by its YAML file."""
+    import os
+
+    if pipeline.endswith((".yaml", ".yml")) and os.path.isfile(pipeline):
+        return _load(pipeline, args.home)
+    job = _store(args, read_only=True).get_job(pipeline)
+    if job is None or not job.spec_path:
+        raise _usage(f"unknown pipeline {pipeline!r}: it has not run from this home yet; give its PIPELINE.yaml instead")
+    return _load(job.spec_path, args.home)
+
+
+def cmd_dead_letters(args) -> int:
+    from osmosis_beam.io.files.dead_letters import dead_letter_root, find_folders
+    from osmosis_beam.state.store import resolve_home
+
+    home = resolve_home(args.home)
+    spec = _pipeline_spec(args, args.id)
+    if args.action == "replay":
+        from osmosis_beam.sync.runner import SyncRunner
+
+        run = SyncRunner(spec, _store(args), home=home).replay(args.run)
+        if run is None:
+            print(f"pipeline {spec.id}: no dead letters to replay (every kept one was replayed)", file=sys.stderr)
+            return 0
+        _print_json(run.summary())
+        return 0
+    root = dead_letter_root(spec, home)
+    folders = find_folders(root, args.run)
+    rows = []
+    for folder in folders:
+        claim = folder.claim() or {}
+        status = f"replayed by {claim['run_id']}" if claim.get("status") == "done" else (
+            f"replay {claim['run_id']} pending" if claim else "kept")
+        rows.append({"run_id": folder.run_id, "window_hi": folder.window_hi, "count": folder.count, "status": status,
+                     "path": str(folder.path),
+                     "reasons": [{"step": st, "error": er, "count": n} for st, er, n in folder.reasons()]})
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print(f"pipeline {spec.id}: no dead letters under {root}")
+        return 0
+    header = ("RUN", "WINDOW HI", "DEAD", "STATUS")
+    cells = [(r["run_id"], str(r["window_hi"] or "-"), str(r["count"]), r["status"]) for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(widths[i]) for i, h in enumerate(header)).rstrip())
+    for row, cell in zip(rows, cells):
+        print("  ".join(c.ljust(widths[i]) for i, c in enumerate(cell)).rstrip())
+        for reason in row["reasons"]:
+            print(f"    {reason['count']:>6} x {reason['step']}: {reason['error']}")
+    kept = sum(r["count"] for r in rows if r["status"] == "kept")
+    if kept:
+        print(f"{kept} kept; once the cause is fixed: osmosis dead-letters replay {spec.id}")
     return 0
 
 
@@ -356,7 +413,7 @@ def cmd_launch(args) -> int:
 def cmd_jobs(args) -> int:
     from osmosis_beam.scheduler.launcher import describe_jobs
 
-    jobs = describe_jobs(_store(args))
+    jobs = describe_jobs(_store(args, read_only=True))
     if args.json:
         _print_json(jobs)
         return 0
@@ -455,6 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id", nargs="?")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_sources)
+
+    p = sub.add_parser("dead-letters", help="a pipeline's kept dead letters: list them, replay them once fixed")
+    p.add_argument("action", choices=["list", "replay"])
+    p.add_argument("id", metavar="ID", help="the pipeline id (or its PIPELINE.yaml)")
+    p.add_argument("--run", metavar="RUN", help="only the dead letters of this run")
+    p.add_argument("--json", action="store_true", help="list: as JSON")
+    p.set_defaults(func=cmd_dead_letters)
 
     p = sub.add_parser("launch", help="run pipelines when their schedule says they are due")
     p.add_argument("pipelines", nargs="*", metavar="PIPELINE.yaml")

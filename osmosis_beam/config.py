@@ -157,6 +157,35 @@ class ReadSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class DeadLetterSpec:
+    """Where dead letters go and how many a window may have before its run fails (the budget).
+
+    A window's records are those read plus those the read itself could not decode (a read's dead
+    letters are not counted as read): ``max(read, written + dead)``. It is over budget when its dead
+    letters exceed ``max_count`` (when set), or exceed ``max_ratio`` of its records, or when it is not
+    empty and nothing but dead letters came out of it (unless ``max_ratio`` is 1).
+    """
+
+    path: str | None = None
+    max_count: int | None = None
+    max_ratio: float = 0.1
+
+    def over_budget(self, dead: int, read: int, written: int) -> str | None:
+        """Why ``dead`` dead letters (with ``read`` records read, ``written`` written) break the budget, or None."""
+        if dead <= 0:
+            return None
+        if self.max_count is not None and dead > self.max_count:
+            return f"{dead:,} dead letters, more than dead_letter.max_count {self.max_count:,}"
+        total = max(read, written + dead)
+        if self.max_ratio < 1 and written == 0:
+            return f"all {total:,} records of the window are dead letters"
+        if dead > self.max_ratio * total:
+            return (f"{dead:,} dead letters out of {total:,} records ({dead / total:.1%}), "
+                    f"more than dead_letter.max_ratio {self.max_ratio:g} ({self.max_ratio:.0%})")
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineSpec:
     """A validated pipeline. ``raw`` is the YAML as written (``${ENV}`` references unresolved)."""
 
@@ -168,9 +197,14 @@ class PipelineSpec:
     schedule: ScheduleSpec | None = None
     runner: RunnerSpec = RunnerSpec()
     read: ReadSpec = ReadSpec()
-    dead_letter_path: str | None = None
+    dead_letter: DeadLetterSpec = DeadLetterSpec()
     path: str | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def dead_letter_path(self) -> str | None:
+        """The configured dead-letter folder (None: ``HOME/dead_letter/<id>/``)."""
+        return self.dead_letter.path
 
     @property
     def base_dir(self) -> Path:
@@ -235,8 +269,14 @@ _READ = (Option("splits", "int", default=4, minimum=1), Option("batch_size", "in
 _SCHEDULE_KEYS = ("every", "interval_minutes", "cron", "timezone")
 
 
-def load_pipeline(path: str | os.PathLike, *, registry=None, env: Mapping[str, str] | None = None) -> PipelineSpec:
-    """Read, interpolate and validate one pipeline YAML file."""
+def load_pipeline(
+    path: str | os.PathLike, *, registry=None, env: Mapping[str, str] | None = None, home: str | os.PathLike | None = None
+) -> PipelineSpec:
+    """Read, interpolate and validate one pipeline YAML file.
+
+    ``home`` is the osmosis home the pipeline will run with (default ``$OSMOSIS_HOME``, else ``./.osmosis``):
+    a file sink may not write into a folder that is, or contains, it.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: no such pipeline file")
@@ -245,7 +285,7 @@ def load_pipeline(path: str | os.PathLike, *, registry=None, env: Mapping[str, s
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read ({exc})") from None
     data = load_yaml(text, str(p))
-    return parse_pipeline(data, path=str(p.resolve()), registry=registry, env=env)
+    return parse_pipeline(data, path=str(p.resolve()), registry=registry, env=env, home=home)
 
 
 # YAML anchors and aliases (``&defaults`` / ``*defaults``, ``<<: *defaults``) are welcome in pipeline
@@ -327,7 +367,8 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 
 def parse_pipeline(
-    data: Any, *, path: str | None = None, registry=None, env: Mapping[str, str] | None = None
+    data: Any, *, path: str | None = None, registry=None, env: Mapping[str, str] | None = None,
+    home: str | os.PathLike | None = None,
 ) -> PipelineSpec:
     """Validate a pipeline given as a mapping (the parsed YAML); raise ConfigError with every problem."""
     from osmosis_beam.registry import default_registry
@@ -358,6 +399,8 @@ def parse_pipeline(
 
     source = _plugin_section(resolved, "source", "connector", registry, problems, base_dir, refs)
     sink = _plugin_section(resolved, "sink", "sink", registry, problems, base_dir, refs)
+    if sink is not None:
+        problems += sink_placement_problems(registry, sink, home=home, pipeline_file=path)
     incremental = _incremental(resolved.get("incremental"), problems)
     steps = _steps(resolved.get("steps"), registry, problems)
     schedule = _schedule(resolved.get("schedule"), problems)
@@ -384,7 +427,7 @@ def parse_pipeline(
         schedule=schedule,
         runner=runner,
         read=read,
-        dead_letter_path=dead_letter,
+        dead_letter=dead_letter,
         path=path,
         raw=raw,
     )
@@ -417,6 +460,18 @@ def _plugin_section(data, section, kind, registry, problems, base_dir, refs=None
     add_check_problems(cls, values, section, problems)
     spec_cls = SourceSpec if section == "source" else SinkSpec
     return spec_cls(type=str(type_name), options=values)
+
+
+def sink_placement_problems(registry, sink: SinkSpec, *, home=None, pipeline_file=None) -> list[str]:
+    """Where the sink writes, checked against the home (default: ``$OSMOSIS_HOME`` or ``./.osmosis``) and the
+    pipeline file, as ``sink.<option>: ...`` problems."""
+    from osmosis_beam.state.store import resolve_home
+
+    cls = registry.lookup("sink", sink.type)
+    check = getattr(cls, "placement_problems", None)
+    if check is None:
+        return []
+    return [f"sink.{p}" for p in check(sink.options, home=resolve_home(home), pipeline_file=pipeline_file)]
 
 
 def _connector_problems(registry, source: SourceSpec, incremental: IncrementalSpec) -> list[str]:
@@ -459,16 +514,32 @@ def _read(body, problems) -> ReadSpec:
     return ReadSpec(**{k: v for k, v in values.items() if v is not None})
 
 
-def _dead_letter(body, problems, base_dir) -> str | None:
+_DEAD_LETTER = (
+    Option("path", "path", help="the dead-letter folder (default HOME/dead_letter/<id>/)"),
+    Option("max_count", "int", minimum=0, help="fail the run when a window has more dead letters than this"),
+    Option("max_ratio", "float", default=0.1, minimum=0,
+           help="fail the run when more than this share of a window's records are dead (default 0.1; 1 = never)"),
+)
+
+
+def _dead_letter(body, problems, base_dir) -> DeadLetterSpec:
     if body is None:
-        return None
+        return DeadLetterSpec()
     if isinstance(body, str):
         body = {"path": body}
     if not isinstance(body, Mapping):
-        problems.append("dead_letter: must be a path or a mapping with 'path'")
-        return None
-    values = validate_options(body, (Option("path", "path", required=True),), "dead_letter", problems, base_dir)
-    return values.get("path")
+        problems.append("dead_letter: must be a path or a mapping with path, max_count, max_ratio")
+        return DeadLetterSpec()
+    values = validate_options(body, _DEAD_LETTER, "dead_letter", problems, base_dir)
+    ratio = values.get("max_ratio")
+    if isinstance(ratio, (int, float)) and ratio > 1:
+        problems.append(f"dead_letter.max_ratio: a share between 0 and 1 (0.1 is 10%), got {ratio!r}")
+    if values.get("path") is not None and "://" in str(values["path"]):
+        problems.append(f"dead_letter.path: {values['path']!r} is a URL; dead letters go to a local folder")
+    return DeadLetterSpec(
+        path=values.get("path"), max_count=values.get("max_count"),
+        max_ratio=float(ratio) if isinstance(ratio, (int, float)) else 0.1,
+    )
 
 
 def _steps(body, registry, problems) -> tuple[StepSpec, ...]:

@@ -190,6 +190,19 @@ class BaseSink:
             raise ConfigError(problems=problems)
         self.pipeline_id = pipeline_id
 
+    @classmethod
+    def placement_problems(
+        cls, values: Mapping[str, Any], *, home: Any = None, pipeline_file: Any = None
+    ) -> list[str]:
+        """Problems with where the sink writes, given the osmosis home and the pipeline file (file sinks
+        refuse a path that is, or contains, either); checked by ``validate`` and before every run."""
+        return []
+
+    def clean_stale_staging(self) -> int:
+        """Launcher side, holding the pipeline's lease: remove staging that dead or failed runs of this
+        pipeline left behind (never another pipeline's). Returns how many were removed."""
+        return 0
+
     def use_schema(self, schema: dict[str, Any] | None) -> None:
         """Launcher side, before ``prepare``: the source's schema (``get_schema()``), when it has one."""
 

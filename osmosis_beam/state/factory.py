@@ -17,8 +17,11 @@ from osmosis_beam.state.store import StateStore, resolve_home
 __all__ = ["open_store"]
 
 
-def open_store(home: str | os.PathLike | None = None, url: str | None = None) -> StateStore:
-    """The state store: ``url`` (or ``$OSMOSIS_STATE_URL``) when given, else SQLite under the home."""
+def open_store(home: str | os.PathLike | None = None, url: str | None = None, *, read_only: bool = False) -> StateStore:
+    """The state store: ``url`` (or ``$OSMOSIS_STATE_URL``) when given, else SQLite under the home.
+
+    ``read_only`` is for commands that only read: an existing SQLite file is opened without writing to it.
+    """
     url = url or os.environ.get("OSMOSIS_STATE_URL")
     if url:
         if url.startswith(("postgresql://", "postgres://")):
@@ -28,6 +31,8 @@ def open_store(home: str | os.PathLike | None = None, url: str | None = None) ->
                 raise ConfigError(f"--state {url.split('://')[0]}://...: PostgreSQL state is not available ({exc})") from None
             return PostgresStateStore(url)
         if url.startswith("sqlite:///"):
-            return SQLiteStateStore(url[len("sqlite:///") - 1 :] if url.startswith("sqlite:////") else url[len("sqlite:///") :])
+            return SQLiteStateStore(
+                url[len("sqlite:///") - 1 :] if url.startswith("sqlite:////") else url[len("sqlite:///") :], read_only=read_only
+            )
         raise ConfigError(f"--state: unsupported state URL scheme in {url.split('://')[0]!r}; use postgresql://... or sqlite:///path")
-    return SQLiteStateStore(resolve_home(home) / "state.db")
+    return SQLiteStateStore(resolve_home(home) / "state.db", read_only=read_only)

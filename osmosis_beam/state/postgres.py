@@ -380,10 +380,16 @@ class PostgresStateStore(StateStore):
 
         self._run(work)
 
-    def set_pending_state(self, run_id, state) -> None:
+    def set_pending_state(self, run_id, state, counts=None) -> None:
+        c = counts or {}
         self._run(lambda cur: cur.execute(
-            self._q("UPDATE {s}.runs SET pending_state = %s::jsonb WHERE run_id = %s"),
-            (None if state is None else json.dumps(state, sort_keys=True), run_id),
+            self._q(
+                "UPDATE {s}.runs SET pending_state = %s::jsonb, records_read = coalesce(%s, records_read), "
+                "records_written = coalesce(%s, records_written), dead_letter = coalesce(%s, dead_letter) "
+                "WHERE run_id = %s"
+            ),
+            (None if state is None else json.dumps(state, sort_keys=True), c.get("records_read"),
+             c.get("records_written"), c.get("dead_letter"), run_id),
         ))
 
     def get_pending_state(self, run_id):

@@ -17,6 +17,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -93,12 +94,22 @@ def _window_text(run: SyncRun) -> dict[str, str | None]:
 
 
 class SQLiteStateStore(StateStore):
-    """State in one SQLite file; ``path`` is created (with its folder) when missing."""
+    """State in one SQLite file; ``path`` is created (with its folder) when missing.
 
-    def __init__(self, path: str | os.PathLike, *, timeout: float = 30.0) -> None:
+    ``read_only=True`` (the commands that only read: history, jobs, state show, sources list,
+    dead-letters list) opens an existing file without writing to it, so they work on a read-only
+    ``state.db`` or home; anything that writes then fails with a clear error. A missing file is created
+    as usual (there is nothing to read yet).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 30.0, read_only: bool = False) -> None:
         self.path = Path(path)
         self.location = str(self.path)
         self._timeout = timeout
+        self._uri: str | None = None
+        if read_only and self.path.is_file():
+            self._open_read_only()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -106,19 +117,56 @@ class SQLiteStateStore(StateStore):
         self._migrate()
 
     # -- connections ---------------------------------------------------------------------
+    def _open_read_only(self) -> None:
+        """Read without writing: ``mode=ro``, else (a read-only folder where WAL's -shm cannot be made)
+        ``immutable=1``, which is safe because nothing can write there either."""
+        base = "file:" + urllib.parse.quote(str(self.path.resolve()))
+        last: Exception | None = None
+        for uri in (base + "?mode=ro", base + "?mode=ro&immutable=1"):
+            self._uri = uri
+            try:
+                with self._read() as conn:
+                    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            except StateError as exc:
+                last = exc
+                continue
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"state store {self.path} has schema version {version}, newer than this osmosis-beam "
+                    f"understands ({SCHEMA_VERSION}); upgrade osmosis-beam"
+                )
+            return
+        raise last  # type: ignore[misc]
+
+    def _write_refused(self) -> StateError | None:
+        """The error for a state file or home that cannot be written (a read-only mount or file), if it is one."""
+        for path in (self.path, self.path.parent):
+            if path.exists() and not os.access(path, os.W_OK):
+                return StateError(
+                    f"state store {self.path}: {path} is read-only; commands that only read (history, jobs, "
+                    "state show, sources list, dead-letters list) work, this one writes: make the home writable"
+                )
+        return None
+
     def _connect(self) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
+            if self._uri is not None:
+                conn = sqlite3.connect(self._uri, uri=True, timeout=self._timeout, isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise StateError(f"state store {self.path}: cannot open ({exc})") from None
         conn.row_factory = sqlite3.Row
         try:
             conn.execute("PRAGMA busy_timeout = %d" % int(self._timeout * 1000))
+            if self._uri is not None:
+                return conn
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = FULL")
         except sqlite3.DatabaseError as exc:  # "file is not a database": a stray or corrupt file
             conn.close()
-            raise StateError(f"state store {self.path}: not an osmosis state database ({exc})") from None
+            raise self._write_refused() or StateError(f"state store {self.path}: not an osmosis state database ({exc})") from None
         return conn
 
     @contextlib.contextmanager
@@ -134,7 +182,12 @@ class SQLiteStateStore(StateStore):
             else:
                 conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
-            raise StateError(f"state store {self.path}: {exc}") from None
+            if self._uri is not None and "readonly" in str(exc):
+                raise StateError(
+                    f"state store {self.path}: opened read-only, and this command writes; "
+                    "make the home writable to run it"
+                ) from None
+            raise self._write_refused() or StateError(f"state store {self.path}: {exc}") from None
         finally:
             conn.close()
 
@@ -163,7 +216,7 @@ class SQLiteStateStore(StateStore):
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise StateError(f"state store {self.path}: cannot open ({exc})") from None
+                    raise self._write_refused() or StateError(f"state store {self.path}: cannot open ({exc})") from None
                 if time.monotonic() >= deadline:
                     raise StateError(f"state store {self.path}: {exc} (another process holds it)") from None
                 time.sleep(delay)
@@ -199,7 +252,7 @@ class SQLiteStateStore(StateStore):
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.DatabaseError as exc:
-            raise StateError(f"state store {self.path}: {exc}") from None
+            raise self._write_refused() or StateError(f"state store {self.path}: {exc}") from None
         finally:
             conn.close()
 
@@ -322,11 +375,14 @@ class SQLiteStateStore(StateStore):
                 # Rolls the watermark back too: it never moves without its run in the history.
                 raise StateError(f"state store {self.path}: run {run.run_id} was never started; watermark not moved")
 
-    def set_pending_state(self, run_id, state) -> None:
+    def set_pending_state(self, run_id, state, counts=None) -> None:
+        c = counts or {}
         with self._tx() as conn:
             conn.execute(
-                "UPDATE runs SET pending_state = ? WHERE run_id = ?",
-                (None if state is None else json.dumps(state, sort_keys=True), run_id),
+                "UPDATE runs SET pending_state = ?, records_read = coalesce(?, records_read), "
+                "records_written = coalesce(?, records_written), dead_letter = coalesce(?, dead_letter) WHERE run_id = ?",
+                (None if state is None else json.dumps(state, sort_keys=True), c.get("records_read"),
+                 c.get("records_written"), c.get("dead_letter"), run_id),
             )
 
     def get_pending_state(self, run_id):

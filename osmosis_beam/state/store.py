@@ -119,8 +119,9 @@ class StateStore(abc.ABC):
     def commit_run(self, run: SyncRun, watermark: dt.datetime | None, state: dict[str, Any] | None) -> None:
         """In one transaction: set the watermark (when given) and state, and mark ``run`` succeeded."""
     @abc.abstractmethod
-    def set_pending_state(self, run_id: str, state: dict[str, Any] | None) -> None:
-        """Save the connector state ``run_id`` will commit, before its output is published."""
+    def set_pending_state(self, run_id: str, state: dict[str, Any] | None, counts: dict[str, int] | None = None) -> None:
+        """Save the connector state ``run_id`` will commit, before its output is published, with the run's
+        counts (``records_read``, ``records_written``, ``dead_letter``), so a repair records them too."""
     @abc.abstractmethod
     def get_pending_state(self, run_id: str) -> dict[str, Any] | None: ...
     @abc.abstractmethod

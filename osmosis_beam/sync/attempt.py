@@ -4,14 +4,21 @@ The phase says what a failure must do:
 
 - ``OPENING``: nothing is recorded yet; a failed run is recorded as failed.
 - ``RECORDED``: the run is in the history; it is marked failed and its staged output removed.
-- ``PUBLISHED``: its output is visible; it must never be marked failed (the next run would read and
-  publish the window again). It stays ``running`` and the next start commits it (``repair``).
+- ``PUBLISHED``: its output is visible (or may be: a publish that failed half-way); it must never be
+  marked failed (the next run would read and publish the window again). It stays ``running`` and the
+  next start commits it (``repair``), publishing its dead letters too.
 - ``COMMITTED``: done.
+
+Dead letters are sealed (their manifest written and synced) before the sink publishes, so the only
+step left for them once the sink's output is visible is one rename in their own folder. A window whose
+dead letters break the budget (``dead_letter: {max_count, max_ratio}``) fails before anything is published.
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import enum
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -51,6 +58,7 @@ class Attempt:
         self.run_row = new_run(runner, "running")
         self.sink: BaseSink | None = None
         self.dead_sink: BaseSink | None = None
+        self._uncertain = False  # a failed publish whose outcome could not be checked
 
     def run(self) -> SyncRun:
         runner, spec, store, run = self.runner, self.runner.spec, self.runner.store, self.run_row
@@ -110,18 +118,68 @@ class Attempt:
         run.records_read = counts.get("records_read", 0)
         run.records_written = counts.get("records_written", 0)
         run.dead_letter = counts.get("dead_letter", 0)
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        run, spec = self.run_row, self.runner.spec
+        if not self.runner.budget_applies:
+            return
+        why = spec.dead_letter.over_budget(run.dead_letter, run.records_read, run.records_written)
+        if why is not None:
+            raise RunError(
+                f"pipeline {spec.id}: over the dead-letter budget: {why}, so nothing was published or committed"
+                f"{self._common_reasons()}. Fix the cause (a step, a cast, the sink's table) and run again, or "
+                "raise dead_letter.max_ratio (a share, 1 = no limit) or dead_letter.max_count in the pipeline"
+            )
+
+    def _common_reasons(self, limit: int = 3) -> str:
+        """The most common reasons among the run's staged dead letters, for the budget's error."""
+        counter: collections.Counter = collections.Counter()
+        staging = self.dead_sink.staging_dir(self.run_row.run_id) if self.dead_sink is not None else None
+        for part in sorted(staging.glob("part-*.jsonl")) if staging is not None and staging.is_dir() else ():
+            with open(part, encoding="utf-8") as fh:
+                for line in fh:
+                    try:
+                        letter = json.loads(line)
+                        counter[(str(letter.get("step")), str(letter.get("error")))] += 1
+                    except (ValueError, AttributeError):
+                        continue
+        if not counter:
+            return ""
+        shown = "; ".join(f"{n} x {step}: {error}" for (step, error), n in counter.most_common(limit))
+        return f". Most common: {shown}"
 
     def _publish(self, opened: RunWindow, new_state: dict[str, Any] | None) -> None:
         runner, run = self.runner, self.run_row
         if self.sink is None:  # a full refresh of an empty source still replaces the output
             self.sink = runner.sink()
             self.sink.prepare(run.run_id, full_refresh=True)
-        runner.store.set_pending_state(run.run_id, new_state)
+        counts = {"records_read": run.records_read, "records_written": run.records_written, "dead_letter": run.dead_letter}
+        runner.store.set_pending_state(run.run_id, new_state, counts)
         hi = opened.window.hi if isinstance(opened.window.hi, dt.datetime) else utcnow()
-        self.sink.publish(run.run_id, window_hi=hi, full_refresh=runner.full_refresh)
+        if self.dead_sink is not None:
+            # Every write the dead letters need happens now, while nothing is visible: after the sink
+            # publishes, theirs is one rename (and a repair finishes it if even that fails).
+            self.dead_sink.seal(run.run_id, hi)
+        try:
+            self.sink.publish(run.run_id, window_hi=hi, full_refresh=runner.full_refresh)
+        except BaseException:
+            if self._maybe_published():
+                self.phase = Phase.PUBLISHED
+            raise
         self.phase = Phase.PUBLISHED
         if self.dead_sink is not None:
             self.dead_sink.publish(run.run_id, window_hi=hi)
+
+    def _maybe_published(self) -> bool:
+        """After a failed publish: whether the output may be visible (then only a repair may decide)."""
+        try:
+            return self.sink.is_published(self.run_row.run_id)
+        except Exception as exc:  # noqa: BLE001 - unknown counts as maybe: never fail a visible run
+            log.warning("pipeline %s: cannot tell whether run %s was published (%s); leaving it for repair",
+                        self.runner.spec.id, self.run_row.run_id, exc)
+            self._uncertain = True
+            return True
 
     def _commit(self, watermark, state) -> None:
         """Commit with a few retries: a busy state store must not turn a published run into a failure."""
@@ -145,14 +203,15 @@ class Attempt:
             # The output is visible; marking the run failed would make the next run read the
             # window again and publish it twice. Leave it 'running': the next start commits it.
             log.error(
-                "pipeline %s: run %s published its output but could not commit (%s); "
+                "pipeline %s: run %s published its output but could not finish (%s); "
                 "the next run of this pipeline will commit it",
                 spec.id, run.run_id, redact_text(describe_error(exc), secrets),
             )
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 return exc
+            what = "may have published its output (it could not be checked)" if self._uncertain else "published its output"
             return RunError(
-                f"pipeline {spec.id}: run {run.run_id} published its output but the state commit failed "
+                f"pipeline {spec.id}: run {run.run_id} {what} but could not finish "
                 f"({redact_text(describe_error(exc), secrets)}); the next run commits it"
             )
         run.status = "failed"

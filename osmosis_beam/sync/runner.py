@@ -116,12 +116,15 @@ class SyncRunner:
         self._secrets = spec.secret_values()
         self.last_job: dict[str, Any] | None = None  # the job a Dataflow dry run built (describe_dataflow_job)
         self._sink_obj: BaseSink | None = None
+        #: False for a replay of dead letters (they may fail again; they stay dead letters, counted).
+        self.budget_applies = True
 
     # -- public ------------------------------------------------------------------------------
     def run(self) -> SyncRun:
         spec, store = self.spec, self.store
         if self.runner == "dataflow" and _runners().is_dry_run(_runners().pipeline_options(self.runner, self.runner_options, self.beam_args)):
             return self._dry_run()
+        self._check_placement()
         lease = store.acquire_lease(spec.id, self.holder, self.lease_ttl)
         if lease is None:
             held = store.get_lease(spec.id)
@@ -153,6 +156,30 @@ class SyncRunner:
             except OsmosisError as exc:  # the lease expires by itself
                 log.warning("pipeline %s: could not release the lease: %s", spec.id, exc)
 
+    def replay(self, run_id: str | None = None) -> SyncRun | None:
+        """Push the kept dead letters (of ``run_id``, else every run's not replayed yet) through the
+        steps and the sink again, exactly once (:mod:`~osmosis_beam.sync.replay`). None: nothing to replay."""
+        from osmosis_beam.sync.replay import Replay
+
+        spec, store = self.spec, self.store
+        self._check_placement()
+        if store.acquire_lease(spec.id, self.holder, self.lease_ttl) is None:
+            held = store.get_lease(spec.id)
+            who = f" by {held.holder} until {format_timestamp(held.expires_at)}" if held else ""
+            raise LeaseHeldError(f"pipeline {spec.id}: another run holds its lease{who}; replay when it is done")
+        heartbeat = _Heartbeat(store, spec.id, self.holder, self.lease_ttl)
+        heartbeat.start()
+        self.budget_applies = False
+        try:
+            self._repair()
+            return Replay(self, run_id).run()
+        finally:
+            heartbeat.stop()
+            try:
+                store.release_lease(spec.id, self.holder)
+            except OsmosisError as exc:
+                log.warning("pipeline %s: could not release the lease: %s", spec.id, exc)
+
     def repair(self) -> bool:
         """Repair runs a dead process left ``running``, without running the pipeline.
 
@@ -170,6 +197,12 @@ class SyncRunner:
                 store.release_lease(spec.id, self.holder)
             except OsmosisError as exc:
                 log.warning("pipeline %s: could not release the lease: %s", spec.id, exc)
+
+    def _check_placement(self) -> None:
+        """A file sink never writes into a folder that is, or contains, the home or the pipeline file."""
+        problems = self.sink().placement_problems(self.sink().config, home=self.home, pipeline_file=self.spec.path)
+        if problems:
+            raise ConfigError(problems=[f"sink.{p}" for p in problems], source=self.spec.path)
 
     # -- what the phases share ---------------------------------------------------------------------
     @property

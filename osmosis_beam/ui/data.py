@@ -131,6 +131,8 @@ class Dashboard:
         job = self.store.get_job(pipeline_id)
         raw = _raw_yaml(job.spec_path if job else None)
         configured = raw.get("dead_letter")
+        if isinstance(configured, dict):  # dead_letter: {path, max_ratio, max_count}
+            configured = configured.get("path")
         if isinstance(configured, str) and "${" not in configured and job and job.spec_path:
             path = Path(configured).expanduser()
             return path if path.is_absolute() else Path(job.spec_path).parent / path

@@ -11,8 +11,13 @@ so a run shows how much it really exercised.
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
+
+from tests.services import unavailable
 
 
 @dataclasses.dataclass
@@ -43,3 +48,75 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(
             f"fault suite: {_TALLY.faults} faults injected, {_TALLY.rows:,} rows checked, {_TALLY.tests} tests"
         )
+
+
+class Tmpfs:
+    """A small tmpfs mounted for one test: a real filesystem that really fills up (ENOSPC) or goes read-only."""
+
+    def __init__(self, path: Path, size: str) -> None:
+        self.path = path
+        self.size = size
+
+    def _mount(self, *options: str) -> None:
+        out = subprocess.run(["mount", *options, str(self.path)], capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise OSError(f"mount {' '.join(options)} {self.path}: {out.stderr.strip() or out.returncode}")
+
+    def mount(self) -> None:
+        self._mount("-t", "tmpfs", "-o", f"size={self.size},mode=0755", "tmpfs")
+
+    def resize(self, size: str) -> None:
+        """Grow or shrink it in place (the files stay)."""
+        self._mount("-o", f"remount,size={size}")
+        self.size = size
+
+    def read_only(self, on: bool = True) -> None:
+        self._mount("-o", "remount,ro" if on else "remount,rw")
+
+    def fill(self) -> int:
+        """Fill every free byte with a file of its own (``_filler``); returns how many bytes it took."""
+        filler = self.path / "_filler"
+        written = 0
+        chunk = b"\0" * 65536
+        with open(filler, "ab", buffering=0) as fh:
+            while True:
+                try:
+                    written += fh.write(chunk)
+                except OSError:
+                    break
+            while True:  # the last partial page
+                try:
+                    written += fh.write(b"\0" * 512)
+                except OSError:
+                    break
+        return written
+
+    def free(self) -> None:
+        (self.path / "_filler").unlink(missing_ok=True)
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``tmpfs("1M")`` mounts a tmpfs of that size under the test's tmp_path (root only; under CI=true a
+    machine where it cannot be mounted fails the test)."""
+    mounted: list[Tmpfs] = []
+
+    def make(size: str = "1M", name: str = "tmpfs") -> Tmpfs:
+        path = tmp_path / name
+        path.mkdir()
+        fs = Tmpfs(path, size)
+        if os.geteuid() != 0:
+            unavailable("a tmpfs", "mounting one needs root (the fault suite runs as root in CI)")
+        try:
+            fs.mount()
+        except OSError as exc:
+            unavailable("a tmpfs", str(exc))
+        mounted.append(fs)
+        return fs
+
+    yield make
+    for fs in mounted:
+        fs.unmount()

@@ -203,7 +203,7 @@ def test_sync_run_with_composed_steps_and_dead_letters(tmp_path, home):
         {"rename": {"meta_src_kind": "kind"}},
         {"drop": ["value"]},
         {"select": ["id", "group", "amount", "kind", "html", "label_no", "ts"]},
-    ])
+    ], dead_letter={"max_ratio": 0.2})
     run = runner(spec, home).run()
     assert run.status == "succeeded" and run.records_read == 50
     dead = list(read_jsonl_dir(home / "dead_letter" / "synth"))
@@ -236,7 +236,7 @@ def test_dedupe_across_sub_windows_and_batches(tmp_path, home):
 
 
 def test_custom_dead_letter_path(tmp_path, home):
-    spec = make_spec(tmp_path, [{"cast": {"id": "bool"}}], dead_letter="./rejects")
+    spec = make_spec(tmp_path, [{"cast": {"id": "bool"}}], dead_letter={"path": "./rejects", "max_ratio": 1})
     run = runner(spec, home).run()
     assert run.records_written == 2 and run.dead_letter == 48  # only ids 0 and 1 are booleans
     dead = list(read_jsonl_dir(tmp_path / "rejects"))

@@ -59,7 +59,8 @@ class AnyHash:
 class Sync:
     """One pipeline (id ``news``) reading ``url`` into JSONL, with its own state store."""
 
-    def __init__(self, tmp_path: Path, home: Path, url: str, *, source=None, incremental=None, steps=None):
+    def __init__(self, tmp_path: Path, home: Path, url: str, *, source=None, incremental=None, steps=None,
+                 dead_letter=None):
         self.home = home
         self.out = tmp_path / "out"
         raw = {
@@ -67,6 +68,8 @@ class Sync:
             "source": {"type": "rss", "url": url, **FAST, **(source or {})},
             "sink": {"type": "jsonl", "path": str(self.out)},
         }
+        if dead_letter:
+            raw["dead_letter"] = dead_letter
         if incremental:
             raw["incremental"] = incremental
         if steps:
@@ -631,7 +634,7 @@ def test_entries_dated_in_the_future_wait_for_a_later_run(clock, feed_server, tm
 def test_an_unparseable_date_goes_to_the_dead_letter_output(clock, feed_server, tmp_path, home):
     good = item("good", T0 - dt.timedelta(hours=1))
     feed_server.set("/f.xml", rss(good, item("bad", "the day after tomorrow")), etag='"v1"')
-    sync = Sync(tmp_path, home, feed_server.url("/f.xml"))
+    sync = Sync(tmp_path, home, feed_server.url("/f.xml"), dead_letter={"max_ratio": 0.5})  # 1 of 2 is dead
 
     run = sync.run()
 

@@ -142,7 +142,7 @@ def populated(tmp_path):
         return path
 
     orders = write("orders", {"count": 20, "password": SECRET, "first": "2024-01-01T00:00:00Z"},
-                   steps=[{"map": {"ratio": "100 / (id % 5)"}}])
+                   steps=[{"map": {"ratio": "100 / (id % 5)"}}], dead_letter={"max_ratio": 0.5})
     broken = write("broken", {"count": 5, "fail_after": 0, "password": SECRET})
     first = cli(home, "run", orders)
     assert first.returncode == 0, first.stderr

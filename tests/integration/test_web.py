@@ -563,7 +563,7 @@ def test_second_run_delivers_only_new_items_by_date(tmp_path, home, site):
     source = {"url": site.url("/blog/"), "item_selector": "article.post", "fields": fields,
               "date_field": "published", "date_format": ["%d %B %Y %H:%M", "%Y-%m-%d"], "timezone": "Europe/Berlin",
               "next_page": "a[rel=next]"}
-    spec = _spec(tmp_path, source, incremental={"lookback": "1d"})
+    spec = _spec(tmp_path, source, incremental={"lookback": "1d"}, dead_letter={"max_ratio": 0.5})  # 2 of 5 dead
 
     def dated(ident, when):
         return f'<article class="post"><h2><a href="/p/{ident}">{ident}</a></h2><time>{when}</time></article>'

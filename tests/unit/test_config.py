@@ -518,8 +518,15 @@ def test_read_options_are_whole_numbers():
     assert one_problem(base(read={"splits": 2.5})) == "read.splits: must be a whole number, got 2.5"
 
 
-def test_dead_letter_mapping_needs_a_path():
-    assert one_problem(base(dead_letter={})) == "dead_letter.path: required"
+def test_dead_letter_mapping_is_validated_like_other_options():
+    assert one_problem(base(dead_letter={"max_ratio": 2})) == (
+        "dead_letter.max_ratio: a share between 0 and 1 (0.1 is 10%), got 2.0"
+    )
+    assert one_problem(base(dead_letter={"max_count": -1})) == "dead_letter.max_count: must be at least 0, got -1"
+    assert one_problem(base(dead_letter={"max_ratio": "lots"})).startswith("dead_letter.max_ratio: ")
+    assert one_problem(base(dead_letter={"pth": "x"})).startswith("dead_letter.pth: unknown")
+    spec = parse_pipeline(base(dead_letter={"max_count": 5}))
+    assert (spec.dead_letter.path, spec.dead_letter.max_count, spec.dead_letter.max_ratio) == (None, 5, 0.1)
 
 
 # -- options: kinds, secrets --------------------------------------------------------------------------------------------

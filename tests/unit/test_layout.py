@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,7 @@ def test_the_dead_code_and_shims_are_gone():
         ["history"],
         ["jobs"],
         ["sources", "list"],
+        ["dead-letters", "list", "{yaml}"],
     ],
 )
 def test_commands_that_build_no_job_never_import_beam(tmp_path, argv):
@@ -144,7 +146,8 @@ def test_commands_that_build_no_job_never_import_beam(tmp_path, argv):
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "OSMOSIS_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)},
+        env={"PATH": "/usr/bin:/bin", "OSMOSIS_HOME": str(tmp_path / "home"), "HOME": str(tmp_path),
+             "PYTHONPATH": os.environ.get("PYTHONPATH", "")},  # the checkout under test, not the installed one
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"rc": 0, "beam": False}, out.stderr

@@ -16,8 +16,9 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from osmosis_beam.core.encoding import dumps, dumps_batch, dumps_bytes
+from osmosis_beam.core.errors import SinkError
 from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
-from osmosis_beam.io.files.staged import fsync_dir
+from osmosis_beam.io.files.staged import fsync_dir, os_error_text
 
 __all__ = ["WriteJSONL"]
 
@@ -49,11 +50,37 @@ class _WriteJSONLFn(beam.DoFn):
             yield from self._careful(batch, lines)
         if not lines:
             return
-        if self._fh is None:
-            self._open()
-        self._fh.write(b"\n".join(lines))
-        self._fh.write(b"\n")
+        try:
+            if self._fh is None:
+                self._open()
+            self._fh.write(b"\n".join(lines))
+            self._fh.write(b"\n")
+        except OSError as exc:
+            raise self._error(exc) from None
         self._written.inc(len(lines))
+
+    def _error(self, exc: OSError) -> SinkError:
+        """A write error naming the file (ENOSPC and EIO carry no file name of their own)."""
+        if not exc.filename:
+            exc.filename = self._tmp or self._staging
+        self._discard()
+        what = "dead letters" if self._lenient else "sink jsonl"
+        error = SinkError(f"{what}: cannot write {self._staging}: {os_error_text(exc)}")
+        error._tagged_with_step = True  # Beam re-raises it as it is instead of logging a traceback
+        return error
+
+    def _discard(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            try:
+                fh.close()
+            except OSError:
+                pass
+        if self._tmp:
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
 
     def _careful(self, batch, lines):
         """Record by record: what cannot be encoded goes to the dead letters (or as text, when lenient)."""
@@ -72,10 +99,13 @@ class _WriteJSONLFn(beam.DoFn):
     def finish_bundle(self) -> None:
         if self._fh is None:
             return
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self._tmp, self._final)
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            os.replace(self._tmp, self._final)
+        except OSError as exc:
+            raise self._error(exc) from None
         fsync_dir(Path(self._staging))
         self._fh = None
 

@@ -85,7 +85,7 @@ class ParquetSink(StagedFileSink):
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> list[str]:
-        problems: list[str] = []
+        problems: list[str] = list(super().check_options(values))
         for name, spec in (values.get("schema") or {}).items():
             try:
                 parse_pinned(str(name), spec)

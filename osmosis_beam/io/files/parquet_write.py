@@ -9,7 +9,7 @@ from typing import Mapping
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.errors import ConfigError, SinkError
 from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
 from osmosis_beam.io.files.arrow import (
     NULL,
@@ -21,7 +21,7 @@ from osmosis_beam.io.files.arrow import (
     value_col,
     widen_type,
 )
-from osmosis_beam.io.files.staged import fsync_dir
+from osmosis_beam.io.files.staged import fsync_dir, os_error_text
 
 
 class _WriteParquetFn(beam.DoFn):
@@ -107,13 +107,35 @@ class _WriteParquetFn(beam.DoFn):
                 return
             table = build_table(kept, schema, arrow_schema)
         if self._file_schema is not None and not arrow_schema.equals(self._file_schema, check_metadata=True):
-            self._roll()  # the open file's schema cannot hold this batch: finish it, continue in a new one
+            self._guarded(self._roll)  # the open file's schema cannot hold this batch: finish it, continue in a new one
         self._pending.append(table)
         self._pending_rows += len(kept)
         self._schema = schema
         self._written.inc(len(kept))
         if self._pending_rows >= self._row_group_size:
-            self._flush()
+            self._guarded(self._flush)
+
+    def _guarded(self, write) -> None:
+        """Run a write; a failing disk (ENOSPC, EIO) becomes a SinkError naming the file."""
+        try:
+            write()
+        except OSError as exc:  # pyarrow's IO errors are OSErrors, often without errno or file name
+            if not exc.filename:
+                exc.filename = self._tmp or self._staging
+            writer, self._writer = self._writer, None
+            try:
+                if writer is not None:
+                    writer.close()
+            except OSError:
+                pass
+            if self._tmp:
+                try:
+                    os.unlink(self._tmp)
+                except OSError:
+                    pass
+            error = SinkError(f"sink parquet: cannot write {self._staging}: {os_error_text(exc)}")
+            error._tagged_with_step = True  # Beam re-raises it as it is instead of logging a traceback
+            raise error from None
 
     def _flush(self) -> None:
         import pyarrow as pa
@@ -153,8 +175,7 @@ class _WriteParquetFn(beam.DoFn):
         self._file_schema = None
 
     def finish_bundle(self) -> None:
-        self._flush()
-        self._close()
+        self._guarded(self._roll)
         self._schema = dict(self._pinned)
 
 

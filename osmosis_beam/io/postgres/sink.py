@@ -47,6 +47,7 @@ from osmosis_beam.core.secrets import reveal
 from osmosis_beam.io.base import BaseSink
 from osmosis_beam.io.postgres.client import (
     SEQ,
+    STAGE_PREFIX,
     Target,
     add_columns,
     create_target_table,
@@ -66,6 +67,12 @@ log = logging.getLogger(__name__)
 
 
 RUNS_TABLE = "_osmosis_sink_runs"
+_STAGE_COMMENT = "osmosis stage: pipeline={} run={}"
+
+
+def stage_comment(pipeline_id: str, run_id: str) -> str:
+    """The comment a run's staging table carries: which pipeline and run it belongs to."""
+    return _STAGE_COMMENT.format(pipeline_id, run_id)
 
 # uuid.UUID values are written as uuid (psycopg2 cannot adapt them otherwise).
 psycopg2.extensions.register_adapter(uuid.UUID, psycopg2.extras.UUID_adapter)
@@ -205,7 +212,9 @@ class PostgresSink(BaseSink):
             conn.close()
             target.schema = resolved.schema
         staged = self._staged.get(run_id, self.mode == "append")
-        return WritePostgres(target, target.stage_name(run_id) if staged else None)
+        if not staged:
+            return WritePostgres(target, None)
+        return WritePostgres(target, target.stage_name(run_id), stage_comment=stage_comment(self.pipeline_id, run_id))
 
     def _ensure_runs_table(self, cur, target: Target) -> None:
         cur.execute(
@@ -326,6 +335,41 @@ class PostgresSink(BaseSink):
         finally:
             conn.close()
         self._staged.pop(run_id, None)
+
+    def clean_stale_staging(self) -> int:
+        """Drop the staging tables this pipeline's failed or killed runs left beside the table.
+
+        Only tables whose comment names this pipeline (see :func:`stage_comment`); the caller holds the
+        pipeline's lease, so none of them belongs to a live run. Another pipeline's stages stay.
+        """
+        if not self.pipeline_id:
+            return 0
+        conn, target = self._open()
+        prefix = _STAGE_COMMENT.format(self.pipeline_id, "")
+        dropped = 0
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_catalog.pg_class c "
+                    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = %s AND c.relkind = 'r' AND starts_with(c.relname, %s)",
+                    (target.schema, STAGE_PREFIX),
+                )
+                for name, comment in cur.fetchall():
+                    if not comment or not comment.startswith(prefix):
+                        continue
+                    run_id = comment[len(prefix):]
+                    if run_id in self._staged or name != target.stage_name(run_id):
+                        continue  # a run this object prepared, or a stage of another table
+                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(target.schema, name)))
+                    dropped += 1
+            conn.commit()
+        except psycopg2.Error as exc:
+            conn.rollback()
+            raise sink_error(exc, f"{target.label}: cannot drop stale staging tables", self._dsn) from None
+        finally:
+            conn.close()
+        return dropped
 
     def is_published(self, run_id: str) -> bool:
         conn, target = self._open()

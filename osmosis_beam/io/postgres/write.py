@@ -40,9 +40,10 @@ __all__ = ["WritePostgres"]
 class _WritePostgresFn(beam.DoFn):
     """Writes each record batch in one statement and one transaction (DDL first, when needed)."""
 
-    def __init__(self, target: Target, stage: str | None) -> None:
+    def __init__(self, target: Target, stage: str | None, stage_comment: str | None = None) -> None:
         self._target = target
         self._stage = stage  # the staging table, or None for direct upserts
+        self._stage_comment = stage_comment  # names the pipeline and run, so a later run can drop it
         self._written = Metrics.counter(METRICS_NAMESPACE, "records_written")
         self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letter")
 
@@ -105,6 +106,10 @@ class _WritePostgresFn(beam.DoFn):
                 cur.execute(
                     sql.SQL("CREATE UNLOGGED TABLE IF NOT EXISTS {} ({} bigserial)").format(self._dest_ident(), sql.Identifier(SEQ))
                 )
+                if self._stage_comment:
+                    cur.execute(
+                        sql.SQL("COMMENT ON TABLE {} IS {}").format(self._dest_ident(), sql.Literal(self._stage_comment))
+                    )
             add_columns(cur, self._dest_ident(), types, f"{target.label} (staging)")
         self._load_columns(cur)
 
@@ -226,13 +231,14 @@ class _WritePostgresFn(beam.DoFn):
 class WritePostgres(beam.PTransform):
     """Writes record batches (dead letters on the ``dead_letter`` tag; main output ``written``)."""
 
-    def __init__(self, target: Target, stage: str | None = None) -> None:
+    def __init__(self, target: Target, stage: str | None = None, stage_comment: str | None = None) -> None:
         super().__init__()
         self._target = target
         self._stage = stage
+        self._stage_comment = stage_comment
 
     def expand(self, batches):
         verb = "Upsert into" if (self._target.mode == "upsert" and self._stage is None) else "Stage for"
         return batches | f"{verb} {self._target.schema}.{self._target.name}" >> beam.ParDo(
-            _WritePostgresFn(self._target, self._stage)
+            _WritePostgresFn(self._target, self._stage, self._stage_comment)
         ).with_outputs(DEAD_LETTER_TAG, main="written")
