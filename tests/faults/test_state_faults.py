@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import os
 import subprocess
 import sys
 import textwrap
@@ -127,8 +128,10 @@ def test_a_run_killed_after_publishing_is_repaired_with_its_counts(tmp_path, hom
                               steps=[{"map": {"r": "1 // (id % 100)"}}])
     script = tmp_path / "kill_at_commit.py"
     script.write_text(KILL_AT_COMMIT)
+    # A script run by path has its own folder on sys.path, not the checkout: give it the checkout.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     killed = subprocess.run([sys.executable, str(script), str(pipeline), str(home)], capture_output=True,
-                            text=True, timeout=180, cwd=str(ROOT))
+                            text=True, timeout=180, cwd=str(ROOT), env=env)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     faults.injected()
 
