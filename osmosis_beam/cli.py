@@ -37,28 +37,41 @@ class _DropNoise(logging.Filter):
         return not any(msg.startswith(n) for n in self._NOISE)
 
 
-class _Redact(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if _SECRETS:
-            from osmosis_beam.core.secrets import redact_text
+def _setup_logging(verbosity: int, debug: bool, log_format: str = "text") -> None:
+    from osmosis_beam.core.logs import JsonFormatter, RedactFilter
 
-            record.msg = redact_text(record.getMessage(), _SECRETS)
-            record.args = ()
-        return True
+    import warnings
 
-
-def _setup_logging(verbosity: int, debug: bool) -> None:
+    # Deprecation notices of Beam's Google dependencies, printed when Beam is imported: nothing an osmosis
+    # user can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
     level = logging.DEBUG if debug else logging.INFO if verbosity else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        logging.captureWarnings(True)  # Python warnings (e.g. from Beam's dependencies) as JSON lines too
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     handler.addFilter(_DropNoise())
-    handler.addFilter(_Redact())
+    handler.addFilter(RedactFilter(lambda: _SECRETS))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if not debug else logging.DEBUG)
     logging.getLogger("osmosis_beam").setLevel(level)
     # Beam logs every stage at INFO; keep it quiet unless --debug.
     logging.getLogger("apache_beam").setLevel(logging.DEBUG if debug else logging.ERROR)
+
+
+def _report_error(args, text: str, event: str = "error") -> None:
+    """The command's error on stderr: one line of text, or one JSON object under --log-format json."""
+    from osmosis_beam.core.logs import JsonFormatter
+
+    if getattr(args, "log_format", "text") != "json":
+        print(text, file=sys.stderr)
+        return
+    record = logging.LogRecord("osmosis_beam.cli", logging.ERROR, __file__, 0, text, None, None)
+    record.osmosis_event = event
+    print(JsonFormatter().format(record), file=sys.stderr)
 
 
 def _load(path: str):
@@ -389,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state", help="state store URL, e.g. postgresql://... (default: $OSMOSIS_STATE_URL, else SQLite in the home)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log run progress to stderr")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text",
+                        help="stderr logs as text (default) or one JSON object a line (time, level, pipeline, run_id, event, message)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -476,37 +491,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.beam_args = beam_args
     if beam_args and args.command != "run":
         parser.error("arguments after -- (Beam arguments) are only for 'run'")
-    _setup_logging(args.verbose, args.debug)
+    _setup_logging(args.verbose, args.debug, args.log_format)
     return _invoke(args.func, args)
 
 
 def _invoke(func: Callable, args) -> int:
-    from osmosis_beam.core.errors import ConfigError, OsmosisError
+    from osmosis_beam.core.errors import OsmosisError
     from osmosis_beam.core.secrets import redact_text
 
     try:
         return func(args)
-    except ConfigError as exc:
-        if args.debug:
-            raise
-        print(f"error: {redact_text(exc.message, _SECRETS)}", file=sys.stderr)
-        return exc.exit_code
-    except OsmosisError as exc:
-        if args.debug:
-            raise
-        print(f"error: {redact_text(exc.message, _SECRETS)}", file=sys.stderr)
+    except OsmosisError as exc:  # ConfigError included: a message and its exit code
+        _debug_traceback(args)
+        _report_error(args, f"error: {redact_text(exc.message, _SECRETS)}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _report_error(args, "interrupted", event="interrupted")
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a message
-        if args.debug:
-            raise
+        _debug_traceback(args)
         text = redact_text(f"{type(exc).__name__}: {exc}", _SECRETS)
-        print(f"internal error: {text}\n(run with --debug for the traceback, and please report it)", file=sys.stderr)
+        _report_error(args, f"internal error: {text}\n(run with --debug for the traceback, and please report it)",
+                      event="internal_error")
         return 70
+
+
+def _debug_traceback(args) -> None:
+    """Under --debug, the traceback on stderr, redacted like every other output (never Python's raw one)."""
+    if not args.debug:
+        return
+    import traceback
+
+    from osmosis_beam.core.secrets import redact_text
+
+    text = redact_text(traceback.format_exc().rstrip(), _SECRETS)
+    _report_error(args, text, event="traceback")
 
 
 if __name__ == "__main__":  # pragma: no cover
