@@ -106,10 +106,23 @@ def cmd_run(args) -> int:
         runner=args.runner,
         beam_args=args.beam_args,
         full_refresh=args.full_refresh,
+        progress=_progress_options(args),
     )
     run = runner.run()
     _print_json(run.summary())
     return 0
+
+
+def _progress_options(args) -> dict[str, Any] | None:
+    """Live progress for ``run``: a live line on a terminal, else a log line every --progress-every; --quiet: none."""
+    if args.quiet:
+        return None
+    interval = _duration("--progress-every", args.progress_every).total_seconds()
+    if interval <= 0:
+        raise _usage(f"--progress-every must be more than 0s, got {args.progress_every}")
+    logging.getLogger("osmosis_beam.progress").setLevel(logging.INFO)
+    live = None if args.log_format == "text" else False  # JSON logs: progress as log lines, never a live line
+    return {"interval": interval, "live": live}
 
 
 def cmd_history(args) -> int:
@@ -402,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state", help="state store URL, e.g. postgresql://... (default: $OSMOSIS_STATE_URL, else SQLite in the home)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log run progress to stderr")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no live progress output")
     parser.add_argument("--log-format", choices=["text", "json"], default="text",
                         help="stderr logs as text (default) or one JSON object a line (time, level, pipeline, run_id, event, message)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -411,6 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline", metavar="PIPELINE.yaml")
     p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAML's runner")
     p.add_argument("--full-refresh", action="store_true", help="ignore the watermark and read from incremental.start")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no live progress on stderr (the JSON summary is still the last line of stdout)")
+    p.add_argument("--progress-every", default="5s", metavar="DURATION",
+                   help="when stderr is not a terminal, a progress line this often (default 5s)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("history", help="sync history, newest first")

@@ -105,3 +105,111 @@ def test_text_logs_print_a_failed_runs_error_once(osmosis_cli, secret_pg_yaml):
     assert done.returncode == 1
     assert done.stderr.count("nothing accepts connections") == 1, done.stderr
     assert done.stderr.startswith("error: pipeline orders_pg: run ") and SECRET not in done.stderr
+
+
+# -- item 1: live progress -------------------------------------------------------------------------------
+SLOW_ROWS = 3000
+
+
+@pytest.fixture
+def slow_pg_yaml(tmp_path, pg_dsn):
+    """A postgres pipeline whose rows come slowly (a server-side function sleeps per row), spread evenly
+    over the window: [now - SLOW_ROWS s, now - 1 s)."""
+    from tests.integration.pg_support import execute
+
+    execute(
+        pg_dsn,
+        "CREATE TABLE orders (id int PRIMARY KEY, total numeric, updated_at timestamptz NOT NULL)",
+        "CREATE INDEX ON orders (updated_at)",
+        f"INSERT INTO orders SELECT i, i * 1.5, date_trunc('second', now()) - interval '{SLOW_ROWS} seconds' + i * interval '1 second' "
+        f"FROM generate_series(0, {SLOW_ROWS - 2}) AS i",
+        "CREATE FUNCTION slow(x int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN x; END $$",
+    )
+    import datetime as dt
+
+    start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=SLOW_ROWS)).replace(microsecond=0)
+    data = {
+        "id": "slow_orders",
+        "source": {"type": "postgres", "dsn": pg_dsn, "query": "SELECT id, slow(id) AS n, total, updated_at FROM orders", "fetch_size": 50},
+        "incremental": {"cursor_field": "updated_at", "start": start.isoformat(), "safety_lag": "0s"},
+        "read": {"splits": 1, "batch_size": 50},
+        "sink": {"type": "jsonl", "path": "./out"},
+    }
+    path = tmp_path / "slow.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_progress_lines_while_a_slow_run_goes(osmosis_cli, slow_pg_yaml):
+    done = osmosis_cli("--log-format", "json", "run", slow_pg_yaml, "--progress-every", "0.5s")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])  # the summary stays the last line of stdout
+    assert summary["records_read"] == summary["records_written"] == SLOW_ROWS - 1
+    progress = [e for e in _json_lines(done.stderr) if e["event"] == "progress"]
+    assert len(progress) >= 3, done.stderr
+    for e in progress:
+        assert e["pipeline"] == "slow_orders" and e["run_id"] == summary["run_id"]
+        assert {"records_read", "records_written", "records_per_second", "elapsed_seconds", "share", "eta_seconds"} <= set(e)
+    shares = [e["share"] for e in progress]
+    reads = [e["records_read"] for e in progress]
+    assert shares == sorted(shares) and reads == sorted(reads)  # monotone
+    assert 0 < shares[-1] <= 1 and shares[0] < shares[-1]
+    moving = [e for e in progress if 0 < e["share"] < 0.95]
+    assert moving, progress
+    etas = [e["eta_seconds"] for e in moving]
+    assert all(eta is not None and eta >= 0 for eta in etas)
+    assert etas[-1] <= etas[0]  # the estimate comes down as the window is read
+    # The share tracks the records: rows are spread evenly over the window.
+    for e in moving:
+        assert abs(e["share"] - e["records_read"] / SLOW_ROWS) < 0.1, e
+    assert all(e["records_per_second"] > 0 for e in progress if e["records_read"])
+
+
+def test_progress_as_text_lines_and_quiet(osmosis_cli, slow_pg_yaml, tmp_path):
+    quiet = osmosis_cli("run", slow_pg_yaml, "--quiet", "--full-refresh")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "progress" not in quiet.stderr and quiet.stderr.strip() == ""
+    assert json.loads(quiet.stdout.strip().splitlines()[-1])["records_read"] == SLOW_ROWS - 1
+    text = osmosis_cli("run", slow_pg_yaml, "--progress-every", "1s", "--full-refresh")
+    assert text.returncode == 0, text.stderr
+    lines = [line for line in text.stderr.splitlines() if " progress: " in line]
+    assert lines, text.stderr
+    assert all("read" in line and "written" in line and "/s)" in line and "elapsed" in line for line in lines)
+    assert any("% of the window, ETA " in line for line in lines)
+
+
+def test_progress_on_a_terminal_is_one_live_line(home, slow_pg_yaml):
+    """stderr on a real pseudo-terminal: the progress line is rewritten in place, then cleared."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "osmosis_beam.cli", "--home", str(home), "run", str(slow_pg_yaml)],
+            stdout=subprocess.PIPE, stderr=slave, cwd=str(ROOT), env=dict(os.environ),
+        )
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the terminal closed: the process ended
+                break
+            if not data:
+                break
+            chunks.append(data)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    terminal = b"".join(chunks).decode("utf-8", "replace")
+    updates = terminal.split("\r\x1b[K")
+    shown = [u for u in updates if u.startswith("slow_orders: ")]
+    assert len(shown) >= 3, terminal  # rewritten in place, about twice a second
+    assert "\n" not in "".join(shown)  # one line, never scrolling
+    assert terminal.endswith("\r\x1b[K")  # cleared before the summary
+    assert any("% of the window, ETA" in u for u in shown)
+    assert json.loads(out.decode().strip().splitlines()[-1])["records_read"] == SLOW_ROWS - 1
