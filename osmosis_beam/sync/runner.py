@@ -116,6 +116,7 @@ class SyncRunner:
         # Live progress while the job runs (None: none): ``{"interval": 5.0, "live": None, "stream": None}``,
         # the keywords of core.progress.ProgressReporter (live=None: a live line when the stream is a terminal).
         self.progress = progress
+        self.last_progress: ProgressReporter | None = None
         self.current_run: SyncRun | None = None  # the run in progress (or last run) of this runner
         self.holder = new_holder_id()
         self._secrets = spec.secret_values()
@@ -279,6 +280,7 @@ class SyncRunner:
 
         options = dict(self.progress or {})
         reporter = ProgressReporter(self.spec.id, run_id, probe, (span[1] - span[0]) if span else None, **options)
+        self.last_progress = reporter  # what it reported stays in ``last_progress.reports``
         return reporter.start()
 
     # -- runner checks and dry runs --------------------------------------------------------------
