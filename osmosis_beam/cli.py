@@ -346,7 +346,7 @@ def cmd_launch(args) -> int:
         server = metrics.serve(args.metrics_port, args.metrics_host)
     scheduler = SyncScheduler(
         specs, store, home=resolve_home(args.home), concurrency=args.concurrency, runner=args.runner,
-        metrics=metrics, **timing
+        metrics=metrics, notifier=_launch_notifier(args), **timing
     )
     try:
         with scheduler.stop_on_signals():
@@ -357,6 +357,23 @@ def cmd_launch(args) -> int:
     # A stop by signal exits 0 (runs it cancelled are in the history as failed); --once / --max-runs
     # exit 1 when one of their runs failed.
     return 0 if result.stopped else result.exit_code
+
+
+def _launch_notifier(args):
+    """The launcher's alerts: each pipeline's ``notify:``, else ``--notify URL`` / $OSMOSIS_NOTIFY_URL."""
+    import os
+
+    from osmosis_beam.core.notify import parse_notify
+    from osmosis_beam.scheduler.alerts import Notifier
+
+    url = args.notify or os.environ.get("OSMOSIS_NOTIFY_URL") or None
+    problems: list[str] = []
+    default = parse_notify({"webhook": url, "on": args.notify_on.split(",")}, problems, "--notify") if url else None
+    if problems:
+        raise _usage("; ".join(problems))
+    if default is not None:
+        _SECRETS.append(url)
+    return Notifier(default=default)
 
 
 def cmd_jobs(args) -> int:
@@ -482,6 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-backoff", default="1h", metavar="DURATION", help="cap of the failure backoff (default 1h)")
     p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAMLs' runner")
     p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on http://HOST:P/metrics")
+    p.add_argument("--notify", metavar="URL",
+                   help="alert webhook for pipelines without a notify: section (default: $OSMOSIS_NOTIFY_URL)")
+    p.add_argument("--notify-on", default="failure,recovery", metavar="EVENTS",
+                   help="what --notify alerts on: failure, recovery, success, every_run (default failure,recovery)")
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address of the metrics endpoint (default 127.0.0.1; 0.0.0.0 for a remote Prometheus)")
     p.set_defaults(func=cmd_launch)

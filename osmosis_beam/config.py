@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import yaml
 
 from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.notify import NotifySpec, parse_notify
 from osmosis_beam.core.options import (
     Option,
     add_check_problems,
@@ -166,6 +167,7 @@ class PipelineSpec:
     runner: RunnerSpec = RunnerSpec()
     read: ReadSpec = ReadSpec()
     dead_letter_path: str | None = None
+    notify: NotifySpec | None = None
     path: str | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -189,6 +191,8 @@ class PipelineSpec:
 
         walk(self.source.options)
         walk(self.sink.options)
+        if self.notify is not None:
+            walk(self.notify.webhook)
         return found
 
     # Built lazily so that importing config does not import every connector.
@@ -207,7 +211,7 @@ class PipelineSpec:
 
 #: The runner names (osmosis_beam.runners.options builds their options; this module must not import Beam).
 RUNNERS = ("direct", "portable", "flink", "dataflow")
-_TOP_KEYS = ("id", "source", "incremental", "steps", "sink", "schedule", "runner", "read", "dead_letter", "description")
+_TOP_KEYS = ("id", "source", "incremental", "steps", "sink", "schedule", "runner", "read", "dead_letter", "notify", "description")
 _INCREMENTAL = (
     Option("cursor_field"),
     Option("start", "timestamp"),
@@ -276,6 +280,7 @@ def parse_pipeline(
     runner = _runner(resolved.get("runner"), problems)
     read = _read(resolved.get("read"), problems)
     dead_letter = _dead_letter(resolved.get("dead_letter"), problems, base_dir)
+    notify = parse_notify(resolved.get("notify"), problems)
     if source is not None and not problems:
         # Problems that need the source's options and `incremental` together (a cursor the connector does
         # not support, a cursor it requires): build the connector once, offline, and report them now.
@@ -297,6 +302,7 @@ def parse_pipeline(
         runner=runner,
         read=read,
         dead_letter_path=dead_letter,
+        notify=notify,
         path=path,
         raw=raw,
     )

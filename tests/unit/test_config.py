@@ -336,7 +336,7 @@ def test_missing_file_is_a_config_error(tmp_path):
 @pytest.mark.parametrize(
     "data, expected",
     [
-        (base(sinkk={}), "sinkk: unknown key (did you mean 'sink'?); known: id, source, incremental, steps, sink, schedule, runner, read, dead_letter, description"),
+        (base(sinkk={}), "sinkk: unknown key (did you mean 'sink'?); known: id, source, incremental, steps, sink, schedule, runner, read, dead_letter, notify, description"),
         (base(source={"type": "rss", "url": "http://h/f", "urll": "x"}), "source.urll: unknown option (did you mean 'url'?); known: connect_timeout, headers, max_bytes, timeout, url, user_agent, verify_tls"),
         (base(incremental={"safety_lagg": "1s"}), "incremental.safety_lagg: unknown option (did you mean 'safety_lag'?); known: cursor_field, lookback, max_window, safety_lag, start"),
         (base(schedule={"every": "1m", "evry": "2m"}), "schedule.evry: unknown key (did you mean 'every'?); known: every, interval_minutes, cron, timezone"),
