@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from typing import Any, Callable, Sequence
 
@@ -85,6 +86,7 @@ def _load(path: str):
 def _store(args):
     from osmosis_beam.state.factory import open_store
 
+    _require_home(args)
     return open_store(home=args.home, url=args.state)
 
 
@@ -247,20 +249,46 @@ def _confirm(question: str, yes: bool) -> bool:
 
 
 def cmd_validate(args) -> int:
+    results = [_validate_one(path, args.offline) for path in args.pipelines]
+    if args.json:
+        _print_json(results)
+        return 2 if any(not r["valid"] for r in results) else 0
+    for r in results:
+        if not r["valid"]:
+            print(f"{r['path']}: invalid", file=sys.stderr)
+            for problem in r["problems"]:
+                print(f"  {problem}", file=sys.stderr)
+        elif r["pipeline"] is None:
+            print(f"{r['path']}: structure ok (offline)")
+        else:
+            print(f"{r['path']}: ok (pipeline {r['pipeline']}: {r['source']} -> {r['steps']} steps -> {r['sink']})")
+        for item in r["unchecked"]:
+            print(f"  not checked: {item['path']} (${{{item['variable']}}} is not set)")
+    return 2 if any(not r["valid"] for r in results) else 0
+
+
+_UNSET = re.compile(r"^(?P<path>.*?): environment variable (?P<variable>\w+) is not set")
+
+
+def _validate_one(path: str, offline: bool) -> dict[str, Any]:
+    """One file's verdict; ``offline``: unset ${ENV} variables are listed as not checked, not as problems."""
     from osmosis_beam.core.errors import ConfigError
 
-    failed = 0
-    for path in args.pipelines:
-        try:
-            spec = _load(path)
-        except ConfigError as exc:
-            failed += 1
-            print(f"{path}: invalid", file=sys.stderr)
-            for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
-            continue
-        print(f"{path}: ok (pipeline {spec.id}: {spec.source.type} -> {len(spec.steps)} steps -> {spec.sink.type})")
-    return 2 if failed else 0
+    result: dict[str, Any] = {"path": path, "valid": True, "pipeline": None, "source": None, "steps": None,
+                              "sink": None, "problems": [], "unchecked": []}
+    try:
+        spec = _load(path)
+    except ConfigError as exc:
+        problems = list(exc.problems or [exc.message])
+        if offline:
+            unset = [m for m in map(_UNSET.match, problems) if m]
+            result["unchecked"] = [{"path": m["path"], "variable": m["variable"]} for m in unset]
+            problems = [p for p in problems if not _UNSET.match(p)]
+        result["problems"] = problems
+        result["valid"] = not problems
+        return result
+    result.update(pipeline=spec.id, source=spec.source.type, steps=len(spec.steps), sink=spec.sink.type)
+    return result
 
 
 def cmd_test(args) -> int:
@@ -409,6 +437,78 @@ def cmd_ui(args) -> int:
     return 0
 
 
+# -- spec, init, and where global flags go ------------------------------------------------------------
+def cmd_spec(args) -> int:
+    from osmosis_beam.schema import pipeline_schema, standalone_type_schema
+
+    schema = standalone_type_schema(args.type, args.kind) if args.type else pipeline_schema()
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_init(args) -> int:
+    from osmosis_beam.state.store import resolve_home
+
+    store = _store(args)  # creates the SQLite state (or checks the --state server) and its schema
+    where = getattr(store, "location", None) or str(resolve_home(args.home))
+    store.close()
+    print(f"osmosis home ready: {resolve_home(args.home)} (state: {where})")
+    return 0
+
+
+_CREATES_HOME = ("run", "launch", "init")
+
+
+def _require_home(args) -> None:
+    """Commands that only look (history, jobs, state, sources, ui) never create a home: a typo must not
+    silently become a new, empty one. ``init``, ``run`` and ``launch`` create it."""
+    import os
+
+    from osmosis_beam.state.store import resolve_home
+
+    if args.command in _CREATES_HOME or args.state or os.environ.get("OSMOSIS_STATE_URL"):
+        return
+    home = resolve_home(args.home)
+    if not home.is_dir():
+        given = "--home" if args.home else "$OSMOSIS_HOME" if os.environ.get("OSMOSIS_HOME") else "the default home"
+        raise _usage(
+            f"no osmosis home at {home} ({given}): the folder does not exist. Check the path; "
+            f"`osmosis --home {home} init` creates it (run and launch create it too)"
+        )
+
+
+_RUN_USAGE = "osmosis [GLOBAL FLAGS] run PIPELINE.yaml [--runner NAME] [--full-refresh] [--quiet] [--progress-every D] [-- BEAM_ARGS...]"
+_RUN_EPILOG = """\
+global flags (before or after the command):
+  --home DIR, --state URL, --debug, -v, --log-format text|json
+
+-- BEAM_ARGS...
+  everything after a lone -- goes to Beam as pipeline options, e.g.
+  osmosis run orders.yaml --runner portable -- --job_endpoint=localhost:8099 --environment_type=LOOPBACK
+
+output: the LAST line of stdout is the run's JSON summary; progress and errors go to stderr
+"""
+_GLOBAL_FLAGS = (
+    (("--home",), {"metavar": "DIR"}),
+    (("--state",), {"metavar": "URL"}),
+    (("--debug",), {"action": "store_true"}),
+    (("-v", "--verbose"), {"action": "count"}),
+    (("-q", "--quiet"), {"action": "store_true"}),
+    (("--log-format",), {"choices": ["text", "json"]}),
+)
+
+
+def _accept_global_flags_anywhere(parser: argparse.ArgumentParser, sub) -> None:
+    """``osmosis history --home DIR`` works like ``osmosis --home DIR history``: every command also takes
+    the global flags (hidden from its help; a value given after the command wins)."""
+    for command in sub.choices.values():
+        taken = {o for action in command._actions for o in action.option_strings}
+        for flags, options in _GLOBAL_FLAGS:
+            flags = tuple(f for f in flags if f not in taken)
+            if flags:
+                command.add_argument(*flags, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **options)
+
+
 def _duration(flag: str, text: str):
     from osmosis_beam.core.timefmt import parse_duration
 
@@ -438,7 +538,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("run", help="run one sync of a pipeline")
+    p = sub.add_parser("run", help="run one sync of a pipeline", usage=_RUN_USAGE, epilog=_RUN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pipeline", metavar="PIPELINE.yaml")
     p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAML's runner")
     p.add_argument("--full-refresh", action="store_true", help="ignore the watermark and read from incremental.start")
@@ -466,6 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check pipeline files; list every error")
     p.add_argument("pipelines", nargs="+", metavar="PIPELINE.yaml")
+    p.add_argument("--offline", action="store_true",
+                   help="check the structure even where ${ENV} variables are unset (those values are not checked)")
+    p.add_argument("--json", action="store_true", help="one JSON array on stdout: per file, valid, problems, unchecked")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("test", help="test the source connection")
@@ -516,6 +620,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="the sync jobs: pipeline, schedule, last run, next run, status")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("spec", help="JSON Schema of pipeline files (or of one connector, step or sink type), for editors")
+    p.add_argument("type", nargs="?", metavar="TYPE", help="a connector, step or sink type (default: the whole pipeline file)")
+    p.add_argument("--kind", choices=["connector", "step", "sink"], help="which kind TYPE is, when a name is several (postgres)")
+    p.set_defaults(func=cmd_spec)
+
+    p = sub.add_parser("init", help="create the home (state folder) that other commands then use")
+    p.set_defaults(func=cmd_init)
+    _accept_global_flags_anywhere(parser, sub)
     return parser
 
 

@@ -213,3 +213,128 @@ def test_progress_on_a_terminal_is_one_live_line(home, slow_pg_yaml):
     assert terminal.endswith("\r\x1b[K")  # cleared before the summary
     assert any("% of the window, ETA" in u for u in shown)
     assert json.loads(out.decode().strip().splitlines()[-1])["records_read"] == SLOW_ROWS - 1
+
+
+# -- item 7: CLI rough edges ---------------------------------------------------------------------------------
+def test_run_help_shows_beam_args_and_where_global_flags_go(osmosis_cli):
+    done = osmosis_cli("run", "--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: osmosis [GLOBAL FLAGS] run PIPELINE.yaml")
+    assert "[-- BEAM_ARGS...]" in done.stdout and "global flags (before or after the command)" in done.stdout
+    assert "--job_endpoint=localhost:8099" in done.stdout
+
+
+def test_global_flags_after_the_command(tmp_path, news_yaml, osmosis_cli):
+    other = tmp_path / "other_home"
+    assert osmosis_cli("--home", other, "run", news_yaml, "--quiet").returncode == 0  # run creates its home
+    after = osmosis_cli("history", "--home", other, "--json")  # --home after the command wins
+    assert after.returncode == 0, after.stderr
+    assert [r["pipeline"] for r in json.loads(after.stdout)] == ["tech_news"]
+    default = osmosis_cli("history", "--json")  # the fixture's own home: nothing ran there
+    assert json.loads(default.stdout) == []
+    logs = osmosis_cli("jobs", "--log-format", "json", "--home", tmp_path / "nowhere")
+    assert logs.returncode == 2 and json.loads(logs.stderr.strip())["event"] == "error"
+
+
+def test_a_mistyped_home_is_an_error_not_a_new_home(tmp_path, osmosis_cli):
+    typo = tmp_path / "typo"
+    for argv in (["history"], ["jobs"], ["state", "show", "x"], ["sources", "list"]):
+        done = osmosis_cli(*argv, home_dir=typo)
+        assert done.returncode == 2, (argv, done.stderr)
+        assert f"no osmosis home at {typo}" in done.stderr and "init" in done.stderr
+        assert not typo.exists()
+    created = osmosis_cli("init", home_dir=typo)
+    assert created.returncode == 0 and (typo / "state.db").is_file()
+    assert osmosis_cli("history", home_dir=typo).stdout.strip() == "no runs yet"
+
+
+def test_connectors_print_plain_text(osmosis_cli):
+    done = osmosis_cli("connectors")
+    assert done.returncode == 0
+    assert "``" not in done.stdout and ":class:" not in done.stdout
+    assert "dedupe: {key: [id]}" in done.stdout
+
+
+def _write(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_expression_and_selector_mistakes_say_what_and_where(tmp_path, osmosis_cli):
+    bad = _write(tmp_path, "bad.yaml", {
+        "id": "bad", "source": {"type": "web", "url": "http://127.0.0.1:9/", "item_selector": "div.item",
+                                "fields": {"link": "a::atr(href)", "title": "h2::txt"}},
+        "steps": [{"map": {"a": "1 +", "b": "x ==== 2"}}], "sink": {"type": "jsonl", "path": "out"},
+    })
+    done = osmosis_cli("validate", bad)
+    assert done.returncode == 2
+    err = done.stderr
+    assert "steps[1] (map): a: invalid Python expression '1 +': it ends too early: something is missing after '1 +'" in err
+    assert "b: invalid Python expression 'x ==== 2': invalid syntax at column 5, at '== 2'" in err
+    assert "column 0" not in err
+    assert "source.fields.link: invalid CSS selector 'a::atr(href)'" in err and "did you mean a::attr(href)?" in err
+    assert "source.fields.title" in err and "did you mean h2::text?" in err
+
+
+def test_validate_offline_and_json(tmp_path, osmosis_cli):
+    env_only = _write(tmp_path, "env.yaml", {
+        "id": "orders", "source": {"type": "postgres", "dsn": "${ORDERS_DSN}", "table": "orders"},
+        "incremental": {"cursor_field": "updated_at"}, "sink": {"type": "jsonl", "path": "out"},
+        "read": {"splits": "${SPLITS}"},
+    })
+    broken = _write(tmp_path, "broken.yaml", {
+        "id": "orders", "source": {"type": "postgres", "dsn": "${ORDERS_DSN}", "tabel": "orders"},
+        "sink": {"type": "jsonl", "path": "out"}, "schedule": {"cron": "61 * * * *"},
+    })
+    online = osmosis_cli("validate", env_only)
+    assert online.returncode == 2 and "environment variable ORDERS_DSN is not set" in online.stderr
+    offline = osmosis_cli("validate", "--offline", env_only)
+    assert offline.returncode == 0, offline.stderr
+    assert "structure ok (offline)" in offline.stdout
+    assert "not checked: source.dsn (${ORDERS_DSN} is not set)" in offline.stdout
+    assert "not checked: read.splits (${SPLITS} is not set)" in offline.stdout
+    still_bad = osmosis_cli("validate", "--offline", broken)
+    assert still_bad.returncode == 2
+    assert "source.tabel: unknown option" in still_bad.stderr and "schedule.cron" in still_bad.stderr
+    assert "ORDERS_DSN" not in still_bad.stderr
+    both = osmosis_cli("validate", "--offline", "--json", env_only, broken)
+    assert both.returncode == 2
+    results = json.loads(both.stdout)
+    assert [r["valid"] for r in results] == [True, False]
+    assert {u["variable"] for u in results[0]["unchecked"]} == {"ORDERS_DSN", "SPLITS"}
+    assert any(p.startswith("source.tabel: unknown option") for p in results[1]["problems"])
+    full = osmosis_cli("validate", "--json", env_only, env={"ORDERS_DSN": "postgresql://u@127.0.0.1/db", "SPLITS": "2"})
+    assert full.returncode == 0, full.stderr
+    [ok] = json.loads(full.stdout)
+    assert ok == {"path": str(env_only), "valid": True, "pipeline": "orders", "source": "postgres", "steps": 0,
+                  "sink": "jsonl", "problems": [], "unchecked": []}
+
+
+def test_spec_prints_json_schema_that_checks_pipeline_files(tmp_path, osmosis_cli):
+    import jsonschema
+
+    whole = osmosis_cli("spec")
+    assert whole.returncode == 0, whole.stderr
+    schema = json.loads(whole.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for example in sorted((ROOT / "pipelines").glob("*.yaml")):
+        assert list(validator.iter_errors(yaml.safe_load(example.read_text()))) == [], example
+    wrong = {"id": "x", "source": {"type": "postgres", "dsn": "${DSN}", "tabel": "t"}, "sink": {"type": "jsonl", "path": "o"},
+             "read": {"splits": 0}, "steps": [{"filter": "a > 1"}, {"mapp": {"a": "1"}}]}
+    messages = [e.message for e in validator.iter_errors(wrong)]
+    assert messages, "a wrong pipeline must not validate"
+    assert jsonschema.Draft202012Validator(schema).is_valid(
+        {"id": "x", "source": {"type": "postgres", "dsn": "${DSN}", "table": "t", "fetch_size": "${FETCH}"},
+         "sink": {"type": "jsonl", "path": "o"}, "steps": [{"map": {"a": "1"}, "on_error": "fail"}, "flatten"]})
+    pg = osmosis_cli("spec", "postgres", "--kind", "connector")
+    one = json.loads(pg.stdout)
+    assert one["title"] == "postgres connector" and "dsn" in one["required"]
+    assert one["properties"]["dsn"]["writeOnly"] is True
+    assert one["properties"]["fetch_size"]["default"] == 10000
+    assert one["additionalProperties"] is False
+    both = json.loads(osmosis_cli("spec", "postgres").stdout)  # a connector and a sink
+    assert {s["title"] for s in both["anyOf"]} == {"postgres connector", "postgres sink"}
+    unknown = osmosis_cli("spec", "postgress")
+    assert unknown.returncode == 2 and "did you mean 'postgres'?" in unknown.stderr

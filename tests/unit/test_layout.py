@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,9 +121,13 @@ def test_the_dead_code_and_shims_are_gone():
         ["--version"],
         ["connectors"],
         ["validate", "{yaml}"],
+        ["validate", "--offline", "--json", "{yaml}"],
         ["history"],
         ["jobs"],
         ["sources", "list"],
+        ["init"],
+        ["spec"],
+        ["spec", "postgres", "--kind", "sink"],
     ],
 )
 def test_commands_that_build_no_job_never_import_beam(tmp_path, argv):
@@ -133,6 +138,7 @@ def test_commands_that_build_no_job_never_import_beam(tmp_path, argv):
         "sink: {type: jsonl, path: out}\n"
     )
     argv = [a.replace("{yaml}", str(pipeline)) for a in argv]
+    (tmp_path / "home").mkdir()  # read-only commands need an existing home (they never create one)
     code = (
         "import sys, json\n"
         "from osmosis_beam.cli import main\n"
@@ -144,7 +150,9 @@ def test_commands_that_build_no_job_never_import_beam(tmp_path, argv):
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "OSMOSIS_HOME": str(tmp_path / "home"), "HOME": str(tmp_path)},
+        env={"PATH": "/usr/bin:/bin", "OSMOSIS_HOME": str(tmp_path / "home"), "HOME": str(tmp_path),
+             # the code under test: a worktree's, when PYTHONPATH points at it
+             **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {})},
     )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result == {"rc": 0, "beam": False}, out.stderr
