@@ -116,7 +116,8 @@ def cmd_run(args) -> int:
 
 
 def _progress_options(args) -> dict[str, Any] | None:
-    """Live progress for ``run``: a live line on a terminal, else a log line every --progress-every; --quiet: none."""
+    """Live progress of `run` and `launch`: a live line on a terminal (run only), else a log line every
+    --progress-every; --quiet: none."""
     if args.quiet:
         return None
     interval = _duration("--progress-every", args.progress_every).total_seconds()
@@ -374,7 +375,7 @@ def cmd_launch(args) -> int:
         server = metrics.serve(args.metrics_port, args.metrics_host)
     scheduler = SyncScheduler(
         specs, store, home=resolve_home(args.home), concurrency=args.concurrency, runner=args.runner,
-        metrics=metrics, notifier=_launch_notifier(args), **timing
+        metrics=metrics, notifier=_launch_notifier(args), progress=_progress_options(args), **timing
     )
     try:
         with scheduler.stop_on_signals():
@@ -603,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-backoff", default="1h", metavar="DURATION", help="cap of the failure backoff (default 1h)")
     p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAMLs' runner")
     p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on http://HOST:P/metrics")
+    p.add_argument("--progress-every", default="60s", metavar="DURATION",
+                   help="a progress line per running run this often (default 60s; --quiet: none)")
     p.add_argument("--notify", metavar="URL",
                    help="alert webhook for pipelines without a notify: section (default: $OSMOSIS_NOTIFY_URL)")
     p.add_argument("--notify-on", default="failure,recovery", metavar="EVENTS",

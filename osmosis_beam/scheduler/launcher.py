@@ -197,6 +197,7 @@ class SyncScheduler:
         metrics: an :class:`osmosis_beam.scheduler.metrics.LauncherMetrics`, told of every finished run.
         notifier: an :class:`osmosis_beam.scheduler.alerts.Notifier` (its ``default`` is the launcher-wide
             webhook); by default one that sends each pipeline's ``notify:`` alerts.
+        progress: live progress of each run as log lines (``{"interval": 60.0}``, see SyncRunner); None: none.
     """
 
     def __init__(
@@ -215,6 +216,7 @@ class SyncScheduler:
         abort_timeout: float = 30.0,
         metrics: Any = None,
         notifier: Any = None,
+        progress: dict[str, Any] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
@@ -237,6 +239,8 @@ class SyncScheduler:
         self.abort_timeout = abort_timeout
         self.metrics = metrics
         self.notifier = notifier if notifier is not None else Notifier()
+        # Runs share the launcher's stderr: progress is always log lines there, never a live terminal line.
+        self.progress = {**progress, "live": False} if progress is not None else None
         self._clock = clock
         self._by_id = {s.id: s for s in self.specs}
         self._running: dict[str, threading.Thread] = {}
@@ -469,7 +473,7 @@ class SyncScheduler:
 
         return SyncRunner(
             spec, self.store, home=self.home, runner=self.runner, registry=self.registry,
-            cancel_event=self._cancel, **hooks,
+            cancel_event=self._cancel, progress=self.progress, **hooks,
         )
 
     def _start(self, spec: PipelineSpec, job: SyncJob) -> None:

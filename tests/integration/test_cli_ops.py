@@ -108,7 +108,7 @@ def test_text_logs_print_a_failed_runs_error_once(osmosis_cli, secret_pg_yaml):
 
 
 # -- item 1: live progress -------------------------------------------------------------------------------
-SLOW_ROWS = 3000
+SLOW_ROWS = 2000
 
 
 @pytest.fixture
@@ -338,3 +338,20 @@ def test_spec_prints_json_schema_that_checks_pipeline_files(tmp_path, osmosis_cl
     assert {s["title"] for s in both["anyOf"]} == {"postgres connector", "postgres sink"}
     unknown = osmosis_cli("spec", "postgress")
     assert unknown.returncode == 2 and "did you mean 'postgres'?" in unknown.stderr
+
+
+def test_launcher_logs_progress_of_its_runs(osmosis_cli, slow_pg_yaml):
+    """The launcher's runs log progress lines too (never a live line: runs share its stderr); --quiet: none."""
+    data = yaml.safe_load(slow_pg_yaml.read_text())
+    data["schedule"] = {"every": "1h"}
+    slow_pg_yaml.write_text(yaml.safe_dump(data))
+    done = osmosis_cli("--log-format", "json", "launch", slow_pg_yaml, "--once", "--progress-every", "1s")
+    assert done.returncode == 0, done.stderr
+    logs = _json_lines(done.stderr)
+    progress = [e for e in logs if e["event"] == "progress"]
+    assert len(progress) >= 2 and all(e["pipeline"] == "slow_orders" for e in progress)
+    assert [e["share"] for e in progress] == sorted(e["share"] for e in progress)
+    fresh = slow_pg_yaml.parent / "fresh_home"  # a home where the pipeline is due again
+    quiet = osmosis_cli("launch", slow_pg_yaml, "--once", "--quiet", "--progress-every", "1s", home_dir=fresh)
+    assert quiet.returncode == 0 and " progress: " not in quiet.stderr
+    assert "succeeded" in quiet.stderr  # it ran: the launcher's end line
