@@ -152,27 +152,25 @@ def running_counts(result) -> dict[str, Any]:
     """A running job's osmosis counters so far (attempted values), and its state as ``job_state``.
 
     For the live progress of remote runs. The portable runner's ``metrics()`` keeps its first answer, so
-    its job service is asked afresh each time (with a deadline). Runners that report metrics only when
-    the job ends (the local job service, Flink's job server) give just the state until then.
+    its job service is asked afresh each time (with a deadline). A job service that reports metrics only
+    when the job ends (Beam's local job service) gives just the state until then.
     """
     from apache_beam.metrics.metric import MetricsFilter
 
     out: dict[str, Any] = {}
-    try:
-        out["job_state"] = str(result.state)
-    except Exception:  # noqa: BLE001 - the state is a nicety
-        pass
     try:
         from apache_beam.runners.portability import portable_runner
 
         if isinstance(result, portable_runner.PipelineResult) and hasattr(result, "_job_service"):
             from apache_beam.portability.api import beam_job_api_pb2
 
-            response = result._job_service.GetJobMetrics(
-                beam_job_api_pb2.GetJobMetricsRequest(job_id=result._job_id), timeout=10
-            )
+            service, job = result._job_service, result._job_id
+            state = service.GetState(beam_job_api_pb2.GetJobStateRequest(job_id=job), timeout=10).state
+            out["job_state"] = beam_job_api_pb2.JobState.Enum.Name(state)
+            response = service.GetJobMetrics(beam_job_api_pb2.GetJobMetricsRequest(job_id=job), timeout=10)
             metrics = portable_runner.PortableMetrics(response)
         else:
+            out["job_state"] = str(result.state)
             metrics = result.metrics()
         out.update(_sum_counters(metrics.query(MetricsFilter().with_namespace(METRICS_NAMESPACE)), committed_first=False))
     except Exception as exc:  # noqa: BLE001 - progress never fails a run
