@@ -464,7 +464,7 @@ def test_step_errors_name_the_index_and_the_step():
         )
     )
     assert found[0].startswith("steps[2] (filtr): unknown step 'filtr' (did you mean 'filter'?); known: ")
-    assert found[1].startswith("steps[3] (filter): ") and "invalid expression 'amount >'" in found[1]
+    assert found[1].startswith("steps[3] (filter): ") and "invalid Python expression 'amount >'" in found[1]
     assert found[2] == "steps[4].on_error: must be dead_letter or fail, got 'explode'"
     assert found[3] == "steps[5]: one step per list item, got filter, select"
     assert found[4] == "steps[6]: no step given, only on_error"
