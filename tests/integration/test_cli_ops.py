@@ -108,7 +108,7 @@ def test_text_logs_print_a_failed_runs_error_once(osmosis_cli, secret_pg_yaml):
 
 
 # -- item 1: live progress -------------------------------------------------------------------------------
-SLOW_ROWS = 2000
+SLOW_ROWS = 1500
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_progress_as_text_lines_and_quiet(osmosis_cli, slow_pg_yaml, tmp_path):
     assert quiet.returncode == 0, quiet.stderr
     assert "progress" not in quiet.stderr and quiet.stderr.strip() == ""
     assert json.loads(quiet.stdout.strip().splitlines()[-1])["records_read"] == SLOW_ROWS - 1
-    text = osmosis_cli("run", slow_pg_yaml, "--progress-every", "1s", "--full-refresh")
+    text = osmosis_cli("run", slow_pg_yaml, "--progress-every", "0.5s", "--full-refresh")
     assert text.returncode == 0, text.stderr
     lines = [line for line in text.stderr.splitlines() if " progress: " in line]
     assert lines, text.stderr
@@ -345,7 +345,7 @@ def test_launcher_logs_progress_of_its_runs(osmosis_cli, slow_pg_yaml):
     data = yaml.safe_load(slow_pg_yaml.read_text())
     data["schedule"] = {"every": "1h"}
     slow_pg_yaml.write_text(yaml.safe_dump(data))
-    done = osmosis_cli("--log-format", "json", "launch", slow_pg_yaml, "--once", "--progress-every", "1s")
+    done = osmosis_cli("--log-format", "json", "launch", slow_pg_yaml, "--once", "--progress-every", "0.5s")
     assert done.returncode == 0, done.stderr
     logs = _json_lines(done.stderr)
     progress = [e for e in logs if e["event"] == "progress"]
