@@ -145,6 +145,11 @@ class ProgressReporter:
 
     def start(self) -> "ProgressReporter":
         self._started = time.monotonic()
+        if self._live:
+            # A log line while the live line shows would land at its end: clear the line first (redrawn next tick).
+            self._handlers = [h for h in logging.getLogger().handlers if getattr(h, "stream", None) is self._stream]
+            for handler in self._handlers:
+                handler.addFilter(self._clear_line)
         self._thread = threading.Thread(target=self._loop, name=f"progress-{self.pipeline_id}", daemon=True)
         self._thread.start()
         return self
@@ -153,6 +158,8 @@ class ProgressReporter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        for handler in getattr(self, "_handlers", ()):
+            handler.removeFilter(self._clear_line)
         if self._live and self._shown:
             self._stream.write("\r\x1b[K")  # the summary and the logs follow on clean lines
             self._stream.flush()
@@ -162,6 +169,11 @@ class ProgressReporter:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+    def _clear_line(self, record: logging.LogRecord) -> bool:
+        if self._shown:
+            self._stream.write("\r\x1b[K")
+        return True
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
