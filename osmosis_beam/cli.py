@@ -39,9 +39,9 @@ class _DropNoise(logging.Filter):
 
 
 def _setup_logging(verbosity: int, debug: bool, log_format: str = "text") -> None:
-    from osmosis_beam.core.logs import JsonFormatter, RedactFilter
-
     import warnings
+
+    from osmosis_beam.core.logs import JsonFormatter, RedactFilter
 
     # Deprecation notices of Beam's Google dependencies, printed when Beam is imported: nothing an osmosis
     # user can act on.
