@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from typing import Any, Callable, Sequence
 
@@ -37,48 +38,41 @@ class _DropNoise(logging.Filter):
         return not any(msg.startswith(n) for n in self._NOISE)
 
 
-class _Redact(logging.Filter):
-    """Known secrets and secrets by rule (URL passwords, secret query keys and headers) out of every log line."""
+def _setup_logging(verbosity: int, debug: bool, log_format: str = "text") -> None:
+    import warnings
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        from osmosis_beam.core.secrets import redact_text
+    from osmosis_beam.core.logs import JsonFormatter, RedactFilter
 
-        record.msg = redact_text(record.getMessage(), _SECRETS)
-        record.args = ()
-        return True
-
-
-class _RedactingFormatter(logging.Formatter):
-    """Redacts the whole formatted record: the message, and the traceback of ``exc_info`` too."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        from osmosis_beam.core.secrets import redact_text
-
-        return redact_text(super().format(record), _SECRETS)
-
-
-def _print_debug_traceback(exc: BaseException) -> None:
-    """``--debug``: the full traceback, with every secret redacted (a plain ``raise`` would print them)."""
-    import traceback
-
-    from osmosis_beam.core.secrets import redact_text
-
-    text = "".join(traceback.format_exception(exc))
-    print(redact_text(text, _SECRETS), file=sys.stderr, end="")
-
-
-def _setup_logging(verbosity: int, debug: bool) -> None:
+    # Deprecation notices of Beam's Google dependencies, printed when Beam is imported: nothing an osmosis
+    # user can act on.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
     level = logging.DEBUG if debug else logging.INFO if verbosity else logging.WARNING
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        logging.captureWarnings(True)  # Python warnings (e.g. from Beam's dependencies) as JSON lines too
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     handler.addFilter(_DropNoise())
-    handler.addFilter(_Redact())
+    handler.addFilter(RedactFilter(lambda: _SECRETS))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if not debug else logging.DEBUG)
     logging.getLogger("osmosis_beam").setLevel(level)
     # Beam logs every stage at INFO; keep it quiet unless --debug.
     logging.getLogger("apache_beam").setLevel(logging.DEBUG if debug else logging.ERROR)
+
+
+def _report_error(args, text: str, event: str = "error") -> None:
+    """The command's error on stderr: one line of text, or one JSON object under --log-format json."""
+    from osmosis_beam.core.logs import JsonFormatter
+
+    if getattr(args, "log_format", "text") != "json":
+        print(text, file=sys.stderr)
+        return
+    record = logging.LogRecord("osmosis_beam.cli", logging.ERROR, __file__, 0, text, None, None)
+    record.osmosis_event = event
+    print(JsonFormatter().format(record), file=sys.stderr)
 
 
 def _load(path: str, home: str | None = None):
@@ -92,6 +86,7 @@ def _load(path: str, home: str | None = None):
 def _store(args, read_only: bool = False):
     from osmosis_beam.state.factory import open_store
 
+    _require_home(args)
     return open_store(home=args.home, url=args.state, read_only=read_only)
 
 
@@ -113,10 +108,24 @@ def cmd_run(args) -> int:
         runner=args.runner,
         beam_args=args.beam_args,
         full_refresh=args.full_refresh,
+        progress=_progress_options(args),
     )
     run = runner.run()
     _print_json(run.summary())
     return 0
+
+
+def _progress_options(args) -> dict[str, Any] | None:
+    """Live progress of `run` and `launch`: a live line on a terminal (run only), else a log line every
+    --progress-every; --quiet: none."""
+    if args.quiet:
+        return None
+    interval = _duration("--progress-every", args.progress_every).total_seconds()
+    if interval <= 0:
+        raise _usage(f"--progress-every must be more than 0s, got {args.progress_every}")
+    logging.getLogger("osmosis_beam.progress").setLevel(logging.INFO)
+    live = None if args.log_format == "text" else False  # JSON logs: progress as log lines, never a live line
+    return {"interval": interval, "live": live}
 
 
 def cmd_history(args) -> int:
@@ -241,20 +250,46 @@ def _confirm(question: str, yes: bool) -> bool:
 
 
 def cmd_validate(args) -> int:
+    results = [_validate_one(path, args.offline, args.home) for path in args.pipelines]
+    if args.json:
+        _print_json(results)
+        return 2 if any(not r["valid"] for r in results) else 0
+    for r in results:
+        if not r["valid"]:
+            print(f"{r['path']}: invalid", file=sys.stderr)
+            for problem in r["problems"]:
+                print(f"  {problem}", file=sys.stderr)
+        elif r["pipeline"] is None:
+            print(f"{r['path']}: structure ok (offline)")
+        else:
+            print(f"{r['path']}: ok (pipeline {r['pipeline']}: {r['source']} -> {r['steps']} steps -> {r['sink']})")
+        for item in r["unchecked"]:
+            print(f"  not checked: {item['path']} (${{{item['variable']}}} is not set)")
+    return 2 if any(not r["valid"] for r in results) else 0
+
+
+_UNSET = re.compile(r"^(?P<path>.*?): environment variable (?P<variable>\w+) is not set")
+
+
+def _validate_one(path: str, offline: bool, home: str | None = None) -> dict[str, Any]:
+    """One file's verdict; ``offline``: unset ${ENV} variables are listed as not checked, not as problems."""
     from osmosis_beam.core.errors import ConfigError
 
-    failed = 0
-    for path in args.pipelines:
-        try:
-            spec = _load(path, args.home)
-        except ConfigError as exc:
-            failed += 1
-            print(f"{path}: invalid", file=sys.stderr)
-            for problem in exc.problems:
-                print(f"  {problem}", file=sys.stderr)
-            continue
-        print(f"{path}: ok (pipeline {spec.id}: {spec.source.type} -> {len(spec.steps)} steps -> {spec.sink.type})")
-    return 2 if failed else 0
+    result: dict[str, Any] = {"path": path, "valid": True, "pipeline": None, "source": None, "steps": None,
+                              "sink": None, "problems": [], "unchecked": []}
+    try:
+        spec = _load(path, home)
+    except ConfigError as exc:
+        problems = list(exc.problems or [exc.message])
+        if offline:
+            unset = [m for m in map(_UNSET.match, problems) if m]
+            result["unchecked"] = [{"path": m["path"], "variable": m["variable"]} for m in unset]
+            problems = [p for p in problems if not _UNSET.match(p)]
+        result["problems"] = problems
+        result["valid"] = not problems
+        return result
+    result.update(pipeline=spec.id, source=spec.source.type, steps=len(spec.steps), sink=spec.sink.type)
+    return result
 
 
 def cmd_test(args) -> int:
@@ -397,7 +432,7 @@ def cmd_launch(args) -> int:
         server = metrics.serve(args.metrics_port, args.metrics_host)
     scheduler = SyncScheduler(
         specs, store, home=resolve_home(args.home), concurrency=args.concurrency, runner=args.runner,
-        metrics=metrics, **timing
+        metrics=metrics, notifier=_launch_notifier(args), progress=_progress_options(args), **timing
     )
     try:
         with scheduler.stop_on_signals():
@@ -408,6 +443,23 @@ def cmd_launch(args) -> int:
     # A stop by signal exits 0 (runs it cancelled are in the history as failed); --once / --max-runs
     # exit 1 when one of their runs failed.
     return 0 if result.stopped else result.exit_code
+
+
+def _launch_notifier(args):
+    """The launcher's alerts: each pipeline's ``notify:``, else ``--notify URL`` / $OSMOSIS_NOTIFY_URL."""
+    import os
+
+    from osmosis_beam.core.notify import parse_notify
+    from osmosis_beam.scheduler.alerts import Notifier
+
+    url = args.notify or os.environ.get("OSMOSIS_NOTIFY_URL") or None
+    problems: list[str] = []
+    default = parse_notify({"webhook": url, "on": args.notify_on.split(",")}, problems, "--notify") if url else None
+    if problems:
+        raise _usage("; ".join(problems))
+    if default is not None:
+        _SECRETS.append(url)
+    return Notifier(default=default)
 
 
 def cmd_jobs(args) -> int:
@@ -443,6 +495,78 @@ def cmd_ui(args) -> int:
     return 0
 
 
+# -- spec, init, and where global flags go ------------------------------------------------------------
+def cmd_spec(args) -> int:
+    from osmosis_beam.schema import pipeline_schema, standalone_type_schema
+
+    schema = standalone_type_schema(args.type, args.kind) if args.type else pipeline_schema()
+    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_init(args) -> int:
+    from osmosis_beam.state.store import resolve_home
+
+    store = _store(args)  # creates the SQLite state (or checks the --state server) and its schema
+    where = getattr(store, "location", None) or str(resolve_home(args.home))
+    store.close()
+    print(f"osmosis home ready: {resolve_home(args.home)} (state: {where})")
+    return 0
+
+
+_CREATES_HOME = ("run", "launch", "init")
+
+
+def _require_home(args) -> None:
+    """Commands that only look (history, jobs, state, sources, ui) never create a home: a typo must not
+    silently become a new, empty one. ``init``, ``run`` and ``launch`` create it."""
+    import os
+
+    from osmosis_beam.state.store import resolve_home
+
+    if args.command in _CREATES_HOME or args.state or os.environ.get("OSMOSIS_STATE_URL"):
+        return
+    home = resolve_home(args.home)
+    if not home.is_dir():
+        given = "--home" if args.home else "$OSMOSIS_HOME" if os.environ.get("OSMOSIS_HOME") else "the default home"
+        raise _usage(
+            f"no osmosis home at {home} ({given}): the folder does not exist. Check the path; "
+            f"`osmosis --home {home} init` creates it (run and launch create it too)"
+        )
+
+
+_RUN_USAGE = "osmosis [GLOBAL FLAGS] run PIPELINE.yaml [--runner NAME] [--full-refresh] [--quiet] [--progress-every D] [-- BEAM_ARGS...]"
+_RUN_EPILOG = """\
+global flags (before or after the command):
+  --home DIR, --state URL, --debug, -v, --log-format text|json
+
+-- BEAM_ARGS...
+  everything after a lone -- goes to Beam as pipeline options, e.g.
+  osmosis run orders.yaml --runner portable -- --job_endpoint=localhost:8099 --environment_type=LOOPBACK
+
+output: the LAST line of stdout is the run's JSON summary; progress and errors go to stderr
+"""
+_GLOBAL_FLAGS = (
+    (("--home",), {"metavar": "DIR"}),
+    (("--state",), {"metavar": "URL"}),
+    (("--debug",), {"action": "store_true"}),
+    (("-v", "--verbose"), {"action": "count"}),
+    (("-q", "--quiet"), {"action": "store_true"}),
+    (("--log-format",), {"choices": ["text", "json"]}),
+)
+
+
+def _accept_global_flags_anywhere(parser: argparse.ArgumentParser, sub) -> None:
+    """``osmosis history --home DIR`` works like ``osmosis --home DIR history``: every command also takes
+    the global flags (hidden from its help; a value given after the command wins)."""
+    for command in sub.choices.values():
+        taken = {o for action in command._actions for o in action.option_strings}
+        for flags, options in _GLOBAL_FLAGS:
+            flags = tuple(f for f in flags if f not in taken)
+            if flags:
+                command.add_argument(*flags, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **options)
+
+
 def _duration(flag: str, text: str):
     from osmosis_beam.core.timefmt import parse_duration
 
@@ -466,13 +590,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--state", help="state store URL, e.g. postgresql://... (default: $OSMOSIS_STATE_URL, else SQLite in the home)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log run progress to stderr")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no live progress output")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text",
+                        help="stderr logs as text (default) or one JSON object a line (time, level, pipeline, run_id, event, message)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("run", help="run one sync of a pipeline")
+    p = sub.add_parser("run", help="run one sync of a pipeline", usage=_RUN_USAGE, epilog=_RUN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pipeline", metavar="PIPELINE.yaml")
     p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAML's runner")
     p.add_argument("--full-refresh", action="store_true", help="ignore the watermark and read from incremental.start")
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no live progress on stderr (the JSON summary is still the last line of stdout)")
+    p.add_argument("--progress-every", default="5s", metavar="DURATION",
+                   help="when stderr is not a terminal, a progress line this often (default 5s)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("history", help="sync history, newest first")
@@ -493,6 +625,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check pipeline files; list every error")
     p.add_argument("pipelines", nargs="+", metavar="PIPELINE.yaml")
+    p.add_argument("--offline", action="store_true",
+                   help="check the structure even where ${ENV} variables are unset (those values are not checked)")
+    p.add_argument("--json", action="store_true", help="one JSON array on stdout: per file, valid, problems, unchecked")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("test", help="test the source connection")
@@ -533,6 +668,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-backoff", default="1h", metavar="DURATION", help="cap of the failure backoff (default 1h)")
     p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAMLs' runner")
     p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on http://HOST:P/metrics")
+    p.add_argument("--progress-every", default="60s", metavar="DURATION",
+                   help="a progress line per running run this often (default 60s; --quiet: none)")
+    p.add_argument("--notify", metavar="URL",
+                   help="alert webhook for pipelines without a notify: section (default: $OSMOSIS_NOTIFY_URL)")
+    p.add_argument("--notify-on", default="failure,recovery", metavar="EVENTS",
+                   help="what --notify alerts on: failure, recovery, success, every_run (default failure,recovery)")
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address of the metrics endpoint (default 127.0.0.1; 0.0.0.0 for a remote Prometheus)")
     p.set_defaults(func=cmd_launch)
@@ -546,6 +687,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jobs", help="the sync jobs: pipeline, schedule, last run, next run, status")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser("spec", help="JSON Schema of pipeline files (or of one connector, step or sink type), for editors")
+    p.add_argument("type", nargs="?", metavar="TYPE", help="a connector, step or sink type (default: the whole pipeline file)")
+    p.add_argument("--kind", choices=["connector", "step", "sink"], help="which kind TYPE is, when a name is several (postgres)")
+    p.set_defaults(func=cmd_spec)
+
+    p = sub.add_parser("init", help="create the home (state folder) that other commands then use")
+    p.set_defaults(func=cmd_init)
+    _accept_global_flags_anywhere(parser, sub)
     return parser
 
 
@@ -560,38 +710,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.beam_args = beam_args
     if beam_args and args.command != "run":
         parser.error("arguments after -- (Beam arguments) are only for 'run'")
-    _setup_logging(args.verbose, args.debug)
+    _setup_logging(args.verbose, args.debug, args.log_format)
     return _invoke(args.func, args)
 
 
 def _invoke(func: Callable, args) -> int:
-    from osmosis_beam.core.errors import ConfigError, OsmosisError
+    from osmosis_beam.core.errors import OsmosisError
     from osmosis_beam.core.secrets import redact_text
 
     try:
         return func(args)
-    except ConfigError as exc:
-        if args.debug:
-            _print_debug_traceback(exc)
-        print(f"error: {redact_text(exc.message, _SECRETS)}", file=sys.stderr)
-        return exc.exit_code
-    except OsmosisError as exc:
-        if args.debug:
-            _print_debug_traceback(exc)
-        print(f"error: {redact_text(exc.message, _SECRETS)}", file=sys.stderr)
+    except OsmosisError as exc:  # ConfigError included: a message and its exit code
+        _debug_traceback(args)
+        _report_error(args, f"error: {redact_text(exc.message, _SECRETS)}")
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _report_error(args, "interrupted", event="interrupted")
         return 130
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - the one place that turns surprises into a message
-        if args.debug:
-            _print_debug_traceback(exc)
-            return 70
+        _debug_traceback(args)
         text = redact_text(f"{type(exc).__name__}: {exc}", _SECRETS)
-        print(f"internal error: {text}\n(run with --debug for the traceback, and please report it)", file=sys.stderr)
+        _report_error(args, f"internal error: {text}\n(run with --debug for the traceback, and please report it)",
+                      event="internal_error")
         return 70
+
+
+def _debug_traceback(args) -> None:
+    """Under --debug, the traceback on stderr, redacted like every other output (never Python's raw one)."""
+    if not args.debug:
+        return
+    import traceback
+
+    from osmosis_beam.core.secrets import redact_text
+
+    text = redact_text(traceback.format_exc().rstrip(), _SECRETS)
+    _report_error(args, text, event="traceback")
 
 
 if __name__ == "__main__":  # pragma: no cover

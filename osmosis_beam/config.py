@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import yaml
 
 from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.core.notify import NotifySpec, parse_notify
 from osmosis_beam.core.options import (
     Option,
     add_check_problems,
@@ -198,6 +199,7 @@ class PipelineSpec:
     runner: RunnerSpec = RunnerSpec()
     read: ReadSpec = ReadSpec()
     dead_letter: DeadLetterSpec = DeadLetterSpec()
+    notify: NotifySpec | None = None
     path: str | None = None
     raw: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -239,6 +241,8 @@ class PipelineSpec:
 
         walk_options(self.source.options)
         walk_options(self.sink.options)
+        if self.notify is not None:
+            walk(self.notify.webhook)
         return found
 
     # Built lazily so that importing config does not import every connector.
@@ -257,7 +261,7 @@ class PipelineSpec:
 
 #: The runner names (osmosis_beam.runners.options builds their options; this module must not import Beam).
 RUNNERS = ("direct", "portable", "flink", "dataflow")
-_TOP_KEYS = ("id", "source", "incremental", "steps", "sink", "schedule", "runner", "read", "dead_letter", "description")
+_TOP_KEYS = ("id", "source", "incremental", "steps", "sink", "schedule", "runner", "read", "dead_letter", "notify", "description")
 _INCREMENTAL = (
     Option("cursor_field"),
     Option("start", "timestamp"),
@@ -407,6 +411,7 @@ def parse_pipeline(
     runner = _runner(resolved.get("runner"), problems)
     read = _read(resolved.get("read"), problems)
     dead_letter = _dead_letter(resolved.get("dead_letter"), problems, base_dir)
+    notify = parse_notify(resolved.get("notify"), problems)
     if source is not None and not problems:
         # Problems that need the source's options and `incremental` together (a cursor the connector does
         # not support, a cursor it requires): build the connector once, offline, and report them now.
@@ -428,6 +433,7 @@ def parse_pipeline(
         runner=runner,
         read=read,
         dead_letter=dead_letter,
+        notify=notify,
         path=path,
         raw=raw,
     )

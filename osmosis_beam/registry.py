@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import re
 from importlib import metadata
 from typing import Any
 
@@ -152,11 +153,21 @@ class ConnectorRegistry:
                 try:
                     cls = self.lookup(kind, name)
                     doc = (cls.__doc__ or "").strip().splitlines()
-                    rows.append({"name": name, "description": doc[0] if doc else ""})
+                    rows.append({"name": name, "description": plain_text(doc[0]) if doc else ""})
                 except ConfigError as exc:
                     rows.append({"name": name, "description": f"unavailable: {exc.message}"})
             out[kind + "s"] = rows
         return out
+
+
+_RST_LITERAL = re.compile(r"``(.+?)``")
+_RST_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+
+
+def plain_text(text: str) -> str:
+    """A docstring line for a terminal: RST literals (````x````) and roles (``:class:`x```) as plain text."""
+    text = _RST_ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], text)
+    return _RST_LITERAL.sub(r"\1", text)
 
 
 _default: ConnectorRegistry | None = None

@@ -25,6 +25,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 
 from osmosis_beam.core.errors import ConfigError, FatalConnectorError, RecordError
+from osmosis_beam.core.progress import live_add
 from osmosis_beam.core.records import (
     DEAD_LETTER_TAG,
     METRICS_NAMESPACE,
@@ -54,6 +55,7 @@ class _ReadTask:
     split_points: tuple[int, ...] = ()
     integer: bool = False
     splittable: bool = True
+    progress_lo: int | None = None  # where the window's progress counts from (None: the first record's position)
 
 
 class _NoSplitTracker(OffsetRestrictionTracker):
@@ -97,17 +99,35 @@ class _WindowRestrictionProvider(RestrictionProvider):
 class _ReadWindowFn(beam.DoFn):
     """Reads one sub-window with the connector; emits batches of records."""
 
-    def __init__(self, connector: BaseConnector, batch_size: int) -> None:
+    def __init__(self, connector: BaseConnector, batch_size: int, progress_key: str | None = None) -> None:
         self._connector = connector
         self._batch_size = batch_size
-        self._read = Metrics.counter(METRICS_NAMESPACE, "records_read")
-        self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letter")
+        self._key = progress_key
+        self._read_counter = Metrics.counter(METRICS_NAMESPACE, "records_read")
+        self._dead_counter = Metrics.counter(METRICS_NAMESPACE, "dead_letter")
+        self._done = Metrics.counter(METRICS_NAMESPACE, "window_done")
+
+    def _read_inc(self, n: int) -> None:
+        self._read_counter.inc(n)
+        live_add(self._key, "records_read", n)
+
+    def _advance(self, mark: list, to: int) -> None:
+        """Count the window read up to cursor position ``to`` (``mark`` holds where this restriction counted to)."""
+        if mark[0] is None:
+            mark[0] = to
+            return
+        delta = to - mark[0]
+        if delta > 0:
+            mark[0] = to
+            self._done.inc(delta)
+            live_add(self._key, "window_done", delta)
 
     def setup(self) -> None:
         self._connector.connect()
 
     def _dead_letter(self, letter: DeadLetter):
-        self._dead.inc()
+        self._dead_counter.inc()
+        live_add(self._key, "dead_letter", 1)
         return beam.pvalue.TaggedOutput(DEAD_LETTER_TAG, letter.to_dict())
 
     def teardown(self) -> None:
@@ -116,6 +136,12 @@ class _ReadWindowFn(beam.DoFn):
     def process(self, task: _ReadTask, tracker=beam.DoFn.RestrictionParam(_WindowRestrictionProvider())):
         restriction = tracker.current_restriction()
         connector = self._connector
+        # How far this restriction's progress is counted: from its start, or, under an open lower bound,
+        # from where the window's records begin (else from the first claimed position).
+        base = restriction.start if restriction.start > MIN_MICROS else task.progress_lo
+        if base is not None and task.progress_lo is not None:
+            base = max(base, task.progress_lo)
+        mark = [base]
         if task.integer:
             lo = None if restriction.start <= MIN_MICROS else restriction.start
             hi = restriction.stop
@@ -124,9 +150,10 @@ class _ReadWindowFn(beam.DoFn):
             hi = from_micros(restriction.stop)
         if connector.splittable:
             if connector.reads_batches:
-                yield from self._read_batches_claiming(task, tracker, restriction, lo, hi)
+                yield from self._read_batches_claiming(task, tracker, restriction, lo, hi, mark)
             else:
-                yield from self._read_claiming(task, tracker, restriction, lo, hi)
+                yield from self._read_claiming(task, tracker, restriction, lo, hi, mark)
+            self._advance(mark, tracker.current_restriction().stop)  # this (possibly split) restriction is read
             return
         # A connector that cannot split owns the whole window once it claims its start.
         if not tracker.try_claim(restriction.start):
@@ -139,15 +166,16 @@ class _ReadWindowFn(beam.DoFn):
                 continue
             batch.append(item)
             if len(batch) >= size:
-                self._read.inc(len(batch))
+                self._read_inc(len(batch))
                 yield batch
                 batch = []
         if batch:
-            self._read.inc(len(batch))
+            self._read_inc(len(batch))
             yield batch
         tracker.try_claim(restriction.stop)  # marks the restriction done
+        self._advance(mark, restriction.stop)
 
-    def _read_claiming(self, task, tracker, restriction, lo, hi):
+    def _read_claiming(self, task, tracker, restriction, lo, hi, mark):
         """Reads a splittable window, claiming once per batch (at the batch's last cursor position).
 
         Claiming position p means owning every position up to p, so one claim per batch keeps the
@@ -192,7 +220,9 @@ class _ReadWindowFn(beam.DoFn):
             if len(batch) >= size:
                 out, claimed, done = self._claim(tracker, batch, positions, claimed)
                 if out:
-                    self._read.inc(len(out))
+                    self._read_inc(len(out))
+                    if claimed is not None:
+                        self._advance(mark, claimed)
                     yield out
                 if done:
                     return
@@ -200,13 +230,13 @@ class _ReadWindowFn(beam.DoFn):
         if batch:
             out, claimed, done = self._claim(tracker, batch, positions, claimed)
             if out:
-                self._read.inc(len(out))
+                self._read_inc(len(out))
                 yield out
             if done:
                 return
         tracker.try_claim(restriction.stop)  # marks the restriction done
 
-    def _read_batches_claiming(self, task, tracker, restriction, lo, hi):
+    def _read_batches_claiming(self, task, tracker, restriction, lo, hi, mark):
         """The fast path for connectors that read in batches: checks and claims at batch edges only."""
         connector = self._connector
         position = connector.cursor_position
@@ -239,7 +269,9 @@ class _ReadWindowFn(beam.DoFn):
                 stop = tracker.current_restriction().stop
                 out, done = [r for r in batch if position(r) < stop], True
             if out:
-                self._read.inc(len(out))
+                self._read_inc(len(out))
+                if claimed is not None:
+                    self._advance(mark, claimed)
                 yield out
             if done:
                 return
@@ -276,6 +308,7 @@ class ReadWindow(beam.PTransform):
         splits: int = 4,
         batch_size: int = 2000,
         split_from: dt.datetime | None = None,
+        progress_key: str | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(connector, BaseConnector):
@@ -287,6 +320,17 @@ class ReadWindow(beam.PTransform):
         self._splits = splits
         self._batch_size = batch_size
         self._split_from = split_from
+        self._progress_key = progress_key  # a run id: workers in this process count into core.progress.LIVE
+
+    def progress_range(self) -> tuple[int, int] | None:
+        """The cursor range the read's ``window_done`` counter covers, or None when its start is unknown."""
+        lo = self._window.lo_micros
+        if lo <= MIN_MICROS:
+            if self._split_from is None:
+                return None
+            lo = self._split_from if isinstance(self._split_from, int) else to_micros(self._split_from)
+        hi = self._window.hi_micros
+        return (lo, hi) if hi > lo else None
 
     def split_points(self) -> tuple[int, ...]:
         if not self._connector.splittable or self._splits <= 1:
@@ -308,12 +352,13 @@ class ReadWindow(beam.PTransform):
             self.split_points(),
             self._window.is_integer,
             self._connector.splittable,
+            (self.progress_range() or (None,))[0],
         )
         return (
             pbegin
             | "Window" >> beam.Create([task])
             | "Read window"
-            >> beam.ParDo(_ReadWindowFn(self._connector, self._batch_size))
+            >> beam.ParDo(_ReadWindowFn(self._connector, self._batch_size, self._progress_key))
             .with_output_types(RecordBatch)
             .with_outputs(
                 DEAD_LETTER_TAG, main="records"
@@ -441,12 +486,13 @@ class ReadFromSource(beam.PTransform):
         self._state = dict(state or {})
         self._handle_errors = False
         self._split_from: Any = None
+        self._progress_key: str | None = None
         self.window: SyncWindow | None = None
 
     @classmethod
     def of_window(
         cls, connector: BaseConnector, window: SyncWindow, *, splits: int = 4, batch_size: int = 2000,
-        batched: bool = True, split_from: Any = None,
+        batched: bool = True, split_from: Any = None, progress_key: str | None = None,
     ) -> "ReadFromSource":
         """The read of a connector whose run is already open (``begin_run`` called) and window fixed.
 
@@ -458,6 +504,7 @@ class ReadFromSource(beam.PTransform):
         read._since, read._until = window.lo, window.hi
         read._splits, read._batch_size, read._batched = splits, batch_size, batched
         read._state, read._handle_errors, read._split_from = {}, False, split_from
+        read._progress_key = progress_key
         read.window = window
         return read
 
@@ -466,6 +513,12 @@ class ReadFromSource(beam.PTransform):
         other = copy.copy(self)
         other._handle_errors = True
         return other
+
+    def progress_range(self) -> tuple[int, int] | None:
+        """The cursor range of the window the read's ``window_done`` counter covers (after the build)."""
+        if self.window is None:
+            return None
+        return ReadWindow(self.connector, self.window, split_from=self._split_from).progress_range()
 
     def end_state(self) -> dict[str, Any] | None:
         """The connector state to keep after the pipeline succeeded (pass it as ``state=`` next time)."""
@@ -504,7 +557,8 @@ class ReadFromSource(beam.PTransform):
     def expand(self, pbegin):
         window = self._open()
         read = pbegin | "Read window" >> ReadWindow(
-            self.connector, window, splits=self._splits, batch_size=self._batch_size, split_from=self._split_from
+            self.connector, window, splits=self._splits, batch_size=self._batch_size, split_from=self._split_from,
+            progress_key=self._progress_key,
         )
         records, dead = read.records, read[DEAD_LETTER_TAG]
         if not self._batched:

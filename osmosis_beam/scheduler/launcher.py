@@ -41,6 +41,7 @@ from osmosis_beam.config import PipelineSpec, ScheduleSpec, load_pipeline
 from osmosis_beam.core.errors import ConfigError, LeaseHeldError, OsmosisError
 from osmosis_beam.core.models import SyncJob, SyncRun
 from osmosis_beam.core.timefmt import format_duration, format_timestamp, utcnow
+from osmosis_beam.scheduler.alerts import Notifier
 from osmosis_beam.scheduler.schedule import (
     DEFAULT_BACKOFF,
     DEFAULT_MAX_BACKOFF,
@@ -54,6 +55,7 @@ __all__ = ["SyncScheduler", "LaunchResult", "load_specs", "describe_jobs", "DEFA
 
 log = logging.getLogger(__name__)
 DEFAULT_GRACE = dt.timedelta(seconds=30)
+ALERT_DRAIN = 60.0  # seconds the launcher waits at exit for alerts still being delivered
 _TICK = 0.2  # longest sleep between looks at signals, finished runs and the store (seconds)
 
 
@@ -193,6 +195,9 @@ class SyncScheduler:
         clock: ``now`` as a UTC-aware datetime (tests pass their own).
         abort_timeout: after the grace period, how long to wait for cancelled runs to stop.
         metrics: an :class:`osmosis_beam.scheduler.metrics.LauncherMetrics`, told of every finished run.
+        notifier: an :class:`osmosis_beam.scheduler.alerts.Notifier` (its ``default`` is the launcher-wide
+            webhook); by default one that sends each pipeline's ``notify:`` alerts.
+        progress: live progress of each run as log lines (``{"interval": 60.0}``, see SyncRunner); None: none.
     """
 
     def __init__(
@@ -210,6 +215,8 @@ class SyncScheduler:
         clock: Callable[[], dt.datetime] = utcnow,
         abort_timeout: float = 30.0,
         metrics: Any = None,
+        notifier: Any = None,
+        progress: dict[str, Any] | None = None,
     ) -> None:
         if concurrency < 1:
             raise ConfigError(f"--concurrency must be at least 1, got {concurrency}")
@@ -231,6 +238,9 @@ class SyncScheduler:
         self.registry = registry
         self.abort_timeout = abort_timeout
         self.metrics = metrics
+        self.notifier = notifier if notifier is not None else Notifier()
+        # Runs share the launcher's stderr: progress is always log lines there, never a live terminal line.
+        self.progress = {**progress, "live": False} if progress is not None else None
         self._clock = clock
         self._by_id = {s.id: s for s in self.specs}
         self._running: dict[str, threading.Thread] = {}
@@ -367,6 +377,7 @@ class SyncScheduler:
         if self._stop_requested:
             result.stopped = True
             self._drain(result)
+        self.notifier.drain(ALERT_DRAIN)
         log.info(
             "launcher stopped: %d runs (%d succeeded, %d failed, %d cancelled), %d skipped",
             result.runs, result.succeeded, result.failed, result.cancelled, result.skipped,
@@ -462,7 +473,7 @@ class SyncScheduler:
 
         return SyncRunner(
             spec, self.store, home=self.home, runner=self.runner, registry=self.registry,
-            cancel_event=self._cancel, **hooks,
+            cancel_event=self._cancel, progress=self.progress, **hooks,
         )
 
     def _start(self, spec: PipelineSpec, job: SyncJob) -> None:
@@ -526,6 +537,8 @@ class SyncScheduler:
         job = self.store.get_job(spec.id) or SyncJob(pipeline_id=spec.id, source_id=spec.id, spec_path=spec.path)
         job.interval_minutes, job.cron, job.timezone = _schedule_fields(spec.schedule)
         job.last_run = run.started_at if run is not None else attempt
+        failures_before = job.consecutive_failures
+        message = None
         run_id = run.run_id if run is not None else "-"
         window = run.window if run is not None and run.window is not None else "(none)"
         if error is None:
@@ -558,3 +571,6 @@ class SyncScheduler:
                 format_timestamp(job.next_run),
             )
         self.store.put_job(job)
+        if job.status in ("succeeded", "failed"):  # a cancelled run is the launcher's doing, not news
+            self.notifier.after_run(spec, run, message, status=job.status, failures_before=failures_before,
+                                    failures_now=job.consecutive_failures)

@@ -78,11 +78,27 @@ def compile_expression(text: Any, where: str = "expression"):
     try:
         code = compile(text.strip(), f"<{where}>", "eval")
     except SyntaxError as exc:
-        raise ConfigError(f"{where}: invalid expression {text!r}: {exc.msg} at column {exc.offset}") from None
+        raise ConfigError(f"{where}: invalid Python expression {text!r}: {_syntax_detail(text.strip(), exc)}") from None
     dunders = _dunder_names(code)
     if dunders:
         raise ConfigError(f"{where}: {dunders[0]!r} is not allowed in an expression {text!r}")
     return code
+
+
+def _syntax_detail(text: str, exc: SyntaxError) -> str:
+    """What is wrong and where, in words: Python points at column 0 when an expression stops early."""
+    col = exc.offset or 0
+    if 0 < col <= len(text) and exc.msg == "invalid syntax":
+        return f"invalid syntax at column {col}, at {text[col - 1:col + 11]!r}"
+    if 0 < col <= len(text):
+        return f"{exc.msg} (column {col})"
+    for tail in (" 0", ")", "]", "}", " else None"):
+        try:
+            compile(text + tail, "<expression>", "eval")
+        except SyntaxError:
+            continue
+        return f"it ends too early: something is missing after {text!r} (e.g. a value after an operator, or a closing bracket)"
+    return exc.msg
 
 
 def _scope(record: Record) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from osmosis_beam.core.errors import LeaseHeldError, OsmosisError, RunError
+from osmosis_beam.core.logs import event_fields
 from osmosis_beam.core.models import SyncRun
 from osmosis_beam.core.secrets import redact_text
 from osmosis_beam.core.timefmt import utcnow
@@ -68,7 +69,8 @@ class Attempt:
             run.window = opened.window
             store.start_run(run, runner.holder)
             self.phase = Phase.RECORDED
-            log.info("pipeline %s: run %s started, window %s", spec.id, run.run_id, opened.window)
+            log.info("pipeline %s: run %s started, window %s", spec.id, run.run_id, opened.window,
+                     extra=event_fields("run_started", spec.id, run.run_id))
             runner.call_hook(runner.on_start, run)
             self._check_cancelled()
             skip = opened.skip_reason(self.connector, spec.incremental.lookback)
@@ -92,6 +94,7 @@ class Attempt:
                 "pipeline %s: run %s succeeded, window %s, read %d, written %d, dead letters %d, %.2fs",
                 spec.id, run.run_id, opened.window, run.records_read, run.records_written, run.dead_letter,
                 time.monotonic() - started,
+                extra=event_fields("run_succeeded", spec.id, run.run_id),
             )
             return run
         except BaseException as exc:
@@ -230,7 +233,10 @@ class Attempt:
             store.fail_run(run)
         except OsmosisError as state_exc:
             log.error("pipeline %s: could not record the failed run: %s", spec.id, state_exc)
-        log.error("pipeline %s: run %s failed: %s", spec.id, run.run_id, run.error)
+        # INFO, not ERROR: the caller reports the error it gets back (the CLI prints it once, the launcher
+        # logs its end line); at ERROR every failed run would print its error twice.
+        log.info("pipeline %s: run %s failed: %s", spec.id, run.run_id, run.error,
+                 extra=event_fields("run_failed", spec.id, run.run_id))
         if isinstance(exc, (KeyboardInterrupt, SystemExit, LeaseHeldError)):
             return exc
         return RunError(f"pipeline {spec.id}: run {run.run_id} failed: {run.error}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from osmosis_beam.config import PipelineSpec
+from osmosis_beam.core.progress import live_add
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.base import BaseConnector, BaseSink
 from osmosis_beam.io.files.jsonl_write import WriteJSONL
@@ -33,11 +34,17 @@ def build_graph(
     registry=None,
     cancel_token: str | None = None,
     cancel_message: str = "",
-) -> None:
-    """Add the run's transforms to ``p``."""
+    progress_key: str | None = None,
+) -> tuple[int, int] | None:
+    """Add the run's transforms to ``p``; returns the cursor range the read's progress counts over.
+
+    With ``progress_key`` (the run id), workers in this process count what they read and hand to the
+    sink into ``core.progress.LIVE[progress_key]`` as they go, for the run's live progress.
+    """
     split_from = connector.lower_bound(window) if window.lo is None and connector.splittable else None
     read = ReadFromSource.of_window(
-        connector, window, splits=spec.read.splits, batch_size=spec.read.batch_size, split_from=split_from
+        connector, window, splits=spec.read.splits, batch_size=spec.read.batch_size, split_from=split_from,
+        progress_key=progress_key,
     ).with_exception_handling()
     batches, read_dead = p | f"Read {spec.source.type}" >> read
     if cancel_token is not None:
@@ -51,6 +58,8 @@ def build_graph(
         out = batches | "Steps" >> chain
         batches = out["records"]
         dead.append(out["dead_letter"])
+    if progress_key is not None:
+        batches = batches | "Count to sink" >> beam.ParDo(_CountLive(progress_key, "records_written"))
     written = batches | f"Write {spec.sink.type}" >> WriteToSink.for_run(sink, run_id)
     dead.append(written.dead_letter)
     (
@@ -60,3 +69,19 @@ def build_graph(
         | "Write dead letters"
         >> WriteJSONL(str(dead_sink.staging_dir(run_id)), counter="dead_letter_written", lenient=True)
     )
+    return read.progress_range()
+
+
+class _CountLive(beam.DoFn):
+    """Passes batches through, counting their records into the run's live progress (in this process).
+
+    The sink's own Beam counter stays the run's count of records written; this one only shows, while the
+    run goes, how many records reached the sink.
+    """
+
+    def __init__(self, key: str, name: str) -> None:
+        self._key, self._name = key, name
+
+    def process(self, batch):
+        live_add(self._key, self._name, len(batch))
+        yield batch

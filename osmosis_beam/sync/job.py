@@ -18,7 +18,7 @@ from osmosis_beam.core.records import METRICS_NAMESPACE
 from osmosis_beam.core.secrets import redact_text
 from osmosis_beam.core.timefmt import format_duration
 
-__all__ = ["JobRunner", "job_id", "job_counts"]
+__all__ = ["JobRunner", "job_id", "job_counts", "running_counts"]
 
 log = logging.getLogger(__name__)
 CANCEL_GRACE = 10.0  # seconds to wait for a cancelled remote job to report that it stopped
@@ -145,7 +145,43 @@ def job_counts(result) -> dict[str, int]:
     except Exception as exc:  # noqa: BLE001 - some runners report no metrics
         log.warning("could not read Beam metrics: %s", exc)
         return counts
+    return _sum_counters(metrics, committed_first=True)
+
+
+def running_counts(result) -> dict[str, Any]:
+    """A running job's osmosis counters so far (attempted values), and its state as ``job_state``.
+
+    For the live progress of remote runs. The portable runner's ``metrics()`` keeps its first answer, so
+    its job service is asked afresh each time (with a deadline). A job service that reports metrics only
+    when the job ends (Beam's local job service) gives just the state until then.
+    """
+    from apache_beam.metrics.metric import MetricsFilter
+
+    out: dict[str, Any] = {}
+    try:
+        from apache_beam.runners.portability import portable_runner
+
+        if isinstance(result, portable_runner.PipelineResult) and hasattr(result, "_job_service"):
+            from apache_beam.portability.api import beam_job_api_pb2
+
+            service, job = result._job_service, result._job_id
+            state = service.GetState(beam_job_api_pb2.GetJobStateRequest(job_id=job), timeout=10).state
+            out["job_state"] = beam_job_api_pb2.JobState.Enum.Name(state)
+            response = service.GetJobMetrics(beam_job_api_pb2.GetJobMetricsRequest(job_id=job), timeout=10)
+            metrics = portable_runner.PortableMetrics(response)
+        else:
+            out["job_state"] = str(result.state)
+            metrics = result.metrics()
+        out.update(_sum_counters(metrics.query(MetricsFilter().with_namespace(METRICS_NAMESPACE)), committed_first=False))
+    except Exception as exc:  # noqa: BLE001 - progress never fails a run
+        log.debug("pipeline metrics unavailable while the job runs: %s", exc)
+    return out
+
+
+def _sum_counters(metrics: Mapping[str, Any], committed_first: bool) -> dict[str, int]:
+    counts: dict[str, int] = {}
     for item in metrics.get("counters", []):
-        value = item.committed if item.committed is not None else item.attempted
+        first, second = (item.committed, item.attempted) if committed_first else (item.attempted, item.committed)
+        value = first if first is not None else second
         counts[item.key.metric.name] = counts.get(item.key.metric.name, 0) + int(value or 0)
     return counts

@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 from osmosis_beam.config import PipelineSpec
 from osmosis_beam.core.errors import ConfigError, LeaseHeldError, OsmosisError, RunError
 from osmosis_beam.core.models import SyncJob, SyncRun
+from osmosis_beam.core.progress import LIVE, LiveCounts, ProgressReporter
 from osmosis_beam.core.timefmt import format_timestamp, utcnow
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.base import BaseConnector, BaseSink
@@ -93,6 +94,7 @@ class SyncRunner:
         cancel_event: threading.Event | None = None,
         on_start: Callable[[SyncRun], None] | None = None,
         on_done: Callable[[SyncRun | None, BaseException | None], None] | None = None,
+        progress: dict[str, Any] | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -111,6 +113,10 @@ class SyncRunner:
         # or None when it failed before it began; ``error`` is None on success). Hook errors are logged.
         self.on_start = on_start
         self.on_done = on_done
+        # Live progress while the job runs (None: none): ``{"interval": 5.0, "live": None, "stream": None}``,
+        # the keywords of core.progress.ProgressReporter (live=None: a live line when the stream is a terminal).
+        self.progress = progress
+        self.last_progress: ProgressReporter | None = None
         self.current_run: SyncRun | None = None  # the run in progress (or last run) of this runner
         self.holder = new_holder_id()
         self._secrets = spec.secret_values()
@@ -256,9 +262,11 @@ class SyncRunner:
             job_name=runners.job_name(spec.id, run_id), labels=runners.job_labels(spec.id, run_id),
         )
         token = uuid.uuid4().hex if self.cancel_event is not None else None
-        build_graph(
+        watch = self.progress is not None and not (self.runner == "dataflow" and runners.is_dry_run(p.options))
+        span = build_graph(
             p, spec, connector, sink, dead_sink, window, run_id,
             registry=self.registry, cancel_token=token, cancel_message=CANCELLED,
+            progress_key=run_id if watch else None,
         )
         job = JobRunner(
             self.runner, self.runner_options, self.beam_args, pipeline_id=spec.id, secrets=self._secrets,
@@ -266,9 +274,12 @@ class SyncRunner:
         )
         if token is not None:
             CANCEL_EVENTS[token] = self.cancel_event
+        reporter = self._watch(run_id, span) if watch else None
         try:
             try:
                 result = job.submit(p)  # the in-process runner returns when the job is done
+                if reporter is not None:
+                    reporter.remote_result = result
                 if self.runner == "dataflow" and runners.is_dry_run(p.options):
                     self._dry_run_built(result, p.options)
                     return {}
@@ -280,6 +291,30 @@ class SyncRunner:
         finally:
             if token is not None:
                 CANCEL_EVENTS.pop(token, None)
+            if reporter is not None:
+                reporter.stop()
+                LIVE.pop(run_id, None)
+
+    def _watch(self, run_id: str, span: tuple[int, int] | None) -> ProgressReporter:
+        """Start reporting the run's progress: from this process's workers, and from a remote job's metrics."""
+        from osmosis_beam.sync.job import running_counts
+
+        counts = LIVE[run_id] = LiveCounts()
+        reporter: ProgressReporter
+
+        def probe() -> dict[str, Any]:
+            here = counts.snapshot()
+            result = getattr(reporter, "remote_result", None)
+            if result is None or not _runners().is_remote(self.runner):
+                return here
+            there = running_counts(result)
+            merged: dict[str, Any] = {k: max(v, here.get(k, 0)) if isinstance(v, int) else v for k, v in there.items()}
+            return {**here, **merged}
+
+        options = dict(self.progress or {})
+        reporter = ProgressReporter(self.spec.id, run_id, probe, (span[1] - span[0]) if span else None, **options)
+        self.last_progress = reporter  # what it reported stays in ``last_progress.reports``
+        return reporter.start()
 
     # -- runner checks and dry runs --------------------------------------------------------------
     def _prepare_job(self, connector: BaseConnector, sink: BaseSink) -> None:

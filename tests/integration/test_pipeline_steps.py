@@ -298,7 +298,7 @@ def test_osmosis_validate_reports_step_errors_with_index_and_name(tmp_path):
     lines = [line.strip() for line in out.stderr.splitlines()]
     assert any(line.endswith("bad.yaml: invalid") for line in lines), out.stderr
     expected = [
-        "steps[2] (map): total: invalid expression 'value *': invalid syntax at column",
+        "steps[2] (map): total: invalid Python expression 'value *': it ends too early: something is missing after 'value *'",
         "steps[3] (dedupe): keys: unknown option (did you mean 'key'?); known: key, cursor",
         "steps[3] (dedupe): key: required (the fields that identify a record)",
         "steps[4] (html2text): unknown step 'html2text' (did you mean 'html_to_text'?); known:",

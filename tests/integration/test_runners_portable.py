@@ -366,3 +366,51 @@ def test_direct_runner_with_worker_processes(tmp_path, home, monkeypatch):
     assert os.getpid() not in readers and len(readers) >= 1  # read in worker processes, not the launcher
     assert store_for(home).get_watermark("synth").value == parse_timestamp("2024-01-01T01:00:00Z")
 
+
+
+# -- live progress (issue 13) -----------------------------------------------------------------------------------
+def _progress_runner(spec, home):
+    import io
+
+    stream = io.StringIO()
+    runner = SyncRunner(spec, store_for(home), home=home, progress={"interval": 0.3, "live": False, "stream": stream})
+    return runner
+
+
+def test_loopback_progress_counts_while_the_job_runs(tmp_path, home, beam_services):
+    # 60 records over [00:00, 01:00), one a minute, 0.1 s each: about 6 s of reading, in one sub-window.
+    spec = make_spec(tmp_path, runner=portable(beam_services), source={"step_us": 60_000_000, "sleep_per_record": 0.1},
+                     read={"splits": 1, "batch_size": 5})
+    runner = _progress_runner(spec, home)
+    run = runner.run()
+    assert (run.status, run.records_read) == ("succeeded", 60)
+    reporter = runner.last_progress
+    seen = [p for p in reporter.reports if 0 < p.read < 60]
+    assert len(seen) >= 3, reporter.reports  # counted while the job ran, not only at its end
+    shares = [p.share for p in reporter.reports]
+    assert shares == sorted(shares) and all(0 <= s <= 1 for s in shares)
+    for p in seen:
+        assert abs(p.share - p.read / 60) <= 0.1 and p.eta_seconds is not None
+
+
+def test_external_workers_progress_shows_the_job_state_from_the_job_service(tmp_path, home, beam_services):
+    spec = parse_pipeline(
+        {
+            "id": "slow_external",
+            "source": {"type": SYNTH, "count": 30, "step_us": 60_000_000, "sleep_per_record": 0.1,
+                       "clock": "2024-01-01T01:00:00Z"},
+            "incremental": {"start": "2024-01-01T00:00:00Z"},
+            "read": {"splits": 1, "batch_size": 5},
+            "sink": {"type": "jsonl", "path": "out"},
+            "runner": portable(beam_services, environment_type="EXTERNAL", environment_config=beam_services.pool_endpoint),
+        },
+        path=str(tmp_path / "slow.yaml"),
+    )
+    runner = _progress_runner(spec, home)
+    run = runner.run()
+    assert (run.status, run.records_read) == ("succeeded", 30)
+    reporter = runner.last_progress
+    # Workers in another process: the only news while the job runs is what the job service says.
+    states = {p.state for p in reporter.reports}
+    assert "RUNNING" in states, reporter.reports
+    assert all(p.elapsed >= 0 for p in reporter.reports)

@@ -336,7 +336,7 @@ def test_missing_file_is_a_config_error(tmp_path):
 @pytest.mark.parametrize(
     "data, expected",
     [
-        (base(sinkk={}), "sinkk: unknown key (did you mean 'sink'?); known: id, source, incremental, steps, sink, schedule, runner, read, dead_letter, description"),
+        (base(sinkk={}), "sinkk: unknown key (did you mean 'sink'?); known: id, source, incremental, steps, sink, schedule, runner, read, dead_letter, notify, description"),
         (base(source={"type": "rss", "url": "http://h/f", "urll": "x"}), "source.urll: unknown option (did you mean 'url'?); known: backdated_lookback, connect_timeout, deadline, headers, max_bytes, max_redirects, max_retry_wait, page_deadline, request_interval, respect_robots_txt, retries, retry_backoff, timeout, url, user_agent, verify_tls"),
         (base(incremental={"safety_lagg": "1s"}), "incremental.safety_lagg: unknown option (did you mean 'safety_lag'?); known: cursor_field, lookback, max_window, safety_lag, start"),
         (base(schedule={"every": "1m", "evry": "2m"}), "schedule.evry: unknown key (did you mean 'every'?); known: every, interval_minutes, cron, timezone"),
@@ -464,7 +464,7 @@ def test_step_errors_name_the_index_and_the_step():
         )
     )
     assert found[0].startswith("steps[2] (filtr): unknown step 'filtr' (did you mean 'filter'?); known: ")
-    assert found[1].startswith("steps[3] (filter): ") and "invalid expression 'amount >'" in found[1]
+    assert found[1].startswith("steps[3] (filter): ") and "invalid Python expression 'amount >'" in found[1]
     assert found[2] == "steps[4].on_error: must be dead_letter or fail, got 'explode'"
     assert found[3] == "steps[5]: one step per list item, got filter, select"
     assert found[4] == "steps[6]: no step given, only on_error"

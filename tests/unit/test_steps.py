@@ -80,7 +80,7 @@ def test_expression_runtime_errors_raise_for_the_dead_letter():
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("amount >", "filter: invalid expression 'amount >': invalid syntax at column"),
+        ("amount >", "filter: invalid Python expression 'amount >': it ends too early: something is missing after 'amount >'"),
         ("", "filter: must be a non-empty Python expression"),
         ("().__class__.__bases__", "'__class__' is not allowed"),
         ("[x.__dict__ for x in tags]", "'__dict__' is not allowed"),
@@ -98,7 +98,7 @@ def test_builtins_are_restricted():
 
 
 def test_compile_expression_names_where():
-    with pytest.raises(ConfigError, match=r"map\.total: invalid expression"):
+    with pytest.raises(ConfigError, match=r"map\.total: invalid Python expression"):
         compile_expression("1 +* 2", "map.total")
 
 
@@ -314,9 +314,9 @@ def test_python_step_function_and_class():
 @pytest.mark.parametrize(
     "cls, config, problem",
     [
-        (FilterStep, "amount >", "invalid expression 'amount >'"),
+        (FilterStep, "amount >", "invalid Python expression 'amount >'"),
         (FilterStep, 5, "must be a non-empty Python expression"),
-        (MapStep, {"a": "1 +", "b": "ok(", "c": "1"}, "a: invalid expression"),
+        (MapStep, {"a": "1 +", "b": "ok(", "c": "1"}, "a: invalid Python expression"),
         (MapStep, ["x"], "give a mapping of field: expression"),
         (SelectStep, [], "give a list of field names"),
         (DropStep, {"a": 1}, "give a list of field names"),
@@ -382,7 +382,7 @@ def test_yaml_step_errors_name_index_and_step_all_at_once():
             {"select": ["a"], "drop": ["b"]},
         ]))
     problems = info.value.problems
-    assert any(p.startswith("steps[2] (filter): invalid expression 'amount >'") for p in problems), problems
+    assert any(p.startswith("steps[2] (filter): invalid Python expression 'amount >'") for p in problems), problems
     assert any(
         p.startswith("steps[3] (fliter): unknown step 'fliter' (did you mean 'filter'?); known:") for p in problems
     ), problems

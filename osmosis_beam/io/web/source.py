@@ -140,6 +140,30 @@ def _parse_selector(raw: Any, *, relative: bool) -> _Selector:
     return _Selector(text=text, query=query, xpath=xpath, extract=extract, attr=attr)
 
 
+_EXTRACTORS = ("::text", "::html", "::outer_html", "::attr(NAME)")
+
+
+def _extractor_hint(query: str) -> str:
+    """A hint when a CSS selector ends in something like an extractor that is not one (``::atr(href)``)."""
+    import re
+
+    found = re.search(r"::?([A-Za-z_-]+)(\([^)]*\))?\s*$", query)
+    if not found:
+        return ""
+    name, arg = found.group(1), found.group(2) or ""
+    from osmosis_beam.core.options import suggest
+
+    guess = suggest(name + ("(" if arg else ""), ["text", "html", "outer_html", "attr("])
+    if arg and (guess or name.lower().startswith("at")):
+        better = f"::attr{arg}"
+    elif guess:
+        better = "::" + guess.split("'")[1].rstrip("(")
+    else:
+        better = None
+    where = f"; did you mean {query[: found.start()]}{better}?" if better else ""
+    return f"{where} A selector's value is taken with one of {', '.join(_EXTRACTORS)} at its end (default: ::text)"
+
+
 def _compile(sel: _Selector) -> Callable[[Any], list]:
     """A function from a context element to the list of matches (elements, strings, numbers...)."""
     from lxml import etree
@@ -166,7 +190,7 @@ def _compile(sel: _Selector) -> Callable[[Any], list]:
     try:
         css = CSSSelector(sel.query, translator="html", namespaces=_XPATH_NS)
     except SelectorError as exc:
-        raise ValueError(f"invalid CSS selector {sel.query!r} ({exc})") from None
+        raise ValueError(f"invalid CSS selector {sel.query!r} ({exc}){_extractor_hint(sel.query)}") from None
     return css
 
 
