@@ -86,6 +86,8 @@ def _message_dict(message) -> dict:
     """The Dataflow job message as a dict: apitools messages (Beam 2.62) or proto-plus ones (later Beams)."""
     pb = getattr(message, "_pb", None)
     if pb is not None:
+        from google.protobuf import json_format
+
         return json_format.MessageToDict(pb)
     from apitools.base.py import encoding
 

@@ -329,7 +329,6 @@ def _remote(
     if runner == "dataflow" and labels:
         given = {str(item).split("=", 1)[0] for item in (parsed.view_as(GoogleCloudOptions).labels or [])}
         extra += [f"--labels={k}={v}" for k, v in labels.items() if k not in given]
-    setup = parsed.view_as(SetupOptions)
     if not _flag_values(args, "save_main_session") and not _flag_values(args, "no_save_main_session"):
         # Everything a worker needs is in the package; the main session could hold anything.
         extra.append("--no_save_main_session")
