@@ -7,6 +7,8 @@ finalize stage, because the run publishes at commit. This is the same code a Bea
 """
 from __future__ import annotations
 
+import logging
+
 import apache_beam as beam
 
 from osmosis_beam.config import PipelineSpec
@@ -17,8 +19,11 @@ from osmosis_beam.io.read import ReadFromSource
 from osmosis_beam.io.write import WriteToSink
 from osmosis_beam.steps.base import StepContext
 from osmosis_beam.steps.pipeline import CancelCheck, StepChain, build_step
+from osmosis_beam.sync.path import choose_path
 
 __all__ = ["build_graph"]
+
+log = logging.getLogger(__name__)
 
 
 def build_graph(
@@ -35,6 +40,8 @@ def build_graph(
     cancel_message: str = "",
 ) -> None:
     """Add the run's transforms to ``p``."""
+    encoding, why = choose_path(spec, connector, sink)
+    log.info("pipeline %s: %s path (%s)", spec.id, f"zero-decode {encoding}" if encoding else "typed", why)
     split_from = connector.lower_bound(window) if window.lo is None and connector.splittable else None
     read = ReadFromSource.of_window(
         connector, window, splits=spec.read.splits, batch_size=spec.read.batch_size, split_from=split_from
