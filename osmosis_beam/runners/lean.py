@@ -1,0 +1,44 @@
+"""Import Apache Beam without the parts the chosen runner never uses (the fixed cost of a job).
+
+``import apache_beam`` pulls in every optional IO it finds installed: the GCP clients (BigQuery, Pub/Sub,
+GCS: ~300 modules), the Hadoop, S3 and Azure file systems, and pandas for Beam's DataFrame type hints.
+On this machine that is about half of Beam's import time, and a sync run on the DirectRunner, Flink
+or Spark needs none of it. :func:`import_beam` imports Beam with those modules held back (Beam
+imports each of them under ``try/except ImportError``), then lets them be imported normally again, so
+a later Dataflow run in the same process, or a step that imports pandas, still gets them.
+
+Example::
+
+    from osmosis_beam.runners.lean import import_beam
+    import_beam("direct")      # then build the pipeline as usual
+"""
+from __future__ import annotations
+
+import sys
+
+__all__ = ["import_beam", "HELD_BACK"]
+
+#: Modules that ``import apache_beam`` imports only if it can, held back for every runner but Dataflow.
+HELD_BACK = (
+    "pandas",  # apache_beam.typehints: DataFrame batch types, unused by osmosis jobs
+    "apache_beam.io.gcp.bigquery",  # apache_beam.io: BigQuery, Pub/Sub, GCS IO and cross-language IO
+    "apache_beam.io.gcp.gcsfilesystem",
+    "apache_beam.io.hadoopfilesystem",
+    "apache_beam.io.aws.s3filesystem",
+    "apache_beam.io.azure.blobstoragefilesystem",
+)
+
+
+def import_beam(runner: str) -> None:
+    """Import ``apache_beam`` for a job on ``runner``; a no-op once Beam is imported."""
+    if "apache_beam" in sys.modules:
+        return
+    held = [] if runner == "dataflow" else [name for name in HELD_BACK if name not in sys.modules]
+    for name in held:
+        sys.modules[name] = None  # makes `import name` raise ImportError, which Beam skips
+    try:
+        import apache_beam  # noqa: F401
+    finally:
+        for name in held:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
