@@ -102,10 +102,15 @@ class RSSConnector(BaseConnector):
         self._state: dict[str, Any] = {}
         self._parsed: Any = None
         self._ids: list[Any] | None = None
+        self._entry_cache: list[tuple[Record, dt.datetime | None, str | None]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state["_parsed"] = None  # workers parse the fetched body again
+        if self._parsed is not None or self._entry_cache is not None:
+            # Parsed once, on the launcher: workers get the entries (plain records), not the body to parse again.
+            state["_entry_cache"] = self._entries()
+            state["_body"] = None
+        state["_parsed"] = None
         state["_ids"] = None
         return state
 
@@ -171,6 +176,7 @@ class RSSConnector(BaseConnector):
         self._base = resp.url or self.url
         self._body = None if resp.status_code == 304 else resp.content
         self._parsed = None
+        self._entry_cache = None
 
     # -- sync hooks ------------------------------------------------------------------------------
     def begin_run(self, state) -> None:
@@ -296,6 +302,8 @@ class RSSConnector(BaseConnector):
         return [e.get("id") for e in bare.entries]
 
     def _entries(self) -> list[tuple[Record, dt.datetime | None, str | None]]:
+        if self._entry_cache is not None:
+            return self._entry_cache
         parsed = self._parse()
         feed_title = parsed.feed.get("title")
         primary, fallback = ("updated", "published") if self.cursor_field == "updated" else ("published", "updated")
@@ -325,6 +333,7 @@ class RSSConnector(BaseConnector):
                     problem = f"unparseable date {dict.get(entry, name)!r} in {name}"
             cursor = {"updated": updated, "published": published}
             out.append((record, cursor[primary] or cursor[fallback], problem))
+        self._entry_cache = out
         return out
 
     def read_window(self, lo, hi) -> Iterator[Record | DeadLetter]:
@@ -333,6 +342,7 @@ class RSSConnector(BaseConnector):
         taken: set[str] = set()  # a feed may list the same entry twice: deliver it once
         chosen = []
         for record, cursor, problem in self._entries():
+            record = dict(record)  # the cached entry stays as parsed, whatever steps do to the record
             key = record["id"] if (problem or cursor is None) else _key(record["id"], cursor)
             if key in taken:
                 continue
