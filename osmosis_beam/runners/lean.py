@@ -5,7 +5,8 @@ GCS: ~300 modules), the Hadoop, S3 and Azure file systems, and pandas for Beam's
 On this machine that is about half of Beam's import time, and a sync run on the DirectRunner, Flink
 or Spark needs none of it. :func:`import_beam` imports Beam with those modules held back (Beam
 imports each of them under ``try/except ImportError``), then lets them be imported normally again, so
-a later Dataflow run in the same process, or a step that imports pandas, still gets them.
+a later Dataflow run in the same process, or a step that imports pandas, still gets them (Beam's retry
+helper then does not know Google's HTTP error types, which only matter for GCP calls).
 
 Example::
 
@@ -26,6 +27,8 @@ HELD_BACK = (
     "apache_beam.io.hadoopfilesystem",
     "apache_beam.io.aws.s3filesystem",
     "apache_beam.io.azure.blobstoragefilesystem",
+    "apitools",  # apache_beam.utils.retry and the Dataflow API client: only Dataflow's HTTP errors need them
+    "google.api_core",
 )
 
 
