@@ -12,6 +12,8 @@ from dlt.sources.sql_database import sql_table
 
 
 def main(dsn: str, out: str) -> int:
+    if dsn.startswith("postgresql://"):
+        dsn = "postgresql+psycopg2://" + dsn[len("postgresql://"):]  # SQLAlchemy 2.1 defaults to psycopg 3
     table = sql_table(credentials=dsn, table="events", backend="pyarrow", chunk_size=50000)
     pipeline = dlt.pipeline(pipeline_name="bench", destination=dlt.destinations.filesystem(bucket_url=f"file://{out}"),
                             dataset_name="bench", pipelines_dir=f"{out}/_pipelines")
