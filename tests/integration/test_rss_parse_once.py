@@ -20,6 +20,7 @@ def test_the_pickled_connector_carries_entries_not_the_body(feed_server):
 
     worker = pickle.loads(pickle.dumps(launcher))
     assert worker._body is None and worker._parsed is None  # nothing left to parse
+    assert worker._entry_blob is not None
     assert list(worker.read_window(None, FAR)) == expected
     # A step that changes a record on the worker does not change what a second read yields.
     for record in worker.read_window(None, FAR):
