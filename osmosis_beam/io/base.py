@@ -145,11 +145,13 @@ class BaseConnector(DataConnector):
     #: The pre-encoded forms the connector can read instead of Python values (the zero-decode path).
     encodings: ClassVar[tuple[str, ...]] = ()
 
-    def use_encoding(self, encoding: str | None) -> str | None:
+    def use_encoding(self, encoding: str | None, fields: tuple = ()) -> str | None:
         """Launcher side: read ``encoding`` (one of ``encodings``) instead of records, or None to read typed.
 
-        Returns why it cannot (the run then reads typed), or None. A connector that accepts yields
-        :class:`~osmosis_beam.core.records.EncodedBatch` objects from :meth:`read_window_batches`.
+        ``fields`` are ``(step name, config)`` pairs of ``select``/``drop``/``rename`` steps the encoded
+        records must already reflect. Returns why it cannot (the run then reads typed), or None. A connector
+        that accepts yields :class:`~osmosis_beam.core.records.EncodedBatch` objects from
+        :meth:`read_window_batches`.
         """
         if encoding is None:
             return None

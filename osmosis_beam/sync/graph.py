@@ -50,7 +50,7 @@ def build_graph(
     if cancel_token is not None:
         batches = batches | "Check cancel" >> CancelCheck(cancel_token, cancel_message)
     dead = [read_dead]
-    if spec.steps:
+    if spec.steps and encoding is None:  # on the zero-decode path the source did the (field) steps
         chain = StepChain()
         context = StepContext(pipeline_id=spec.id, cursor_field=connector.cursor_field, batch_size=spec.read.batch_size)
         for step_spec in spec.steps:

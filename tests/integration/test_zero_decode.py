@@ -253,3 +253,33 @@ def test_cli_says_which_path_ran_and_the_switch_forces_typed(pg_dsn, tmp_path, o
     assert len(output(tmp_path / "auto")) == 2504  # row 8 lies in 2200, after the window
     summary = json.loads(auto.stdout.strip().splitlines()[-1])
     assert summary["records_written"] == 2504 and summary["dead_letter"] == 3
+
+
+def test_select_drop_rename_are_done_in_the_query(pg_dsn, tmp_path, osmosis_cli):
+    """Field steps keep the zero-decode path: the server builds the records the steps would leave."""
+    # Rows 5 and 6 hold values psycopg2 cannot read in columns the steps drop: the typed path dead-letters
+    # them at the read, the zero-decode path never decodes those columns (so it writes them).
+    execute(pg_dsn, _TABLE, _ROWS, "DELETE FROM every_type WHERE id IN (5, 6)")
+    steps = ("steps:\n  - select: [id, updated_at, n, f8, tsa, jb, nothing]\n  - rename: {n: amount, jb: doc}\n"
+             "  - drop: [f8]\n")
+    env = {"ZD_DSN": pg_dsn}
+    runs = {}
+    for path in ("auto", "typed"):
+        extra = steps + ("read: {path: typed}\n" if path == "typed" else "")
+        yaml_path = tmp_path / f"{path}.yaml"
+        yaml_path.write_text(_pipeline_yaml(tmp_path / "x.yaml", "ZD_DSN", tmp_path / path).read_text() + extra)
+        result = osmosis_cli("-v", "run", yaml_path, home_dir=tmp_path / f"home-{path}", env=env)
+        assert result.returncode == 0, result.stderr
+        runs[path] = result
+    assert "zero-decode json path (no step needs Python values (select, rename, drop done by the source)" in runs["auto"].stderr
+    assert "typed path (read.path is typed)" in runs["typed"].stderr
+
+    def output(root: Path) -> list[dict]:
+        return [json.loads(x) for f in sorted(root.rglob("part-*.jsonl")) for x in f.read_text().splitlines()]
+
+    zero = sorted(output(tmp_path / "auto"), key=lambda r: r["id"])
+    typed = sorted(output(tmp_path / "typed"), key=lambda r: r["id"])
+    assert zero == typed and len(zero) == 2505
+    assert list(zero[0]) == ["id", "updated_at", "amount", "tsa", "doc", "nothing"]
+    four = next(r for r in zero if r["id"] == 4)
+    assert four["amount"] == "1E-7" and four["nothing"] is None  # a flagged row, encoded by the typed code

@@ -32,7 +32,7 @@ import psycopg2.extensions
 from osmosis_beam.core.encoding import dumps_bytes
 from osmosis_beam.core.records import DeadLetter, Record
 
-__all__ = ["EncodedPlan", "Unsupported", "build_encoded_plan", "typed_line", "ENCODINGS"]
+__all__ = ["EncodedPlan", "Unsupported", "build_encoded_plan", "project", "typed_line", "ENCODINGS"]
 
 #: The encodings this connector can produce, by the sink that takes them.
 ENCODINGS = ("json", "pgcopy")
@@ -65,6 +65,35 @@ class EncodedPlan:
     encoding: str
     select: dict[str, str]
     fallback: bool  # json: rows flagged by the server carry their typed columns after the line
+    typed_columns: list[str] = dataclasses.field(default_factory=list)  # those columns, in order
+    projection: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)  # (field, column)
+
+    def project(self, record: Record) -> Record:
+        """A typed row of ``typed_columns`` as the record the steps would leave."""
+        return {name: (record.get(column) if column is not None else None) for name, column in self.projection}
+
+
+def project(columns: list[str], fields: Iterable[tuple[str, Any]]) -> list[tuple[str, str | None]]:
+    """``(field, column)`` pairs the ``select``/``drop``/``rename`` steps leave of ``columns`` (column None: null).
+
+    Follows the steps exactly: ``select`` keeps the listed fields in that order (a missing one is null),
+    ``drop`` removes fields, ``rename`` maps names (two fields renamed to one name cannot be pushed down).
+    """
+    out: list[tuple[str, str | None]] = [(c, c) for c in columns]
+    for name, config in fields:
+        if name == "select" and isinstance(config, (list, tuple)) and all(isinstance(f, str) for f in config):
+            by_name = dict(out)
+            out = [(f, by_name.get(f)) for f in dict.fromkeys(config)]
+        elif name == "drop" and isinstance(config, (list, tuple)) and all(isinstance(f, str) for f in config):
+            out = [(f, c) for f, c in out if f not in set(config)]
+        elif name == "rename" and isinstance(config, dict) and all(isinstance(v, str) for v in config.values()):
+            renamed = [(config.get(f, f), c) for f, c in out]
+            if len({f for f, _ in renamed}) != len(renamed):
+                raise Unsupported(f"rename {config!r} gives two fields the same name")
+            out = renamed
+        else:
+            raise Unsupported(f"step {name} cannot be done in the query")
+    return out
 
 
 def _ident(name: str) -> str:
@@ -191,48 +220,56 @@ def build_encoded_plan(
     oids: list[int],
     cursor: str,
     kind: str,
+    fields: Iterable[tuple[str, Any]] = (),
 ) -> EncodedPlan:
     """The encoded statements over the typed plan's ``base_select`` (raises :class:`Unsupported`).
 
     ``oids`` are the result types of ``columns`` as the typed read returns them (a timestamp read
-    ``AT TIME ZONE`` is a timestamptz).
+    ``AT TIME ZONE`` is a timestamptz); ``fields`` the ``select``/``drop``/``rename`` steps to do in the query.
     """
     if encoding not in ENCODINGS:
         raise Unsupported(f"the postgres source cannot produce {encoding!r}")
+    projection = project(columns, fields)
     s = "_s."
     pos = _position(s + _ident(cursor), kind)
     order = f" ORDER BY {s}{_ident(cursor)}"
     if encoding == "pgcopy":
-        items = ", ".join(s + _ident(c) for c in columns)
+        for field, column in projection:
+            if column is None:
+                raise Unsupported(f"select names {field!r}, which the source does not have")
+            if field != column:
+                raise Unsupported("rename: the postgres sink takes its column types from the source's column names")
+        items = ", ".join(s + _ident(c) for _, c in projection)
         select = {
             name: f"SELECT {pos}, {items} FROM ({text}) AS _s{order}" for name, text in base_select.items()
         }
-        return EncodedPlan(encoding, select, False)
+        return EncodedPlan(encoding, select, False, [], projection)
     info = _type_info(conn, oids)
-    exprs, exotics = [], []
-    for column, oid in zip(columns, oids):
-        base, category, elem = _resolve(oid, info)
+    oid_of = dict(zip(columns, oids))
+    encoded: dict[str, tuple[str, str | None]] = {}
+    for column in dict.fromkeys(c for _, c in projection if c is not None):
+        base, category, elem = _resolve(oid_of[column], info)
         what = f"column {column!r}"
         e = s + _ident(column)
         if category == "A" and elem:
             ebase, ecategory, _ = _resolve(elem, info)
-            expr, exotic = _array(e, ebase, ecategory, what)
+            encoded[column] = _array(e, ebase, ecategory, what)
         else:
-            expr, exotic = _scalar(e, base, category, what)
-        exprs.append(f"{expr} AS {_ident(column)}")
-        if exotic is not None:
-            exotics.append(f"({exotic})")
+            encoded[column] = _scalar(e, base, category, what)
+    exprs = [f"{encoded[c][0] if c is not None else 'NULL'} AS {_ident(f)}" for f, c in projection]
+    exotics = [f"({exotic})" for _, exotic in encoded.values() if exotic is not None]
+    typed_columns = list(encoded)
     line = f"row_to_json(_e)::text"
     lateral = f"CROSS JOIN LATERAL (SELECT {', '.join(exprs)}) AS _e"
     if exotics:
         flag = " OR ".join(exotics)
-        typed = ", ".join(f"CASE WHEN _k.x THEN {s}{_ident(c)} END" for c in columns)
+        typed = ", ".join(f"CASE WHEN _k.x THEN {s}{_ident(c)} END" for c in typed_columns)
         head = f"SELECT {pos}, CASE WHEN _k.x THEN NULL ELSE {line} END, {typed}"
         lateral = f"CROSS JOIN LATERAL (SELECT COALESCE({flag}, false) AS x) AS _k " + lateral
     else:
         head = f"SELECT {pos}, {line}"
     select = {name: f"{head} FROM ({text}) AS _s {lateral}{order}" for name, text in base_select.items()}
-    return EncodedPlan(encoding, select, bool(exotics))
+    return EncodedPlan(encoding, select, bool(exotics), typed_columns if exotics else [], projection)
 
 
 def typed_line(record: Record) -> str | DeadLetter:

@@ -788,10 +788,11 @@ class PostgresConnector(BaseConnector):
             except psycopg2.Error:
                 self.disconnect()
 
-    def use_encoding(self, encoding: str | None) -> str | None:
+    def use_encoding(self, encoding: str | None, fields: tuple = ()) -> str | None:
         """Read pre-encoded ``encoding`` (``json``, ``pgcopy``) instead of Python values; None to read typed.
 
-        Returns why it cannot (the read then stays typed), or None. Called on the launcher.
+        ``fields``: ``select``/``drop``/``rename`` steps done in the query. Returns why it cannot (the read
+        then stays typed), or None. Called on the launcher.
         """
         self._encoded = None
         if encoding is None:
@@ -803,7 +804,7 @@ class PostgresConnector(BaseConnector):
         try:
             self._encoded = build_encoded_plan(
                 conn, encoding, {k: plan.select[k] for k in ("window", "from")}, plan.columns, plan.oids,
-                self.cursor_field, plan.kind,
+                self.cursor_field, plan.kind, fields,
             )
         except Unsupported as exc:
             return f"{plan.source}: {exc}"
@@ -854,14 +855,15 @@ class PostgresConnector(BaseConnector):
 
     def _typed_rows(self, chunk: list[tuple]) -> tuple[list[int], list[str], list[DeadLetter]]:
         """Lines for a chunk in which the server sent some rows typed: those are encoded as the typed path does."""
-        names = self.plan.columns
+        encoded = self._encoded
+        names = encoded.typed_columns
         positions: list[int] = []
         lines: list[str] = []
         dead: list[DeadLetter] = []
         for row in chunk:
             line = row[1]
             if line is None:
-                record = dict(zip(names, row[2:]))
+                record = encoded.project(dict(zip(names, row[2:])))
                 bad = _unreadable_fields(record)
                 if bad:
                     errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
@@ -884,7 +886,7 @@ class PostgresConnector(BaseConnector):
         so the sink writes one batch while the next arrives, and memory stays flat.
         """
         conn = self._conn()
-        columns = tuple(self.plan.columns)
+        columns = tuple(field for field, _ in self._encoded.projection)
         with conn.cursor() as cur:
             text = cur.mogrify(statement, self._params(lo, hi)).decode("utf-8")
         chunks = _CopyBatches(batch_size)
