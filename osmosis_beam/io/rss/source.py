@@ -30,6 +30,7 @@ import hashlib
 import logging
 import pickle
 import xml.sax
+import zlib
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
@@ -113,7 +114,8 @@ class RSSConnector(BaseConnector):
             # as one blob from the C pickler: Beam pickles a DoFn with dill's pure-Python pickler, dozens of
             # times while it builds the job, which costs seconds for thousands of entry dicts.
             if self._entry_blob is None:
-                self._entry_blob = pickle.dumps(self._entries(), protocol=pickle.HIGHEST_PROTOCOL)
+                # Compressed once here (fast): Beam compresses every pickled DoFn again, at level 9.
+                self._entry_blob = zlib.compress(pickle.dumps(self._entries(), protocol=pickle.HIGHEST_PROTOCOL), 1)
             state["_entry_blob"] = self._entry_blob
             state["_entry_cache"] = None
             state["_body"] = None
@@ -313,7 +315,7 @@ class RSSConnector(BaseConnector):
         if self._entry_cache is not None:
             return self._entry_cache
         if self._entry_blob is not None:
-            self._entry_cache = pickle.loads(self._entry_blob)
+            self._entry_cache = pickle.loads(zlib.decompress(self._entry_blob))
             return self._entry_cache
         parsed = self._parse()
         feed_title = parsed.feed.get("title")
