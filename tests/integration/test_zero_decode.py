@@ -283,3 +283,26 @@ def test_select_drop_rename_are_done_in_the_query(pg_dsn, tmp_path, osmosis_cli)
     assert list(zero[0]) == ["id", "updated_at", "amount", "tsa", "doc", "nothing"]
     four = next(r for r in zero if r["id"] == 4)
     assert four["amount"] == "1E-7" and four["nothing"] is None  # a flagged row, encoded by the typed code
+
+
+def test_a_copy_read_stopped_early_ends_cleanly_and_the_next_read_is_whole(pg_dsn):
+    """A split can take the rest of a sub-window: the COPY stops, and the connection is fine afterwards."""
+    execute(
+        pg_dsn,
+        "CREATE TABLE many (id integer PRIMARY KEY, updated_at timestamptz NOT NULL, v text)",
+        "INSERT INTO many SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 ms', repeat('x', 50) "
+        "FROM generate_series(1, 50000) AS g",
+    )
+    connector = source(pg_dsn, table="many")
+    assert connector.use_encoding("pgcopy") is None
+    connector.connect()
+    try:
+        batches = connector.read_window_batches(None, utc(2030, 1, 1), 1000)
+        first = next(batches)
+        assert isinstance(first, EncodedBatch) and len(first) == 1000
+        assert first.position(0) == 1704067200001000 and first.head(1704067200000500 + 1000).positions is None
+        batches.close()  # what the read does when a claim fails
+        total = sum(len(b) for b in connector.read_window_batches(None, utc(2030, 1, 1), 1000))
+    finally:
+        connector.disconnect()
+    assert total == 50000

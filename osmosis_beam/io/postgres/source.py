@@ -911,7 +911,7 @@ class PostgresConnector(BaseConnector):
                 if lines is None:
                     break
                 yield EncodedBatch("pgcopy", lines, None, columns)
-            finished = True
+            finished = True  # a reader closed early (a split took the rest) ends the COPY and ignores its error
         finally:
             if not finished:
                 chunks.stop()  # the reader stopped early (a split took the rest): end the COPY
@@ -924,7 +924,7 @@ class PostgresConnector(BaseConnector):
                 conn.rollback()
             except psycopg2.Error:
                 self.disconnect()
-        if failure and not isinstance(failure[0], _Stopped):
+        if finished and failure and not isinstance(failure[0], _Stopped):
             exc = failure[0]
             if isinstance(exc, psycopg2.Error):
                 raise self._fail(exc, "read failed") from None
