@@ -41,3 +41,24 @@ def test_a_dataflow_job_gets_all_of_beam():
     result = _probe("dataflow")
     assert result["loaded"]["apache_beam.io.gcp.bigquery"] is True
     assert result["state"] == "DONE"
+
+
+_LATER_DATAFLOW = textwrap.dedent("""
+    import json, sys
+    from osmosis_beam.runners.lean import import_beam
+    import_beam("direct")
+    from apache_beam.utils import retry
+    from apache_beam.runners.dataflow.internal.clients import dataflow as api
+    before = [retry.HttpError is None, hasattr(api, "DataflowV1b3")]
+    import_beam("dataflow")  # a launcher's next pipeline runs on Dataflow
+    import apache_beam.runners.dataflow.dataflow_runner as runner
+    print(json.dumps({"before": before, "after": [retry.HttpError is None, hasattr(api, "DataflowV1b3"),
+                                                  hasattr(runner.dataflow_api, "DataflowV1b3")]}))
+""")
+
+
+def test_a_later_dataflow_job_in_the_same_process_gets_what_was_held_back():
+    out = subprocess.run([sys.executable, "-c", _LATER_DATAFLOW], capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["before"] == [True, False]  # held back for the direct job
+    assert result["after"] == [False, True, True]
