@@ -2,6 +2,8 @@
 
     python bench/baselines.py copy DSN OUT_FILE        # COPY (SELECT row_to_json(t) ...) TO STDOUT
     python bench/baselines.py psycopg2 DSN OUT_FILE    # a plain named cursor writing JSON lines
+    python bench/baselines.py pymongo URI OUT_FILE     # a pymongo loop writing bson.json_util lines
+    python bench/baselines.py feedparser URL OUT_FILE  # requests + feedparser + a JSON dump of the entries
 """
 from __future__ import annotations
 
@@ -50,7 +52,43 @@ def plain(dsn: str, out: str) -> int:
     return n
 
 
+def mongo(uri: str, out: str) -> int:
+    import pymongo
+    from bson import json_util
+
+    client = pymongo.MongoClient(uri, tz_aware=True)
+    n = 0
+    with open(out, "w", encoding="utf-8") as fh:
+        for doc in client["bench"]["events"].find({}).sort("updated_at", 1).batch_size(5000):
+            fh.write(json_util.dumps(doc))
+            fh.write("\n")
+            n += 1
+    client.close()
+    return n
+
+
+def feed(url: str, out: str) -> int:
+    import time
+
+    import feedparser
+    import requests
+
+    resp = requests.get(url, timeout=30)
+    parsed = feedparser.parse(resp.content, response_headers={"content-type": resp.headers.get("content-type", "")})
+    n = 0
+    with open(out, "w", encoding="utf-8") as fh:
+        for entry in parsed.entries:
+            record = dict(entry)
+            for key in ("published_parsed", "updated_parsed"):
+                if record.get(key):
+                    record[key] = time.strftime("%Y-%m-%dT%H:%M:%SZ", record[key])
+            fh.write(json.dumps(record, default=str))
+            fh.write("\n")
+            n += 1
+    return n
+
+
 if __name__ == "__main__":
     kind, dsn, out = sys.argv[1:4]
-    rows = {"copy": copy, "psycopg2": plain}[kind](dsn, out)
+    rows = {"copy": copy, "psycopg2": plain, "pymongo": mongo, "feedparser": feed}[kind](dsn, out)
     print(json.dumps({"rows": rows}))

@@ -155,6 +155,7 @@ class RunnerSpec:
 class ReadSpec:
     splits: int = 4
     batch_size: int = 2000
+    path: str = "auto"  # auto: zero-decode when no step needs Python values; typed: always decode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,7 +270,12 @@ _INCREMENTAL = (
     Option("safety_lag", "duration"),
     Option("max_window", "duration"),
 )
-_READ = (Option("splits", "int", default=4, minimum=1), Option("batch_size", "int", default=2000, minimum=1))
+_READ = (
+    Option("splits", "int", default=4, minimum=1),
+    Option("batch_size", "int", default=2000, minimum=1),
+    Option("path", "str", default="auto", choices=("auto", "typed"),
+           help="auto: move pre-encoded data when no step needs Python values (zero-decode); typed: always decode"),
+)
 _SCHEDULE_KEYS = ("every", "interval_minutes", "cron", "timezone")
 
 
@@ -514,7 +520,7 @@ def _read(body, problems) -> ReadSpec:
     if body is None:
         return ReadSpec()
     if not isinstance(body, Mapping):
-        problems.append("read: must be a mapping (splits, batch_size)")
+        problems.append("read: must be a mapping (splits, batch_size, path)")
         return ReadSpec()
     values = validate_options(body, _READ, "read", problems)
     return ReadSpec(**{k: v for k, v in values.items() if v is not None})

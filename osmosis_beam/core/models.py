@@ -16,19 +16,27 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import uuid
 from typing import Any
 
 from osmosis_beam.core.records import Record
-from osmosis_beam.core.timefmt import format_timestamp
+from osmosis_beam.core.timefmt import format_timestamp, utcnow
 from osmosis_beam.core.window import SyncWindow
 
 __all__ = [
+    "new_run_id",
     "DataConnector",
     "TransformationStep",
     "SyncJob",
     "SyncRun",
     "RUN_STATUSES",
 ]
+
+
+def new_run_id() -> str:
+    """A run id: UTC time to the second and 8 random hex digits (sorts by start time)."""
+    return f"{utcnow().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
 
 class DataConnector(abc.ABC):
     """The seed's connector interface.

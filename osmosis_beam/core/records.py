@@ -11,10 +11,11 @@ Example::
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from typing import Any
 
-__all__ = ["Record", "DeadLetter", "DEAD_LETTER_TAG", "METRICS_NAMESPACE"]
+__all__ = ["Record", "DeadLetter", "EncodedBatch", "DEAD_LETTER_TAG", "METRICS_NAMESPACE"]
 
 Record = dict  # one record: field name -> native Python value (Decimal, aware datetime, dict, list, ...)
 
@@ -33,3 +34,51 @@ class DeadLetter:
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "error": self.error, "record": self.record}
+
+
+class EncodedBatch:
+    """Records already in a sink's encoding (the zero-decode path): one encoded line per record.
+
+    ``encoding`` names the form: ``"json"``, JSON text in osmosis's encoding, one object per line, with each
+    record's cursor position in ``positions``; ``"pgcopy"``, rows of PostgreSQL's COPY text format (bytes,
+    each ending in a newline) whose first column is the cursor position, then ``columns``. Positions are
+    in cursor order, so the splittable read claims and cuts these batches by exactly the rules it applies
+    to lists of dicts.
+    """
+
+    __slots__ = ("encoding", "lines", "positions", "columns")
+
+    def __init__(self, encoding: str, lines: list, positions: list[int] | None = None,
+                 columns: tuple[str, ...] | None = None) -> None:
+        self.encoding, self.lines, self.positions, self.columns = encoding, lines, positions, columns
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __bool__(self) -> bool:
+        return bool(self.lines)
+
+    def position(self, index: int) -> int:
+        """The cursor position of the record at ``index``."""
+        if self.positions is not None:
+            return self.positions[index]
+        line = self.lines[index]
+        return int(line[: line.index(b"\t")])
+
+    def head(self, stop: int) -> "EncodedBatch":
+        """The records whose position lies before ``stop``."""
+        positions = self.positions
+        if positions is None:
+            positions = [self.position(i) for i in range(len(self.lines))]
+        n = bisect.bisect_left(positions, stop)
+        kept = None if self.positions is None else positions[:n]
+        return EncodedBatch(self.encoding, self.lines[:n], kept, self.columns)
+
+    def __getstate__(self):
+        return (self.encoding, self.lines, self.positions, self.columns)
+
+    def __setstate__(self, state) -> None:
+        self.encoding, self.lines, self.positions, self.columns = state
+
+    def __repr__(self) -> str:
+        return f"EncodedBatch({self.encoding!r}, {len(self.lines)} records)"

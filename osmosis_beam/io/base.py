@@ -142,6 +142,21 @@ class BaseConnector(DataConnector):
         """
         raise NotImplementedError
 
+    #: The pre-encoded forms the connector can read instead of Python values (the zero-decode path).
+    encodings: ClassVar[tuple[str, ...]] = ()
+
+    def use_encoding(self, encoding: str | None, fields: tuple = ()) -> str | None:
+        """Launcher side: read ``encoding`` (one of ``encodings``) instead of records, or None to read typed.
+
+        ``fields`` are ``(step name, config)`` pairs of ``select``/``drop``/``rename`` steps the encoded
+        records must already reflect. Returns why it cannot (the run then reads typed), or None. A connector
+        that accepts yields :class:`~osmosis_beam.core.records.EncodedBatch` objects from
+        :meth:`read_window_batches`.
+        """
+        if encoding is None:
+            return None
+        return f"the {self.type_name} source reads Python values only"
+
     def cursor_position(self, record: Record) -> int | None:
         """The record's cursor as epoch microseconds (None when the record has no cursor value)."""
         value = record.get(self.cursor_field) if self.cursor_field else None
@@ -179,6 +194,14 @@ class BaseSink:
     wants_schema: ClassVar[bool] = False
     #: True when workers write files on their own disks that the launcher then publishes (refused on Dataflow).
     writes_files: ClassVar[bool] = False
+    #: The pre-encoded forms the sink stores as they are (see ``BaseConnector.encodings``), best first.
+    encodings: ClassVar[tuple[str, ...]] = ()
+    #: The encoding the run chose (``use_encoding``), or None for records.
+    encoding: str | None = None
+
+    def use_encoding(self, encoding: str | None) -> None:
+        """Launcher side, before ``write``: the batches will be ``encoding`` (one of ``encodings``), or records."""
+        self.encoding = encoding
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, pipeline_id: str = "", **kwargs: Any) -> None:
         merged = dict(options or {})

@@ -17,6 +17,8 @@ from typing import Any
 
 import apache_beam as beam
 
+from osmosis_beam.core.records import EncodedBatch
+
 __all__ = ["RecordBatch", "RecordBatchCoder", "ESTIMATED_RECORD_BYTES"]
 
 #: The size Beam's progress and split heuristics assume per record (they need only an estimate).
@@ -24,13 +26,16 @@ ESTIMATED_RECORD_BYTES = 256
 
 
 class RecordBatch(list):
-    """The type hint of a PCollection of record batches (any list of dicts is encoded as one)."""
+    """The type hint of a PCollection of record batches (any list of dicts, or an
+    :class:`~osmosis_beam.core.records.EncodedBatch`, is encoded as one)."""
 
 
 class RecordBatchCoder(beam.coders.Coder):
     """Encodes a batch with one pickle call; estimates its size from its length."""
 
     def encode(self, value: Any) -> bytes:
+        if isinstance(value, EncodedBatch):  # pre-encoded lines (the zero-decode path) travel as they are
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         return pickle.dumps(list(value), protocol=pickle.HIGHEST_PROTOCOL)
 
     def decode(self, encoded: bytes) -> list:

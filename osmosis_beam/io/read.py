@@ -30,6 +30,7 @@ from osmosis_beam.core.records import (
     DEAD_LETTER_TAG,
     METRICS_NAMESPACE,
     DeadLetter,
+    EncodedBatch,
     Record,
 )
 from osmosis_beam.core.timefmt import (
@@ -249,7 +250,11 @@ class _ReadWindowFn(beam.DoFn):
                 continue
             if not batch:
                 continue
-            first, last = position(batch[0]), position(batch[-1])
+            encoded = isinstance(batch, EncodedBatch)  # the zero-decode path: positions come with the lines
+            if encoded:
+                first, last = batch.position(0), batch.position(-1)
+            else:
+                first, last = position(batch[0]), position(batch[-1])
             if first is None or last is None:
                 raise FatalConnectorError(
                     f"{connector.type_name} returned a record without a value in cursor field {connector.cursor_field!r}"
@@ -267,7 +272,8 @@ class _ReadWindowFn(beam.DoFn):
                 out, claimed, done = batch, last, False
             else:
                 stop = tracker.current_restriction().stop
-                out, done = [r for r in batch if position(r) < stop], True
+                out = batch.head(stop) if encoded else [r for r in batch if position(r) < stop]
+                done = True
             if out:
                 self._read_inc(len(out))
                 if claimed is not None:

@@ -17,23 +17,18 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import uuid
 from typing import Any, ClassVar
 
 import apache_beam as beam
 
 from osmosis_beam.core.errors import ConfigError, RecordError
+from osmosis_beam.core.models import new_run_id
 from osmosis_beam.core.records import DEAD_LETTER_TAG
 from osmosis_beam.core.timefmt import utcnow
 from osmosis_beam.io.base import BaseSink
 from osmosis_beam.io.batches import RecordBatch
 
 __all__ = ["WriteToSink", "WriteResult", "new_run_id"]
-
-
-def new_run_id() -> str:
-    """A run id: UTC time to the second and 8 random hex digits (sorts by start time)."""
-    return f"{utcnow().strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclasses.dataclass

@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 from osmosis_beam.core.errors import LeaseHeldError, OsmosisError, RunError
 from osmosis_beam.core.logs import event_fields
-from osmosis_beam.core.models import SyncRun
+from osmosis_beam.core.models import SyncRun, new_run_id
 from osmosis_beam.core.secrets import redact_text
 from osmosis_beam.core.timefmt import utcnow
 from osmosis_beam.io.base import BaseConnector, BaseSink
-from osmosis_beam.io.write import new_run_id
 from osmosis_beam.sync.window import RunWindow, open_window
 
 if TYPE_CHECKING:

@@ -7,6 +7,8 @@ finalize stage, because the run publishes at commit. This is the same code a Bea
 """
 from __future__ import annotations
 
+import logging
+
 import apache_beam as beam
 
 from osmosis_beam.config import PipelineSpec
@@ -18,8 +20,11 @@ from osmosis_beam.io.read import ReadFromSource
 from osmosis_beam.io.write import WriteToSink
 from osmosis_beam.steps.base import StepContext
 from osmosis_beam.steps.pipeline import CancelCheck, StepChain, build_step
+from osmosis_beam.sync.path import choose_path
 
 __all__ = ["build_graph"]
+
+log = logging.getLogger(__name__)
 
 
 def build_graph(
@@ -41,6 +46,8 @@ def build_graph(
     With ``progress_key`` (the run id), workers in this process count what they read and hand to the
     sink into ``core.progress.LIVE[progress_key]`` as they go, for the run's live progress.
     """
+    encoding, why = choose_path(spec, connector, sink)
+    log.info("pipeline %s: %s path (%s)", spec.id, f"zero-decode {encoding}" if encoding else "typed", why)
     split_from = connector.lower_bound(window) if window.lo is None and connector.splittable else None
     read = ReadFromSource.of_window(
         connector, window, splits=spec.read.splits, batch_size=spec.read.batch_size, split_from=split_from,
@@ -50,7 +57,7 @@ def build_graph(
     if cancel_token is not None:
         batches = batches | "Check cancel" >> CancelCheck(cancel_token, cancel_message)
     dead = [read_dead]
-    if spec.steps:
+    if spec.steps and encoding is None:  # on the zero-decode path the source did the (field) steps
         chain = StepChain()
         context = StepContext(pipeline_id=spec.id, cursor_field=connector.cursor_field, batch_size=spec.read.batch_size)
         for step_spec in spec.steps:

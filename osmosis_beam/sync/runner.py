@@ -252,6 +252,9 @@ class SyncRunner:
 
     def run_beam(self, connector: BaseConnector, sink: BaseSink, dead_sink: BaseSink, window: SyncWindow, run_id: str) -> dict[str, int]:
         """Build the run's Beam job, run it to DONE, and return its counters."""
+        from osmosis_beam.runners.lean import import_beam
+
+        import_beam(self.runner)
         from osmosis_beam.steps.pipeline import CANCEL_EVENTS
         from osmosis_beam.sync.graph import build_graph
         from osmosis_beam.sync.job import JobRunner
@@ -319,6 +322,9 @@ class SyncRunner:
     # -- runner checks and dry runs --------------------------------------------------------------
     def _prepare_job(self, connector: BaseConnector, sink: BaseSink) -> None:
         """Before anything is recorded: check the runner options, make secrets travel by name only."""
+        from osmosis_beam.runners.lean import import_beam
+
+        import_beam(self.runner)  # without the GCP, Hadoop, S3, Azure and pandas parts a non-Dataflow job never uses
         _runners().pipeline_options(self.runner, self.runner_options, self.beam_args)  # every option problem, at once
         if self.runner == "dataflow" and sink.writes_files:
             # File sinks stage on a local path the launcher then renames: Dataflow workers share no disk with it.

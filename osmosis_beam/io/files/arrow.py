@@ -14,7 +14,7 @@ import enum
 import ipaddress
 import re
 import uuid
-from typing import Any
+from typing import Any, Mapping
 
 from osmosis_beam.core.encoding import dumps
 from osmosis_beam.core.errors import ConfigError
@@ -131,6 +131,30 @@ def value_col(value: Any) -> Col:
     if isinstance(value, enum.Enum):
         return value_col(value.value)
     raise TypeError(f"a {type(value).__name__} cannot be stored in Parquet; convert it with a cast or map step")
+
+
+_NUMERIC_TYPE = re.compile(r"^\s*numeric\s*\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\)\s*$", re.I)
+
+
+def declared_decimals(schema: Mapping[str, Any] | None) -> dict[str, tuple[int, int]]:
+    """``field -> (precision, scale)`` of the ``numeric(p,s)`` columns of a PostgreSQL source schema."""
+    if not schema or schema.get("dialect") != "postgresql":
+        return {}
+    out = {}
+    for field in schema.get("fields") or []:
+        match = _NUMERIC_TYPE.match(str(field.get("type") or ""))
+        if match and field.get("name"):
+            precision, scale = int(match.group(1)), int(match.group(2) or 0)
+            if 0 < precision <= 76 and 0 <= scale <= precision:
+                out[str(field["name"])] = (precision, scale)
+    return out
+
+
+def declared_decimal(value: Col, precision: int, scale: int) -> Col:
+    """The column of a decimal the source declares as ``numeric(precision, scale)``, when ``value`` fits it."""
+    if value.scale <= scale and value.digits <= precision - scale:
+        return Col("decimal", precision - scale, scale, precision=precision)
+    return value
 
 
 def widen_type(col: Col | None, value: Col) -> Col | None:

@@ -43,6 +43,7 @@ class JSONLSink(StagedFileSink):
 
     type_name = "jsonl"
     suffix = ".jsonl"
+    encodings = ("json",)  # JSON lines built by the source (the zero-decode path) are written as they are
     options = (Option("path", "path", required=True, help="the output folder"),)
 
     def write(self, run_id: str):

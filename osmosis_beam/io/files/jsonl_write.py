@@ -17,7 +17,7 @@ from apache_beam.metrics import Metrics
 
 from osmosis_beam.core.encoding import dumps, dumps_batch, dumps_bytes
 from osmosis_beam.core.errors import SinkError
-from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
+from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter, EncodedBatch
 from osmosis_beam.io.files.staged import fsync_dir, os_error_text
 
 __all__ = ["WriteJSONL"]
@@ -44,6 +44,17 @@ class _WriteJSONLFn(beam.DoFn):
         self._fh = open(self._tmp, "wb")
 
     def process(self, batch):
+        if isinstance(batch, EncodedBatch):  # JSON lines the source built (the zero-decode path)
+            if batch.encoding != "json":
+                raise TypeError(f"the jsonl sink cannot write {batch.encoding!r} batches")
+            if not batch.lines:
+                return
+            if self._fh is None:
+                self._open()
+            self._fh.write("\n".join(batch.lines).encode("utf-8"))
+            self._fh.write(b"\n")
+            self._written.inc(len(batch.lines))
+            return
         lines = dumps_batch(batch)
         if lines is None:
             lines = []

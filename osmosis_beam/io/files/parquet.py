@@ -59,7 +59,7 @@ from typing import Any, Iterator, Mapping
 
 from osmosis_beam.core.errors import ConfigError
 from osmosis_beam.core.options import Option
-from osmosis_beam.io.files.arrow import COLUMN_TYPES, SUFFIX, conform, parse_pinned
+from osmosis_beam.io.files.arrow import COLUMN_TYPES, SUFFIX, conform, declared_decimals, parse_pinned
 from osmosis_beam.io.files.staged import StagedFileSink, iter_output_files
 
 __all__ = ["ParquetSink", "read_parquet_dir", "read_parquet_table", "COLUMN_TYPES"]
@@ -82,6 +82,12 @@ class ParquetSink(StagedFileSink):
         Option("row_group_size", "int", default=65536, minimum=1, help="rows buffered per row group"),
         Option("schema", "dict", default={}, help="pin column types: {field: TYPE}"),
     )
+    wants_schema = True  # a PostgreSQL source's numeric(p,s) columns become decimal(p,s), not decimal(38,s)
+    _declared: dict = {}
+
+    def use_schema(self, schema: Mapping[str, Any] | None) -> None:
+        """Take the declared precision of decimal columns from a PostgreSQL source's schema."""
+        self._declared = declared_decimals(schema)
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> list[str]:
@@ -103,6 +109,7 @@ class ParquetSink(StagedFileSink):
             row_group_size=self.config["row_group_size"],
             schema=self.config["schema"] or {},
             metadata={"osmosis.pipeline": self.pipeline_id, "osmosis.run_id": run_id},
+            declared=self._declared,
         )
 
 

@@ -17,6 +17,7 @@ from osmosis_beam.io.files.arrow import (
     Col,
     build_table,
     conform,
+    declared_decimal,
     parse_pinned,
     value_col,
     widen_type,
@@ -28,8 +29,9 @@ class _WriteParquetFn(beam.DoFn):
     """Writes each bundle's batches into one staged Parquet file (a new one only when the schema widens)."""
 
     def __init__(self, staging_dir: str, *, compression: str, row_group_size: int, pinned: Mapping[str, str],
-                 metadata: Mapping[str, str] | None = None) -> None:
+                 metadata: Mapping[str, str] | None = None, declared: Mapping[str, tuple[int, int]] | None = None) -> None:
         self._staging = staging_dir
+        self._declared = dict(declared or {})  # field -> (precision, scale) the source declares
         self._compression = compression
         self._row_group_size = row_group_size
         self._pinned_spec = dict(pinned)
@@ -69,6 +71,8 @@ class _WriteParquetFn(beam.DoFn):
                         changes[name] = NULL
                     continue
                 current = changes.get(name) or schema.get(name)
+                if need.kind == "decimal" and (current is None or current.kind == "null") and name in self._declared:
+                    need = declared_decimal(need, *self._declared[name])
                 widened = widen_type(current, need)
                 if widened is None:
                     error = (
@@ -183,7 +187,10 @@ class WriteParquet(beam.PTransform):
     """Writes record batches as Parquet files into ``staging_dir`` (dead letters on the ``dead_letter`` tag)."""
 
     def __init__(self, staging_dir: str, *, compression: str = "snappy", row_group_size: int = 65536,
-                 schema: Mapping[str, str] | None = None, metadata: Mapping[str, str] | None = None) -> None:
+                 schema: Mapping[str, str] | None = None, metadata: Mapping[str, str] | None = None,
+                 declared: Mapping[str, tuple[int, int]] | None = None) -> None:
+        """``declared`` maps fields to the (precision, scale) the source declares for them (``numeric(12,2)``):
+        a decimal column takes that type while its values fit it."""
         super().__init__()
         problems: list[str] = []
         for name, spec in (schema or {}).items():
@@ -194,7 +201,8 @@ class WriteParquet(beam.PTransform):
         if problems:
             raise ConfigError(problems=[f"sink.{p}" for p in problems])
         self._fn = _WriteParquetFn(
-            staging_dir, compression=compression, row_group_size=row_group_size, pinned=schema or {}, metadata=metadata
+            staging_dir, compression=compression, row_group_size=row_group_size, pinned=schema or {}, metadata=metadata,
+            declared=declared,
         )
 
     def expand(self, batches):

@@ -605,6 +605,22 @@ class MongoDBConnector(BaseConnector):
             finally:
                 cursor.close()
 
+    reads_batches = True  # sorted by the cursor: ReadWindow checks and claims at batch edges only
+
+    def read_window_batches(self, lo, hi, batch_size: int) -> Iterator[list[Record] | DeadLetter]:
+        """The documents of ``[lo, hi)`` in lists of up to ``batch_size`` (each server batch is decoded at once)."""
+        batch: list[Record] = []
+        for item in self.read_window(lo, hi):
+            if isinstance(item, DeadLetter):
+                yield item
+                continue
+            batch.append(item)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
     def _decode_batch(self, bson: Any, data: bytes, codec: Any) -> Iterator[tuple[int, Record | DeadLetter]]:
         """``(offset, record)`` for each document of a raw batch; undecodable documents as dead letters."""
         try:

@@ -36,6 +36,8 @@ STAGE_PREFIX = "_osmosis_stage_"
 
 
 SEQ = "_osmosis_seq"
+# The cursor position column of a stage filled by COPY (the zero-decode path); never published.
+POSITION = "_osmosis_position"
 
 
 JSON_TYPES = ("json", "jsonb")
@@ -175,7 +177,9 @@ def _safe_type(cur, type_text: str) -> str:
         cur.execute("ROLLBACK TO SAVEPOINT osmosis_type")
         found = None
     if found:
-        return found
+        # to_regtype drops the modifier (numeric(12,2) -> numeric, character(5) -> character, i.e. char(1)):
+        # keep the text as written, which to_regtype just parsed as exactly one type name.
+        return type_text.strip() if "(" in type_text else found
     return "text[]" if type_text.rstrip().endswith("]") else "text"
 
 

@@ -46,6 +46,7 @@ from osmosis_beam.core.options import Option
 from osmosis_beam.core.secrets import reveal
 from osmosis_beam.io.base import BaseSink
 from osmosis_beam.io.postgres.client import (
+    POSITION,
     SEQ,
     STAGE_PREFIX,
     Target,
@@ -105,6 +106,7 @@ class PostgresSink(BaseSink):
     """A PostgreSQL table: batched upserts by key, or appends published once per run."""
 
     type_name = "postgres"
+    encodings = ("pgcopy",)  # COPY text rows from a postgres source go into the stage with COPY FROM
     options = (
         Option("dsn", "str", required=True, secret=True,
                help="postgresql://user:password@host:5432/dbname or libpq keywords; put the password in ${ENV}"),
@@ -212,6 +214,9 @@ class PostgresSink(BaseSink):
             conn.close()
             target.schema = resolved.schema
         staged = self._staged.get(run_id, self.mode == "append")
+        if self.encoding == "pgcopy" and not staged:
+            # COPY rows go into a stage; publish then upserts them in one statement, as for a full refresh.
+            staged = self._staged[run_id] = True
         if not staged:
             return WritePostgres(target, None)
         return WritePostgres(target, target.stage_name(run_id), stage_comment=stage_comment(self.pipeline_id, run_id))
@@ -280,7 +285,7 @@ class PostgresSink(BaseSink):
     def _merge(self, cur, target: Target, stage: str, stage_columns: dict[str, str], full_refresh: bool) -> int:
         ident = target.ident()
         stage_ident = sql.Identifier(target.schema, stage)
-        columns = [c for c in stage_columns if c != SEQ]
+        columns = [c for c in stage_columns if c not in (SEQ, POSITION)]
         table_columns = read_columns(cur, target.schema, target.name)
         if table_columns is None:
             if not target.create:

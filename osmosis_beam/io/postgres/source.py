@@ -37,7 +37,9 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import queue
 import re
+import threading
 import uuid
 import zoneinfo
 from typing import Any, Iterable, Iterator, Mapping
@@ -55,11 +57,12 @@ from osmosis_beam.core.errors import (
     RetriableConnectorError,
 )
 from osmosis_beam.core.options import Option, suggest
-from osmosis_beam.core.records import DeadLetter, Record
+from osmosis_beam.core.records import DeadLetter, EncodedBatch, Record
 from osmosis_beam.core.secrets import redact_text, reveal
 from osmosis_beam.core.timefmt import MIN_MICROS, UTC
 from osmosis_beam.core.window import SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.postgres.encoded import ENCODINGS, EncodedPlan, Unsupported, build_encoded_plan, typed_line
 
 __all__ = ["PostgresConnector"]
 
@@ -320,6 +323,7 @@ class _Plan:
     clock: str                  # now(), or max(id)
     arrays: list[tuple[int, int]]
     table: tuple[str, str] | None = None  # (schema, name) when reading a table
+    oids: list[int] = dataclasses.field(default_factory=list)  # result type of each column, as read
 
 
 class PostgresConnector(BaseConnector):
@@ -327,6 +331,7 @@ class PostgresConnector(BaseConnector):
 
     type_name = "postgres"
     reads_batches = True  # WHERE cursor >= lo AND cursor < hi ORDER BY cursor: the fast read path
+    encodings = ENCODINGS  # the zero-decode path: server-built JSON lines, COPY text rows
     options = (
         Option("dsn", "str", required=True, secret=True,
                help="postgresql://user:password@host:5432/dbname or libpq keywords; put the password in ${ENV}"),
@@ -372,6 +377,7 @@ class PostgresConnector(BaseConnector):
             # No cursor: every run reads the whole relation as one piece (pair with an upsert sink).
             self.splittable = False
         self._plan: _Plan | None = None
+        self._encoded: EncodedPlan | None = None
         self._zone = zoneinfo.ZoneInfo(self.config["timezone"]) if self.config.get("timezone") else None
 
     # -- connection -------------------------------------------------------------------------------
@@ -571,12 +577,13 @@ class PostgresConnector(BaseConnector):
         def text(composed: sql.Composable) -> str:
             return composed.as_string(conn)
 
+        oids = [_TIMESTAMPTZ if zone is not None and base(type_of[c]) == _TIMESTAMP else type_of[c] for c in wanted]
         src = sql.SQL("SELECT {} FROM {}").format(select_list, relation)
         probe_src = sql.SQL("SELECT 1 FROM {}").format(relation)
         table = (schema, name) if schema else None
         if kind is None:
             return _Plan(source, wanted, None, None, {"all": text(src)}, text(probe_src + sql.SQL(" LIMIT 1")), None,
-                         "SELECT now()", arrays, table)
+                         "SELECT now()", arrays, table, oids)
         col = quoted(conn, sql.Identifier(cursor))
         if kind == "timestamp":
             local = sql.SQL("({} AT TIME ZONE {})").format(col, zone)
@@ -598,7 +605,7 @@ class PostgresConnector(BaseConnector):
         probe = text(probe_src + window + sql.SQL(" LIMIT 1"))
         lowest = text(sql.SQL("SELECT min({}) FROM {}").format(key, relation) + open_lo)
         clock = "SELECT now()" if kind != "integer" else text(sql.SQL("SELECT max({}) FROM {}").format(col, relation))
-        return _Plan(source, wanted, kind, cursor_type, select, probe, lowest, clock, arrays, table)
+        return _Plan(source, wanted, kind, cursor_type, select, probe, lowest, clock, arrays, table, oids)
 
     @property
     def plan(self) -> _Plan:
@@ -686,7 +693,12 @@ class PostgresConnector(BaseConnector):
         self._check_bounds(lo, hi)
         if lo is not None and hi <= lo:
             return
-        yield from self._read(plan.select["window" if lo is not None else "from"], lo, hi, batch_size)
+        which = "window" if lo is not None else "from"
+        if self._encoded is not None:
+            read = self._read_json if self._encoded.encoding == "json" else self._read_copy
+            yield from read(self._encoded.select[which], lo, hi, batch_size)
+            return
+        yield from self._read(plan.select[which], lo, hi, batch_size)
 
     def _read(self, statement: str, lo, hi, batch_size: int) -> Iterator[list[Record] | DeadLetter]:
         conn = self._conn()
@@ -775,6 +787,148 @@ class PostgresConnector(BaseConnector):
                 conn.rollback()
             except psycopg2.Error:
                 self.disconnect()
+
+    def use_encoding(self, encoding: str | None, fields: tuple = ()) -> str | None:
+        """Read pre-encoded ``encoding`` (``json``, ``pgcopy``) instead of Python values; None to read typed.
+
+        ``fields``: ``select``/``drop``/``rename`` steps done in the query. Returns why it cannot (the read
+        then stays typed), or None. Called on the launcher.
+        """
+        self._encoded = None
+        if encoding is None:
+            return None
+        plan = self.plan
+        if plan.kind is None:
+            return "the source has no cursor field (a whole-table read stays typed)"
+        conn = self._conn()
+        try:
+            self._encoded = build_encoded_plan(
+                conn, encoding, {k: plan.select[k] for k in ("window", "from")}, plan.columns, plan.oids,
+                self.cursor_field, plan.kind, fields,
+            )
+        except Unsupported as exc:
+            return f"{plan.source}: {exc}"
+        except psycopg2.Error as exc:
+            raise self._fail(exc, "cannot read the column types") from None
+        finally:
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                self.disconnect()
+        return None
+
+    def _read_json(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
+        """The zero-decode read for JSON lines: ``(position, line[, typed columns])`` rows from the server."""
+        conn = self._conn()
+        fetch_size = self.config["fetch_size"]
+        fallback = self._encoded.fallback
+        cur = conn.cursor(name=f"osmosis_{uuid.uuid4().hex[:12]}")
+        cur.itersize = fetch_size
+        for caster in _ROBUST_CASTERS:  # only the rows the server flagged carry typed values
+            psycopg2.extensions.register_type(caster, cur)
+        try:
+            try:
+                cur.execute(statement, self._params(lo, hi))
+                while True:
+                    rows = cur.fetchmany(fetch_size)
+                    if not rows:
+                        break
+                    for i in range(0, len(rows), batch_size):
+                        chunk = rows[i : i + batch_size]
+                        positions = [r[0] for r in chunk]
+                        lines = [r[1] for r in chunk]
+                        if fallback and None in lines:
+                            positions, lines, dead = self._typed_rows(chunk)
+                            yield from dead
+                            if not lines:
+                                continue
+                        yield EncodedBatch("json", lines, positions)
+            except psycopg2.Error as exc:
+                raise self._fail(exc, "read failed") from None
+        finally:
+            try:
+                if not cur.closed:
+                    cur.close()
+                conn.rollback()
+            except psycopg2.Error:
+                self.disconnect()
+
+    def _typed_rows(self, chunk: list[tuple]) -> tuple[list[int], list[str], list[DeadLetter]]:
+        """Lines for a chunk in which the server sent some rows typed: those are encoded as the typed path does."""
+        encoded = self._encoded
+        names = encoded.typed_columns
+        positions: list[int] = []
+        lines: list[str] = []
+        dead: list[DeadLetter] = []
+        for row in chunk:
+            line = row[1]
+            if line is None:
+                record = encoded.project(dict(zip(names, row[2:])))
+                bad = _unreadable_fields(record)
+                if bad:
+                    errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
+                    for k in bad:
+                        record[k] = record[k].text
+                    dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record))
+                    continue
+                line = typed_line(record)
+                if isinstance(line, DeadLetter):
+                    dead.append(line)
+                    continue
+            positions.append(row[0])
+            lines.append(line)
+        return positions, lines, dead
+
+    def _read_copy(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch]:
+        """The zero-decode read for PostgreSQL sinks: COPY text rows (position first), streamed in batches.
+
+        ``COPY ... TO STDOUT`` runs in a thread of its own that hands batches over through a small queue,
+        so the sink writes one batch while the next arrives, and memory stays flat.
+        """
+        conn = self._conn()
+        columns = tuple(field for field, _ in self._encoded.projection)
+        with conn.cursor() as cur:
+            text = cur.mogrify(statement, self._params(lo, hi)).decode("utf-8")
+        chunks = _CopyBatches(batch_size)
+        failure: list[BaseException] = []
+
+        def pump() -> None:
+            try:
+                with conn.cursor() as cur:
+                    cur.copy_expert(f"COPY ({text}) TO STDOUT", chunks, size=1 << 16)
+                chunks.flush()
+            except BaseException as exc:  # handed to the reading thread
+                failure.append(exc)
+            finally:
+                chunks.done()
+
+        thread = threading.Thread(target=pump, name="osmosis-pg-copy", daemon=True)
+        thread.start()
+        finished = False
+        try:
+            while True:
+                lines = chunks.get()
+                if lines is None:
+                    break
+                yield EncodedBatch("pgcopy", lines, None, columns)
+            finished = True  # a reader closed early (a split took the rest) ends the COPY and ignores its error
+        finally:
+            if not finished:
+                chunks.stop()  # the reader stopped early (a split took the rest): end the COPY
+                try:
+                    conn.cancel()
+                except psycopg2.Error:
+                    pass
+            thread.join()
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                self.disconnect()
+        if finished and failure and not isinstance(failure[0], _Stopped):
+            exc = failure[0]
+            if isinstance(exc, psycopg2.Error):
+                raise self._fail(exc, "read failed") from None
+            raise exc
 
     def cursor_position(self, record: Record) -> int | None:
         value = record.get(self.cursor_field)
@@ -874,6 +1028,61 @@ class PostgresConnector(BaseConnector):
         shown = super().display()
         shown["dsn"] = describe_dsn(self._dsn)
         return shown
+
+
+class _Stopped(Exception):
+    """The reader no longer wants rows: ends a COPY early."""
+
+
+class _CopyBatches:
+    """The file object ``COPY ... TO STDOUT`` writes into (one row per write): rows in batches on a queue."""
+
+    def __init__(self, batch_size: int) -> None:
+        self._size = batch_size
+        self._rows: list[bytes] = []
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._stopped = False
+
+    def write(self, data) -> int:
+        if self._stopped:
+            raise _Stopped()
+        rows = self._rows
+        rows.append(data)
+        if len(rows) >= self._size:
+            self._put(rows)
+            self._rows = []
+        return len(data)
+
+    def _put(self, item) -> None:
+        while not self._stopped:
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped()
+
+    def flush(self) -> None:
+        if self._rows:
+            self._put(self._rows)
+            self._rows = []
+
+    def done(self) -> None:
+        try:
+            self._put(None)
+        except _Stopped:
+            pass
+
+    def stop(self) -> None:
+        self._stopped = True
+        while True:  # unblock the writer
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def get(self):
+        return self._queue.get()
 
 
 def _batched(items: Iterable[Record | DeadLetter], size: int) -> Iterator[list[Record] | DeadLetter]:

@@ -7,6 +7,7 @@ Example::
 """
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import apache_beam as beam
@@ -16,9 +17,10 @@ from psycopg2 import sql
 
 from osmosis_beam.core.encoding import dumps
 from osmosis_beam.core.errors import SinkError
-from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
+from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter, EncodedBatch
 from osmosis_beam.io.postgres.client import (
     JSON_TYPES,
+    POSITION,
     SEQ,
     VALUE_ERRORS,
     Target,
@@ -144,8 +146,47 @@ class _WritePostgresFn(beam.DoFn):
                 rows[n] = tuple(values)
         return rows
 
+    def _copy(self, batch: EncodedBatch) -> None:
+        """COPY text rows from a postgres source into the stage (the zero-decode path), in one transaction."""
+        target = self._target
+        if batch.encoding != "pgcopy" or self._stage is None:
+            raise SinkError(f"{target.label}: cannot write {batch.encoding!r} batches here")
+        fields = list(batch.columns)
+        conn = self._conn
+        try:
+            with conn.cursor() as cur:
+                self._ensure_columns(cur, [], fields)
+                missing = [f for f in fields if f not in (self._dest_columns or {})]
+                if missing:
+                    raise SinkError(
+                        f"{target.label}: no column type is known for {', '.join(map(repr, missing))}; "
+                        "create the table first, or set read.path: typed"
+                    )
+                if POSITION not in self._dest_columns:
+                    lock(cur, target)
+                    add_columns(cur, self._dest_ident(), {POSITION: "bigint"}, f"{target.label} (staging)")
+                    self._load_columns(cur)
+                names = sql.SQL(", ").join(map(sql.Identifier, [POSITION, *fields]))
+                statement = sql.SQL("COPY {} ({}) FROM STDIN").format(self._dest_ident(), names).as_string(conn)
+                cur.copy_expert(statement, io.BytesIO(b"".join(batch.lines)), size=1 << 18)
+            conn.commit()
+        except SinkError:
+            conn.rollback()
+            raise
+        except psycopg2.Error as exc:
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                pass
+            self._dest_columns = None
+            raise sink_error(exc, f"{target.label}: write failed", target.dsn) from None
+        self._written.inc(len(batch))
+
     def process(self, batch):
         if not batch:
+            return
+        if isinstance(batch, EncodedBatch):
+            self._copy(batch)
             return
         target = self._target
         if target.mode == "upsert":

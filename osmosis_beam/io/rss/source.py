@@ -32,7 +32,9 @@ import calendar
 import datetime as dt
 import hashlib
 import logging
+import pickle
 import xml.sax
+import zlib
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
@@ -115,10 +117,22 @@ class RSSConnector(BaseConnector):
         self._ids: list[Any] | None = None
         self._malformed = False  # feedparser read the entries of a malformed document (bozo)
         self._cut = False  # ... of a truncated one: its last entry may be incomplete
+        self._entry_cache: list[tuple[Record, dt.datetime | None, str | None]] | None = None
+        self._entry_blob: bytes | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Workers parse the body fetched on the launcher again; credentials and headers stay home.
         state = super().__getstate__()
+        if self._parsed is not None or self._entry_cache is not None or self._entry_blob is not None:
+            # Parsed once, on the launcher: workers get the entries, not the body to parse again. They travel
+            # as one blob from the C pickler: Beam pickles a DoFn with dill's pure-Python pickler, dozens of
+            # times while it builds the job, which costs seconds for thousands of entry dicts.
+            if self._entry_blob is None:
+                # Compressed once here (fast): Beam compresses every pickled DoFn again, at level 9.
+                self._entry_blob = zlib.compress(pickle.dumps(self._entries(), protocol=pickle.HIGHEST_PROTOCOL), 1)
+            state["_entry_blob"] = self._entry_blob
+            state["_entry_cache"] = None
+            state["_body"] = None
         state["_parsed"] = None
         state["_ids"] = None
         state["_credentials"] = {}
@@ -164,6 +178,8 @@ class RSSConnector(BaseConnector):
         self._base = resp.url or self._fetch_url
         self._body = None if resp.status == 304 else resp.body
         self._parsed = None
+        self._entry_cache = None
+        self._entry_blob = None
 
     # -- sync hooks ------------------------------------------------------------------------------
     def begin_run(self, state) -> None:
@@ -347,6 +363,11 @@ class RSSConnector(BaseConnector):
         return [e.get("id") for e in bare.entries]
 
     def _entries(self) -> list[tuple[Record, dt.datetime | None, str | None]]:
+        if self._entry_cache is not None:
+            return self._entry_cache
+        if self._entry_blob is not None:
+            self._entry_cache = pickle.loads(zlib.decompress(self._entry_blob))
+            return self._entry_cache
         parsed = self._parse()
         feed_title = parsed.feed.get("title")
         primary, fallback = ("updated", "published") if self.cursor_field == "updated" else ("published", "updated")
@@ -377,6 +398,7 @@ class RSSConnector(BaseConnector):
                     problem = f"unparseable date {dict.get(entry, name)!r} in {name}"
             cursor = {"updated": updated, "published": published}
             out.append((record, cursor[primary] or cursor[fallback], problem))
+        self._entry_cache = out
         return out
 
     def read_window(self, lo, hi) -> Iterator[Record | DeadLetter]:
@@ -390,6 +412,7 @@ class RSSConnector(BaseConnector):
         taken: set[str] = set()  # a feed may list the same entry twice: deliver it once
         chosen = []
         for record, cursor, problem in self._entries():
+            record = dict(record)  # the cached entry stays as parsed, whatever steps do to the record
             key = record["id"] if (problem or cursor is None) else _key(record["id"], cursor)
             if key in taken:
                 continue

@@ -1,0 +1,280 @@
+"""The zero-decode read of the PostgreSQL connector: the server writes each record in the sink's encoding.
+
+When no step needs Python values, decoding every value into Python (psycopg2's casters, jsonb parsing)
+only to encode it again is the whole cost of a sync. Two encodings avoid it:
+
+- ``json`` (for the jsonl sink): the server builds each JSON line in exactly osmosis's encoding, with
+  ``row_to_json`` over one SQL expression per column: numerics as exact decimal text, timestamps in
+  Python's ``isoformat`` (``2024-01-01T00:00:00.120000+00:00``, microseconds only when non-zero), bytea
+  as base64 without line breaks, jsonb as it is. A row holding a value whose typed form differs (a float
+  NaN, a date Python cannot represent, a decimal that Python writes in exponent form, a multi-dimensional
+  array of timestamps, ...) is flagged by the server and sent typed instead: it is decoded and encoded
+  by the typed path's own code, so both paths give the same output value for value.
+- ``pgcopy`` (for the postgres sink): ``COPY (SELECT position, columns ...) TO STDOUT`` in the text
+  format, which the sink feeds to ``COPY ... FROM STDIN`` of its stage table: values never leave
+  PostgreSQL's own text form.
+
+Each line comes with the record's cursor position (epoch microseconds, or the integer cursor), computed
+by the server exactly, so the splittable read claims and cuts batches by its usual rules.
+
+Example::
+
+    from osmosis_beam.io.postgres.encoded import json_plan
+    statement, fallback = json_plan(conn, plan, "window")   # SELECT position, line, [typed columns] ...
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterable, Mapping
+
+import psycopg2.extensions
+
+from osmosis_beam.core.encoding import dumps_bytes
+from osmosis_beam.core.records import DeadLetter, Record
+
+__all__ = ["EncodedPlan", "Unsupported", "build_encoded_plan", "project", "typed_line", "ENCODINGS"]
+
+#: The encodings this connector can produce, by the sink that takes them.
+ENCODINGS = ("json", "pgcopy")
+
+_BOOL, _BYTEA, _CHAR, _NAME, _INT8, _INT2, _INT4, _TEXT, _OID = 16, 17, 18, 19, 20, 21, 23, 25, 26
+_JSON, _JSONB, _FLOAT4, _FLOAT8, _BPCHAR, _VARCHAR = 114, 3802, 700, 701, 1042, 1043
+_DATE, _TIME, _TIMESTAMP, _TIMESTAMPTZ, _NUMERIC, _UUID = 1082, 1083, 1114, 1184, 1700, 2950
+_FIRST_USER_OID = 16384
+
+# Scalars the server writes as they are (row_to_json's own rendering equals the typed path's).
+_AS_IS = {_BOOL, _INT8, _INT2, _INT4, _TEXT, _CHAR, _NAME, _BPCHAR, _VARCHAR, _JSON, _JSONB, _UUID}
+_FLOATS = {_FLOAT4, _FLOAT8}
+_TIMESTAMPS = {_TIMESTAMP, _TIMESTAMPTZ}
+
+# The window of datetime values Python can represent.
+_TS_RANGE = {
+    _TIMESTAMPTZ: ("'0001-01-01 00:00:00+00'::timestamptz", "'10000-01-01 00:00:00+00'::timestamptz"),
+    _TIMESTAMP: ("'0001-01-01 00:00:00'::timestamp", "'10000-01-01 00:00:00'::timestamp"),
+}
+
+
+class Unsupported(Exception):
+    """Why the zero-decode path cannot read this source (the run then reads typed)."""
+
+
+@dataclasses.dataclass
+class EncodedPlan:
+    """The statements of an encoded read (``window`` and ``from``) and what comes back."""
+
+    encoding: str
+    select: dict[str, str]
+    fallback: bool  # json: rows flagged by the server carry their typed columns after the line
+    typed_columns: list[str] = dataclasses.field(default_factory=list)  # those columns, in order
+    projection: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)  # (field, column)
+
+    def project(self, record: Record) -> Record:
+        """A typed row of ``typed_columns`` as the record the steps would leave."""
+        return {name: (record.get(column) if column is not None else None) for name, column in self.projection}
+
+
+def project(columns: list[str], fields: Iterable[tuple[str, Any]]) -> list[tuple[str, str | None]]:
+    """``(field, column)`` pairs the ``select``/``drop``/``rename`` steps leave of ``columns`` (column None: null).
+
+    Follows the steps exactly: ``select`` keeps the listed fields in that order (a missing one is null),
+    ``drop`` removes fields, ``rename`` maps names (two fields renamed to one name cannot be pushed down).
+    """
+    out: list[tuple[str, str | None]] = [(c, c) for c in columns]
+    for name, config in fields:
+        if name == "select" and isinstance(config, (list, tuple)) and all(isinstance(f, str) for f in config):
+            by_name = dict(out)
+            out = [(f, by_name.get(f)) for f in dict.fromkeys(config)]
+        elif name == "drop" and isinstance(config, (list, tuple)) and all(isinstance(f, str) for f in config):
+            out = [(f, c) for f, c in out if f not in set(config)]
+        elif name == "rename" and isinstance(config, dict) and all(isinstance(v, str) for v in config.values()):
+            renamed = [(config.get(f, f), c) for f, c in out]
+            if len({f for f, _ in renamed}) != len(renamed):
+                raise Unsupported(f"rename {config!r} gives two fields the same name")
+            out = renamed
+        else:
+            raise Unsupported(f"step {name} cannot be done in the query")
+    return out
+
+
+def _ident(name: str) -> str:
+    """A quoted identifier with ``%`` doubled (the statements run with parameters)."""
+    return '"' + name.replace('"', '""').replace("%", "%%") + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"
+
+
+def _type_info(conn, oids: Iterable[int]) -> dict[int, tuple[int, str, int]]:
+    """``oid -> (base oid, category, element oid)`` for ``oids`` and their array elements (domains resolved)."""
+    info: dict[int, tuple[int, str, int]] = {}
+    wanted = set(oids)
+    with conn.cursor() as cur:
+        for _ in range(3):  # columns, their elements, the elements' base types
+            missing = sorted(o for o in wanted if o not in info)
+            if not missing:
+                break
+            cur.execute(
+                "SELECT oid, CASE WHEN typbasetype <> 0 THEN typbasetype ELSE oid END, typcategory, typelem "
+                "FROM pg_catalog.pg_type WHERE oid = ANY (%s)",
+                (missing,),
+            )
+            for oid, base, category, elem in cur.fetchall():
+                info[oid] = (base, category, elem)
+                wanted.update({base, elem} - {0})
+    return info
+
+
+def _resolve(oid: int, info: Mapping[int, tuple[int, str, int]]) -> tuple[int, str, int]:
+    base, category, elem = info.get(oid, (oid, "U", 0))
+    if base != oid:
+        return _resolve(base, info)
+    return base, category, elem
+
+
+def _timestamp_text(e: str, oid: int) -> str:
+    """``isoformat()`` of a timestamp: microseconds only when non-zero, ``+00:00`` for timestamptz (UTC session)."""
+    offset = '"+00:00"' if oid == _TIMESTAMPTZ else ""
+    return (
+        f"to_char({e}, CASE WHEN date_trunc('second', {e}) = {e} THEN 'YYYY-MM-DD\"T\"HH24:MI:SS{offset}' "
+        f"ELSE 'YYYY-MM-DD\"T\"HH24:MI:SS.US{offset}' END)"
+    )
+
+
+def _time_text(e: str) -> str:
+    day = f"(DATE '2000-01-01' + {e})"
+    return f"to_char({day}, CASE WHEN date_trunc('second', {day}) = {day} THEN 'HH24:MI:SS' ELSE 'HH24:MI:SS.US' END)"
+
+
+def _scalar(e: str, oid: int, category: str, what: str) -> tuple[str, str | None]:
+    """(expression, exotic condition or None) of one scalar of base type ``oid``."""
+    if oid in _AS_IS:
+        return e, None
+    if oid == _OID:  # row_to_json writes an oid as text; psycopg2 reads it as an int
+        return f"({e})::bigint", None
+    if oid in _FLOATS:
+        return e, f"NOT ({e} > '-Infinity'::float8 AND {e} < 'Infinity'::float8)"
+    if oid == _NUMERIC:
+        # str(Decimal) writes exponent form below 1e-6 with more than 6 decimals (0E-7, 1.5E-7).
+        return f"({e})::text", f"(abs({e}) < 0.000001 AND scale({e}) > 6)"
+    if oid in _TIMESTAMPS:
+        lo, hi = _TS_RANGE[oid]
+        return _timestamp_text(e, oid), f"NOT ({e} >= {lo} AND {e} < {hi})"
+    if oid == _DATE:
+        return e, f"NOT ({e} >= DATE '0001-01-01' AND {e} < DATE '10000-01-01')"
+    if oid == _TIME:
+        return _time_text(e), f"{e} = TIME '24:00:00'"
+    if oid == _BYTEA:
+        return f"translate(encode({e}, 'base64'), chr(10), '')", None
+    if oid >= _FIRST_USER_OID:
+        if category in ("E", "S", "U"):  # enums, citext, hstore, ...: psycopg2 returns their text
+            return f"({e})::text", None
+        raise Unsupported(f"{what} has a user-defined type of category {category!r}")
+    if oid not in psycopg2.extensions.string_types:  # inet, money, xml, bit, ...: psycopg2 returns their text
+        return e, None
+    raise Unsupported(f"{what} is decoded by psycopg2 into a Python object (type oid {oid})")
+
+
+def _array(e: str, elem: int, category: str, what: str) -> tuple[str, str | None]:
+    """(expression, exotic condition) of an array column whose elements have base type ``elem``."""
+    shape = f"array_lower({e}, 1) <> 1"
+    u = "_u.e"
+    expr, exotic = _scalar(u, elem, category, f"{what} (elements)")
+    if expr == u and exotic is None:
+        return e, shape
+    if expr == u:  # the array renders as it is; only some elements need the typed path
+        return e, f"({shape} OR EXISTS (SELECT 1 FROM unnest({e}) AS _u(e) WHERE {exotic}))"
+    if elem == _NUMERIC or (elem >= _FIRST_USER_OID and expr == f"({u})::text"):
+        cast = f"({e})::text[]"  # keeps the dimensions
+        if exotic is None:
+            return cast, shape
+        return cast, f"({shape} OR EXISTS (SELECT 1 FROM unnest({e}) AS _u(e) WHERE {exotic}))"
+    agg = (
+        f"CASE WHEN {e} IS NULL THEN NULL ELSE COALESCE((SELECT json_agg({expr} ORDER BY _u.o) "
+        f"FROM unnest({e}) WITH ORDINALITY AS _u(e, o)), '[]'::json) END"
+    )
+    checks = [shape, f"array_ndims({e}) > 1"]
+    if exotic is not None:
+        checks.append(f"EXISTS (SELECT 1 FROM unnest({e}) AS _u(e) WHERE {exotic})")
+    return agg, "(" + " OR ".join(checks) + ")"
+
+
+def _position(e: str, kind: str) -> str:
+    """The cursor position the typed path computes, in SQL, exactly."""
+    if kind == "integer":
+        return f"({e})::bigint"
+    if kind == "date":
+        return f"(({e}) - DATE '1970-01-01')::bigint * 86400000000"
+    # date_part is a float: exact to the microsecond within |epoch| < 2^51 us (1902..2038); numeric beyond.
+    return (
+        f"CASE WHEN {e} > '1902-01-01 00:00:00+00'::timestamptz AND {e} < '2038-01-01 00:00:00+00'::timestamptz "
+        f"THEN (date_part('epoch', {e}) * 1000000)::bigint ELSE (extract(epoch FROM {e}) * 1000000)::bigint END"
+    )
+
+
+def build_encoded_plan(
+    conn,
+    encoding: str,
+    base_select: Mapping[str, str],
+    columns: list[str],
+    oids: list[int],
+    cursor: str,
+    kind: str,
+    fields: Iterable[tuple[str, Any]] = (),
+) -> EncodedPlan:
+    """The encoded statements over the typed plan's ``base_select`` (raises :class:`Unsupported`).
+
+    ``oids`` are the result types of ``columns`` as the typed read returns them (a timestamp read
+    ``AT TIME ZONE`` is a timestamptz); ``fields`` the ``select``/``drop``/``rename`` steps to do in the query.
+    """
+    if encoding not in ENCODINGS:
+        raise Unsupported(f"the postgres source cannot produce {encoding!r}")
+    projection = project(columns, fields)
+    s = "_s."
+    pos = _position(s + _ident(cursor), kind)
+    order = f" ORDER BY {s}{_ident(cursor)}"
+    if encoding == "pgcopy":
+        for field, column in projection:
+            if column is None:
+                raise Unsupported(f"select names {field!r}, which the source does not have")
+            if field != column:
+                raise Unsupported("rename: the postgres sink takes its column types from the source's column names")
+        items = ", ".join(s + _ident(c) for _, c in projection)
+        select = {
+            name: f"SELECT {pos}, {items} FROM ({text}) AS _s{order}" for name, text in base_select.items()
+        }
+        return EncodedPlan(encoding, select, False, [], projection)
+    info = _type_info(conn, oids)
+    oid_of = dict(zip(columns, oids))
+    encoded: dict[str, tuple[str, str | None]] = {}
+    for column in dict.fromkeys(c for _, c in projection if c is not None):
+        base, category, elem = _resolve(oid_of[column], info)
+        what = f"column {column!r}"
+        e = s + _ident(column)
+        if category == "A" and elem:
+            ebase, ecategory, _ = _resolve(elem, info)
+            encoded[column] = _array(e, ebase, ecategory, what)
+        else:
+            encoded[column] = _scalar(e, base, category, what)
+    exprs = [f"{encoded[c][0] if c is not None else 'NULL'} AS {_ident(f)}" for f, c in projection]
+    exotics = [f"({exotic})" for _, exotic in encoded.values() if exotic is not None]
+    typed_columns = list(encoded)
+    line = f"row_to_json(_e)::text"
+    lateral = f"CROSS JOIN LATERAL (SELECT {', '.join(exprs)}) AS _e"
+    if exotics:
+        flag = " OR ".join(exotics)
+        typed = ", ".join(f"CASE WHEN _k.x THEN {s}{_ident(c)} END" for c in typed_columns)
+        head = f"SELECT {pos}, CASE WHEN _k.x THEN NULL ELSE {line} END, {typed}"
+        lateral = f"CROSS JOIN LATERAL (SELECT COALESCE({flag}, false) AS x) AS _k " + lateral
+    else:
+        head = f"SELECT {pos}, {line}"
+    select = {name: f"{head} FROM ({text}) AS _s {lateral}{order}" for name, text in base_select.items()}
+    return EncodedPlan(encoding, select, bool(exotics), typed_columns if exotics else [], projection)
+
+
+def typed_line(record: Record) -> str | DeadLetter:
+    """A record the server flagged, encoded as the jsonl sink encodes it (or its dead letter)."""
+    try:
+        return dumps_bytes(record).decode("utf-8")
+    except (TypeError, ValueError) as exc:
+        return DeadLetter("sink: jsonl", f"cannot encode as JSON: {exc}", repr(record))

@@ -1,0 +1,308 @@
+"""The zero-decode path against the typed path: the same output, value for value, over every supported type.
+
+PostgreSQL -> JSONL: the server builds each JSON line; PostgreSQL -> PostgreSQL: COPY rows into the sink's
+stage. Both run on the in-process Beam runner against a real PostgreSQL server, and their output is compared
+with the typed path's, row by row, including the rows the typed path dead-letters.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import textwrap
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+
+from osmosis_beam.core.records import EncodedBatch
+from osmosis_beam.core.window import SyncWindow
+from osmosis_beam.io.files.jsonl_write import WriteJSONL
+from osmosis_beam.io.postgres.sink import PostgresSink
+from osmosis_beam.io.read import ReadWindow
+from tests.integration.pg_support import (  # noqa: F401  (fixtures)
+    _Store,
+    execute,
+    fetch,
+    pg_dsn,
+    pg_module_database,
+    pipeline,
+    source,
+    sync_once,
+    utc,
+)
+
+_TABLE = """
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN positive AS integer CHECK (VALUE > 0);
+CREATE TABLE every_type (
+    id integer PRIMARY KEY,
+    updated_at timestamptz NOT NULL,
+    i2 smallint, i4 integer, i8 bigint, pos positive, o oid,
+    f4 real, f8 double precision,
+    n numeric, n122 numeric(12, 2),
+    t text, vc varchar(20), c char(5), nm name, qc "char",
+    b boolean,
+    d date, tm time, ts timestamp, tstz timestamptz,
+    u uuid, by bytea,
+    j json, jb jsonb,
+    e mood, ip inet, cidr_ cidr, mac macaddr, money_ money, bits bit(4), x xml,
+    ia integer[], ta text[], na numeric[], fa double precision[], da date[], tsa timestamptz[], tsn timestamp[],
+    tma time[], ba bytea[], ua uuid[], jba jsonb[], ea mood[], ba2 boolean[], i2d integer[]
+);
+"""
+
+_ROWS = r"""
+INSERT INTO every_type VALUES
+ (1, '2024-01-01 00:00:00+00', 1, 2, 3, 4, 5, 1.5, 0.1, 1.50, 12.34, 'plain', 'v', 'ab', 'nm', 'q', true,
+  '2024-02-29', '12:34:56', '2024-01-01 10:00:00', '2024-01-01 10:00:00+02', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+  '\x000102ff', '{ "a" : 1,  "b": [1, 2.5, "x"] }', '{"k": {"n": 1.25, "s": "é\"\\"}, "a": [true, null]}',
+  'happy', '10.0.0.1', '10.0.0.0/8', '08:00:2b:01:02:03', 12.5, B'1010', '<a>x</a>',
+  '{1,NULL,3}', '{"a","b c",NULL,"d\"e"}', '{1.50,NULL,-2}', '{1.5,NULL,-0.25}', '{2024-01-01,NULL}',
+  '{"2024-01-01 00:00:00.5+00","2024-01-01 00:00:00+00",NULL}', '{"2024-01-01 01:02:03.000100"}',
+  '{"01:02:03","01:02:03.25",NULL}', '{"\\x00ff",NULL,"\\x"}', '{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}',
+  ARRAY['{"x": 1}'::jsonb, NULL], '{sad,ok}', '{true,false,NULL}', '{{1,2},{3,4}}'),
+ -- microseconds with trailing zeros, unicode, long bytea (base64 line breaks), empty arrays
+ (2, '2024-01-01 00:00:00.120000+00', -32768, -2147483648, -9223372036854775808, 1, 0, -0.0, 1e300,
+  123456789012345678901234567890.123456789, -0.01, E'tab\there\nnew "q" \\ back ☃ 𝄞', '', '     ', '', ' ',
+  false, '0099-12-31', '00:00:00.000001', '1999-12-31 23:59:59.999990', '1970-01-01 00:00:00+00',
+  '00000000-0000-0000-0000-000000000000', decode(repeat('ab', 100), 'hex'), '[]', '{}',
+  'sad', '::1', '::/0', 'ff:ff:ff:ff:ff:ff', -0.01, B'0000', '<r/>',
+  '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}'),
+ -- the same cursor value as row 2 (a tie)
+ (3, '2024-01-01 00:00:00.120000+00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ -- values the typed path writes differently from the server's text: sent typed, so both paths agree
+ (4, '2024-06-01 12:00:00+00', NULL, NULL, NULL, NULL, NULL, 'NaN', 'Infinity', 0.0000001, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, '{0.00000010}', '{NaN}', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (5, '2024-06-01 12:00:01+00', NULL, NULL, NULL, NULL, NULL, NULL, '-Infinity', 'NaN', NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, 'infinity', '24:00:00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, '{infinity}', '{{"2024-01-01 00:00:00+00"},{"2024-01-02 00:00:00+00"}}', NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (6, '2024-06-01 12:00:02+00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0.0000000000, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, '10000-01-01', NULL, '10000-01-01 00:00:00', '0044-03-15 12:00:00+00 BC', NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, '[0:1]={1,2}', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL),
+ -- cursor values far from now: positions beyond the float-exact range are computed exactly too
+ (7, '1800-01-01 00:00:00.000001+00', 7, NULL, NULL, NULL, NULL, NULL, NULL, 7.000001, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (8, '2200-07-04 23:59:59.999999+00', 8, NULL, NULL, NULL, NULL, NULL, NULL, 0.000001, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO every_type (id, updated_at, i4, n122, t, tstz, jb)
+SELECT 100 + g, timestamptz '2024-03-01 00:00:00+00' + g * interval '1.5 seconds', g, g / 100.0, 'row ' || g,
+       timestamptz '2024-03-01 00:00:00+00' + g * interval '1 millisecond', jsonb_build_object('g', g, 'h', g / 3.0)
+FROM generate_series(1, 2500) AS g;
+"""
+
+WINDOW = SyncWindow(None, utc(2300, 1, 1))
+
+
+def _read_to_jsonl(connector, window: SyncWindow, out: Path, *, splits: int) -> tuple[list[dict], list[dict], list[str]]:
+    """Read ``window`` through Beam into JSONL part files; return (records, dead letters, batch kinds)."""
+    dead, kinds = _Store(), _Store()
+    with pipeline() as p:
+        read = p | "Read" >> ReadWindow(connector, window, splits=splits, batch_size=300)
+        read.records | "Kinds" >> beam.Map(lambda b: kinds.add("encoded" if isinstance(b, EncodedBatch) else "typed"))
+        written = read.records | "Write" >> WriteJSONL(str(out))
+        (read.dead_letter, written["dead_letter"]) | beam.Flatten() | beam.Map(dead.add)
+    records = []
+    for part in sorted(out.glob("part-*.jsonl")):
+        records += [json.loads(line) for line in part.read_text(encoding="utf-8").splitlines()]
+    return records, dead.take(), kinds.take()
+
+
+def _dead_key(letter: dict) -> tuple:
+    record = letter["record"]
+    ident = record.get("id") if isinstance(record, dict) else record.split("'id': ", 1)[1].split(",", 1)[0]
+    return (str(ident), letter["step"], letter["error"])
+
+
+@pytest.mark.parametrize("splits", [1, 3])
+def test_jsonl_zero_decode_equals_typed_over_every_type(pg_dsn, tmp_path, splits):
+    execute(pg_dsn, _TABLE, _ROWS)
+    typed = source(pg_dsn, table="every_type")
+    zero = source(pg_dsn, table="every_type")
+    assert typed.use_encoding(None) is None
+    assert zero.use_encoding("json") is None  # every column type here has a server-side encoding
+    split_from = utc(1800, 1, 1)
+    window = SyncWindow(split_from, WINDOW.hi)
+
+    typed_records, typed_dead, typed_kinds = _read_to_jsonl(typed, window, tmp_path / "typed", splits=splits)
+    zero_records, zero_dead, zero_kinds = _read_to_jsonl(zero, window, tmp_path / "zero", splits=splits)
+
+    assert set(typed_kinds) == {"typed"} and set(zero_kinds) == {"encoded"}
+    assert len(typed_records) + len(typed_dead) == 2508
+    by_id = {r["id"]: r for r in typed_records}
+    assert len(by_id) == len(typed_records) == len(zero_records)
+    for record in zero_records:
+        assert record == by_id[record["id"]], f"row {record['id']} differs"
+        assert list(record) == list(by_id[record["id"]])  # the same key order
+    # The rows the typed path cannot read or encode are dead letters on both paths, for the same reason.
+    assert sorted(map(_dead_key, zero_dead)) == sorted(map(_dead_key, typed_dead))
+    assert {k[0] for k in map(_dead_key, typed_dead)} == {"4", "5", "6"}
+
+    # Spot checks of the encoding rules on the zero-decode output itself.
+    one, two = by_id[1], by_id[2]
+    assert one["n"] == "1.50" and one["n122"] == "12.34" and one["na"] == ["1.50", None, "-2"]
+    assert one["tstz"] == "2024-01-01T08:00:00+00:00" and one["ts"] == "2024-01-01T10:00:00"
+    assert one["by"] == "AAEC/w==" and one["jb"] == {"a": [True, None], "k": {"n": 1.25, "s": 'é"\\'}}
+    assert one["tsa"] == ["2024-01-01T00:00:00.500000+00:00", "2024-01-01T00:00:00+00:00", None]
+    assert two["updated_at"] == "2024-01-01T00:00:00.120000+00:00" and two["d"] == "0099-12-31"
+    assert two["c"] == "     " and two["tm"] == "00:00:00.000001" and "\n" not in two["by"]
+
+
+def test_every_row_is_read_once_when_splits_cut_ties(pg_dsn, tmp_path):
+    """Many rows share each cursor value; sub-windows and small batches never lose or double one."""
+    execute(
+        pg_dsn,
+        "CREATE TABLE ties (id integer PRIMARY KEY, updated_at timestamptz NOT NULL, v numeric)",
+        "INSERT INTO ties SELECT g, timestamptz '2024-01-01 00:00:00+00' + (g / 7) * interval '1 second', g / 4.0 "
+        "FROM generate_series(1, 3000) AS g",
+    )
+    zero = source(pg_dsn, table="ties")
+    assert zero.use_encoding("json") is None
+    records, dead, kinds = _read_to_jsonl(zero, SyncWindow(utc(2024, 1, 1), utc(2024, 1, 1, 0, 5)), tmp_path / "z", splits=5)
+    assert not dead and set(kinds) == {"encoded"}
+    assert sorted(r["id"] for r in records) == list(range(1, 2100))  # id 2100 lies at 00:05:00 = hi: next window
+
+
+def test_unsupported_types_stay_typed_with_the_reason(pg_dsn):
+    execute(pg_dsn, "CREATE TABLE spans (id integer, updated_at timestamptz, span interval, r int4range)")
+    connector = source(pg_dsn, table="spans")
+    why = connector.use_encoding("json")
+    assert why is not None and "column 'span'" in why
+    assert connector._encoded is None  # reads typed
+
+
+def _pg_table(dsn: str, table: str) -> list[tuple]:
+    return fetch(dsn, f"SELECT * FROM {table} ORDER BY id")
+
+
+@pytest.mark.parametrize("mode", ["upsert", "append"])
+def test_postgres_copy_path_equals_typed(pg_dsn, mode):
+    """PostgreSQL -> PostgreSQL: COPY rows through the stage give the table the typed path gives."""
+    # Without the values the typed path cannot read (rows 4-6) or write (jsonb[] of objects, uuid[] and enum[]: the typed sink sends them as text[]).
+    execute(pg_dsn, _TABLE, _ROWS, "DELETE FROM every_type WHERE id IN (4, 5, 6)", "ALTER TABLE every_type DROP COLUMN jba, DROP COLUMN ua, DROP COLUMN ea")
+    results = {}
+    for path in ("typed", "pgcopy"):
+        connector = source(pg_dsn, table="every_type")
+        sink = PostgresSink({"dsn": pg_dsn, "table": f"out_{path}", "key": ["id"] if mode == "upsert" else None,
+                             "mode": mode})
+        sink.use_schema(connector.get_schema())
+        encoding = None if path == "typed" else "pgcopy"
+        assert connector.use_encoding(encoding) is None
+        sink.use_encoding(encoding)
+        details, dead = sync_once(connector, sink, WINDOW, f"run-{path}", splits=3)
+        assert dead == []
+        assert details.get("records") == (None if (mode, path) == ("upsert", "typed") else 2505)
+        results[path] = _pg_table(pg_dsn, f"out_{path}")
+    assert len(results["pgcopy"]) == 2505
+    assert results["pgcopy"] == results["typed"]
+    leftovers = fetch(pg_dsn, "SELECT relname FROM pg_class WHERE relname LIKE '_osmosis_stage_%'")
+    assert leftovers == []
+    # Run again (a re-read window): upserts leave the table as it was, the staged COPY included.
+    if mode == "upsert":
+        connector = source(pg_dsn, table="every_type")
+        sink = PostgresSink({"dsn": pg_dsn, "table": "out_pgcopy", "key": ["id"]})
+        assert connector.use_encoding("pgcopy") is None
+        sink.use_encoding("pgcopy")
+        sync_once(connector, sink, WINDOW, "run-again", splits=2)
+        assert _pg_table(pg_dsn, "out_pgcopy") == results["typed"]
+
+
+def _pipeline_yaml(path: Path, dsn_env: str, out: Path, extra: str = "") -> Path:
+    path.write_text(textwrap.dedent(f"""\
+        id: zero
+        source:
+          type: postgres
+          dsn: ${{{dsn_env}}}
+          table: every_type
+        incremental:
+          cursor_field: updated_at
+          safety_lag: 0s
+        {extra}
+        sink:
+          type: jsonl
+          path: {out}
+        """))
+    return path
+
+
+def test_cli_says_which_path_ran_and_the_switch_forces_typed(pg_dsn, tmp_path, osmosis_cli):
+    execute(pg_dsn, _TABLE, _ROWS)
+    env = {"ZD_DSN": pg_dsn}
+    auto = osmosis_cli("-v", "run", _pipeline_yaml(tmp_path / "auto.yaml", "ZD_DSN", tmp_path / "auto"), env=env)
+    assert auto.returncode == 0, auto.stderr
+    assert "zero-decode json path (no step needs Python values" in auto.stderr
+    typed = osmosis_cli(
+        "-v", "run", _pipeline_yaml(tmp_path / "typed.yaml", "ZD_DSN", tmp_path / "typed", "read: {path: typed}"),
+        home_dir=tmp_path / "home2", env=env,
+    )
+    assert typed.returncode == 0, typed.stderr
+    assert "typed path (read.path is typed)" in typed.stderr
+    assert pg_dsn.split("@")[0].split(":")[-1] not in auto.stderr + typed.stderr  # the password never shows
+
+    def output(root: Path) -> dict:
+        lines = [json.loads(x) for f in sorted(root.rglob("part-*.jsonl")) for x in f.read_text().splitlines()]
+        return {r["id"]: r for r in lines}
+
+    assert output(tmp_path / "auto") == output(tmp_path / "typed")
+    assert len(output(tmp_path / "auto")) == 2504  # row 8 lies in 2200, after the window
+    summary = json.loads(auto.stdout.strip().splitlines()[-1])
+    assert summary["records_written"] == 2504 and summary["dead_letter"] == 3
+
+
+def test_select_drop_rename_are_done_in_the_query(pg_dsn, tmp_path, osmosis_cli):
+    """Field steps keep the zero-decode path: the server builds the records the steps would leave."""
+    # Rows 5 and 6 hold values psycopg2 cannot read in columns the steps drop: the typed path dead-letters
+    # them at the read, the zero-decode path never decodes those columns (so it writes them).
+    execute(pg_dsn, _TABLE, _ROWS, "DELETE FROM every_type WHERE id IN (5, 6)")
+    steps = ("steps:\n  - select: [id, updated_at, n, f8, tsa, jb, nothing]\n  - rename: {n: amount, jb: doc}\n"
+             "  - drop: [f8]\n")
+    env = {"ZD_DSN": pg_dsn}
+    runs = {}
+    for path in ("auto", "typed"):
+        extra = steps + ("read: {path: typed}\n" if path == "typed" else "")
+        yaml_path = tmp_path / f"{path}.yaml"
+        yaml_path.write_text(_pipeline_yaml(tmp_path / "x.yaml", "ZD_DSN", tmp_path / path).read_text() + extra)
+        result = osmosis_cli("-v", "run", yaml_path, home_dir=tmp_path / f"home-{path}", env=env)
+        assert result.returncode == 0, result.stderr
+        runs[path] = result
+    assert "zero-decode json path (no step needs Python values (select, rename, drop done by the source)" in runs["auto"].stderr
+    assert "typed path (read.path is typed)" in runs["typed"].stderr
+
+    def output(root: Path) -> list[dict]:
+        return [json.loads(x) for f in sorted(root.rglob("part-*.jsonl")) for x in f.read_text().splitlines()]
+
+    zero = sorted(output(tmp_path / "auto"), key=lambda r: r["id"])
+    typed = sorted(output(tmp_path / "typed"), key=lambda r: r["id"])
+    assert zero == typed and len(zero) == 2505
+    assert list(zero[0]) == ["id", "updated_at", "amount", "tsa", "doc", "nothing"]
+    four = next(r for r in zero if r["id"] == 4)
+    assert four["amount"] == "1E-7" and four["nothing"] is None  # a flagged row, encoded by the typed code
+
+
+def test_a_copy_read_stopped_early_ends_cleanly_and_the_next_read_is_whole(pg_dsn):
+    """A split can take the rest of a sub-window: the COPY stops, and the connection is fine afterwards."""
+    execute(
+        pg_dsn,
+        "CREATE TABLE many (id integer PRIMARY KEY, updated_at timestamptz NOT NULL, v text)",
+        "INSERT INTO many SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 ms', repeat('x', 50) "
+        "FROM generate_series(1, 50000) AS g",
+    )
+    connector = source(pg_dsn, table="many")
+    assert connector.use_encoding("pgcopy") is None
+    connector.connect()
+    try:
+        batches = connector.read_window_batches(None, utc(2030, 1, 1), 1000)
+        first = next(batches)
+        assert isinstance(first, EncodedBatch) and len(first) == 1000
+        assert first.position(0) == 1704067200001000 and first.head(1704067200000500 + 1000).positions is None
+        batches.close()  # what the read does when a claim fails
+        total = sum(len(b) for b in connector.read_window_batches(None, utc(2030, 1, 1), 1000))
+    finally:
+        connector.disconnect()
+    assert total == 50000

@@ -1,0 +1,64 @@
+"""The fixed cost of a job: Beam is imported without the parts the chosen runner never uses."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+_PROBE = textwrap.dedent("""
+    import json, sys
+    from osmosis_beam.runners.lean import import_beam
+    import_beam(sys.argv[1])
+    loaded = {name: name in sys.modules for name in ("apache_beam", "pandas", "apache_beam.io.gcp.bigquery",
+                                                     "apache_beam.io.gcp.gcsfilesystem", "apache_beam.io.hadoopfilesystem")}
+    import apache_beam as beam
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    p = beam.Pipeline(runner=FnApiRunner())
+    p | beam.Create([1, 2, 3]) | beam.Map(lambda x: x * 2)
+    state = p.run().wait_until_finish()
+    import pandas  # held back only while Beam was imported
+    print(json.dumps({"loaded": loaded, "state": str(state), "gcp": sorted(m for m in ("google.cloud.bigquery", "google.cloud.storage", "google.cloud.pubsub") if m in sys.modules)}))
+""")
+
+
+def _probe(runner: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _PROBE, runner], capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_direct_job_imports_beam_without_gcp_hadoop_or_pandas_and_still_runs():
+    result = _probe("direct")
+    assert result["loaded"] == {
+        "apache_beam": True, "pandas": False, "apache_beam.io.gcp.bigquery": False,
+        "apache_beam.io.gcp.gcsfilesystem": False, "apache_beam.io.hadoopfilesystem": False,
+    }
+    assert result["state"] == "DONE"
+    assert result["gcp"] == []
+
+
+def test_a_dataflow_job_gets_all_of_beam():
+    result = _probe("dataflow")
+    assert result["loaded"]["apache_beam.io.gcp.bigquery"] is True
+    assert result["state"] == "DONE"
+
+
+_LATER_DATAFLOW = textwrap.dedent("""
+    import json, sys
+    from osmosis_beam.runners.lean import import_beam
+    import_beam("direct")
+    from apache_beam.utils import retry
+    from apache_beam.runners.dataflow.internal.clients import dataflow as api
+    before = [retry.HttpError is None, hasattr(api, "DataflowV1b3")]
+    import_beam("dataflow")  # a launcher's next pipeline runs on Dataflow
+    import apache_beam.runners.dataflow.dataflow_runner as runner
+    print(json.dumps({"before": before, "after": [retry.HttpError is None, hasattr(api, "DataflowV1b3"),
+                                                  hasattr(runner.dataflow_api, "DataflowV1b3")]}))
+""")
+
+
+def test_a_later_dataflow_job_in_the_same_process_gets_what_was_held_back():
+    out = subprocess.run([sys.executable, "-c", _LATER_DATAFLOW], capture_output=True, text=True, timeout=300, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["before"] == [True, False]  # held back for the direct job
+    assert result["after"] == [False, True, True]
