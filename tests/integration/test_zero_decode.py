@@ -6,7 +6,6 @@ with the typed path's, row by row, including the rows the typed path dead-letter
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import textwrap
 from pathlib import Path
