@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from osmosis_beam.config import PipelineSpec, ScheduleSpec, load_pipeline
-from osmosis_beam.core.errors import ConfigError, LeaseHeldError, OsmosisError
+from osmosis_beam.core.errors import ConfigError, LeaseHeldError, OsmosisError, ScheduleError
 from osmosis_beam.core.models import SyncJob, SyncRun
 from osmosis_beam.core.timefmt import format_duration, format_timestamp, utcnow
 from osmosis_beam.scheduler.schedule import (
@@ -221,6 +221,16 @@ class SyncScheduler:
                 log.warning("pipeline %s has no schedule; the launcher ignores it (add schedule: {every: 15m})", spec.id)
         if not self.specs:
             raise ConfigError("launch: none of the pipelines has a schedule (add e.g. schedule: {every: 15m})")
+        # A schedule with no next tick (cron 0 0 30 2 *) fails here, once, rather than in the loop each tick.
+        problems = []
+        for spec in self.specs:
+            try:
+                now = clock()
+                next_run(spec.schedule, now, now)
+            except ScheduleError as exc:
+                problems.append(f"{spec.path or spec.id}: schedule: {exc.message}")
+        if problems:
+            raise ConfigError(problems=problems)
         self.store = store
         self.home = Path(home) if home else store.default_home()
         self.concurrency = concurrency
@@ -342,6 +352,8 @@ class SyncScheduler:
             pending_once = {j.pipeline_id for j in self._jobs().values() if self._due(j, now) and j.pipeline_id not in paused}
             if not pending_once:
                 log.info("nothing is due now")
+        trouble: str | None = None
+        retries = 0
         try:
             while True:
                 self._reap(result)
@@ -353,9 +365,14 @@ class SyncScheduler:
                     break
                 try:
                     wait = self._start_due(result, pending_once, max_runs)
+                    trouble = None
                 except OsmosisError as exc:  # e.g. the state store is busy: runs in progress go on
-                    log.warning("could not read the sync jobs (%s); trying again", exc)
-                    wait = 1.0
+                    # Back off (1s doubling to 60s) and say it once per distinct problem, never spin.
+                    retries = retries + 1 if trouble == str(exc) else 1
+                    if trouble != str(exc):
+                        log.warning("could not read the sync jobs (%s); trying again with backoff", exc)
+                    trouble = str(exc)
+                    wait = min(60.0, 2.0 ** (retries - 1))
                 self._wake.wait(max(wait, 0.01))
                 self._wake.clear()
         except BaseException:
