@@ -165,7 +165,9 @@ def lock(cur, target: Target) -> None:
 
 
 def _safe_type(cur, type_text: str) -> str:
-    """``type_text`` as PostgreSQL spells it, when it names a type in this database; else text (or text[])."""
+    """``type_text`` when it names a type in this database, modifier included (``character(20)``,
+    ``numeric(4,2)``: ``to_regtype`` parses the whole text as one type name, so nothing else can hide in
+    it); else text (or text[]) for a type this database lacks (an enum or extension type of the source)."""
     try:
         cur.execute("SAVEPOINT osmosis_type")
         cur.execute("SELECT to_regtype(%s)::text", (type_text,))
@@ -175,7 +177,7 @@ def _safe_type(cur, type_text: str) -> str:
         cur.execute("ROLLBACK TO SAVEPOINT osmosis_type")
         found = None
     if found:
-        return found
+        return type_text.strip()
     return "text[]" if type_text.rstrip().endswith("]") else "text"
 
 

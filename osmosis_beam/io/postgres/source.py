@@ -833,13 +833,10 @@ class PostgresConnector(BaseConnector):
         plan = self.plan
         with conn.cursor() as cur:
             if plan.table is not None:
-                cur.execute(
-                    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull "
-                    "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
-                    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                    plan.table,
-                )
+                # The full type with its modifier (character(20), numeric(4,2), timestamp(3) ...), domains
+                # (and arrays of domains) resolved to their base type: a sink creating the table elsewhere
+                # keeps the type, where the domain itself may not exist.
+                cur.execute(_COLUMN_TYPES, plan.table)
                 by_name = {r[0]: {"name": r[0], "type": r[1], "nullable": r[2]} for r in cur.fetchall()}
                 cur.execute(
                     "SELECT a.attname FROM pg_catalog.pg_index i "
@@ -874,6 +871,34 @@ class PostgresConnector(BaseConnector):
         shown = super().display()
         shown["dsn"] = describe_dsn(self._dsn)
         return shown
+
+
+# The columns of one table (schema, name) with their types as format_type(oid, typmod) spells them
+# (character(20), numeric(4,2), timestamp(3) with time zone), a domain or an array of a domain replaced
+# by its base type and the domain's modifier, through any number of domain levels.
+_COLUMN_TYPES = """
+WITH RECURSIVE cols AS (
+    SELECT a.attnum, a.attname AS name, NOT a.attnotnull AS nullable,
+           (t.typcategory = 'A' AND e.typtype = 'd') AS of_domain,
+           CASE WHEN t.typcategory = 'A' AND e.typtype = 'd' THEN e.oid ELSE a.atttypid END AS typid,
+           a.atttypmod AS typmod
+    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_catalog.pg_type t ON t.oid = a.atttypid LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem
+    WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+), walk AS (
+    SELECT attnum, typid, typmod, 0 AS depth FROM cols
+    UNION ALL
+    SELECT w.attnum, t.typbasetype, CASE WHEN t.typtypmod <> -1 THEN t.typtypmod ELSE w.typmod END, w.depth + 1
+    FROM walk w JOIN pg_catalog.pg_type t ON t.oid = w.typid WHERE t.typtype = 'd' AND w.depth < 32
+), base AS (
+    SELECT DISTINCT ON (attnum) attnum, typid, typmod FROM walk ORDER BY attnum, depth DESC
+)
+SELECT c.name, CASE WHEN c.of_domain THEN format_type(bt.typarray, b.typmod) ELSE format_type(b.typid, b.typmod) END,
+       c.nullable
+FROM cols c JOIN base b USING (attnum) JOIN pg_catalog.pg_type bt ON bt.oid = b.typid
+ORDER BY c.attnum
+"""
 
 
 def _batched(items: Iterable[Record | DeadLetter], size: int) -> Iterator[list[Record] | DeadLetter]:
