@@ -221,7 +221,7 @@ def test_the_table_is_created_from_the_source_schema(pg_dsn):
     target.use_schema(orders.get_schema())
     sync_once(orders, target, SyncWindow(T0, HI), "r")
     assert column_types(pg_dsn, "dw.copy") == {
-        "id": "integer", "updated_at": "timestamp with time zone", "price": "numeric", "tags": "text[]",
+        "id": "integer", "updated_at": "timestamp with time zone", "price": "numeric(10,2)", "tags": "text[]",
         "feeling": "mood", "doc": "jsonb", "wait": "interval",
     }
     assert fetch(pg_dsn, "SELECT * FROM dw.copy") == [

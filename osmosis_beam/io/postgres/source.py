@@ -60,6 +60,15 @@ from osmosis_beam.core.secrets import redact_text, reveal
 from osmosis_beam.core.timefmt import MIN_MICROS, UTC
 from osmosis_beam.core.window import SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.postgres.session import (
+    DEFAULT_DEADLINES,
+    Deadlines,
+    StalledError,
+    connect,
+    deadline_options,
+    deadlines_from,
+    timeout_hint,
+)
 
 __all__ = ["PostgresConnector"]
 
@@ -169,26 +178,23 @@ def explain_connect_error(exc: psycopg2.Error, dsn: str, what: str) -> Connector
     return RetriableConnectorError(f"{where}: cannot connect: {text}")
 
 
-def open_connection(dsn: str, what: str, *, application_name: str = "osmosis-beam") -> Any:
-    """A psycopg2 connection with the session osmosis expects (UTC, ISO dates, postgres intervals)."""
-    params = dsn_params(dsn)
-    extra: dict[str, Any] = {}
-    if "connect_timeout" not in params:
-        extra["connect_timeout"] = 10
-    if "application_name" not in params:
-        extra["application_name"] = application_name
+def open_connection(dsn: str, what: str, *, application_name: str = "osmosis-beam",
+                    deadlines: Deadlines = DEFAULT_DEADLINES) -> Any:
+    """A psycopg2 connection with the session osmosis expects (UTC, ISO dates, postgres intervals) and
+    ``deadlines`` (connect, statement and lock timeouts, keepalives, a client-side deadline)."""
+    dsn_params(dsn)  # a bad DSN raises ValueError with the password scrubbed
     try:
-        conn = psycopg2.connect(dsn, **extra)
-    except psycopg2.Error as exc:
+        conn = connect(
+            dsn, deadlines, application_name=application_name, what=f"{what} {describe_dsn(dsn)}",
+            setup="SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'",
+        )
+    except psycopg2.OperationalError as exc:
+        if isinstance(exc, StalledError):
+            raise RetriableConnectorError(str(exc)) from None
         raise explain_connect_error(exc, dsn, what) from None
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'")
-        conn.autocommit = False
     except psycopg2.Error as exc:
-        conn.close()
-        raise RetriableConnectorError(f"{what} {describe_dsn(dsn)}: cannot set up the session: {exc}".strip()) from None
+        text = redact_text(str(exc).strip(), [dsn])
+        raise RetriableConnectorError(f"{what} {describe_dsn(dsn)}: cannot set up the session: {text}") from None
     return conn
 
 
@@ -336,6 +342,10 @@ class PostgresConnector(BaseConnector):
         Option("columns", "list", help="the columns to read (default: all); the cursor column is always read"),
         Option("fetch_size", "int", default=10000, minimum=1, help="rows per round trip of the server-side cursor"),
         Option("timezone", "str", help="the zone of `timestamp without time zone` values, e.g. UTC or Europe/Paris"),
+        Option("wait_for_open_transactions", "bool", default=True,
+               help="cap the window at the start of the oldest open writing transaction, so rows it commits late "
+                    "are not missed (needs pg_read_all_stats to see other roles' sessions)"),
+        *deadline_options(Option),
     )
     default_safety_lag = dt.timedelta(seconds=5)
 
@@ -390,7 +400,7 @@ class PostgresConnector(BaseConnector):
     def connect(self) -> None:
         if self._client is not None and not self._client.closed:
             return
-        conn = open_connection(self._dsn, self._what)
+        conn = open_connection(self._dsn, self._what, deadlines=deadlines_from(self.config))
         try:
             # One consistent snapshot per read; read-only guards a `query` against writes.
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True, autocommit=False)
@@ -420,6 +430,9 @@ class PostgresConnector(BaseConnector):
         text = text.replace("ERROR:  ", "").splitlines()[0]
         where = f"{self._what} {self._name}: {doing}"
         code = getattr(exc, "pgcode", None) or ""
+        hint = timeout_hint(exc, deadlines_from(self.config))
+        if hint is not None:
+            return RetriableConnectorError(f"{where}: {text}" + ("" if isinstance(exc, StalledError) else f"; {hint}"))
         if code == psycopg2.errorcodes.INSUFFICIENT_PRIVILEGE:
             user = dsn_params(self._dsn).get("user") or "the connecting user"
             on = self.config.get("table") or "the tables of the query"
