@@ -647,11 +647,46 @@ class PostgresConnector(BaseConnector):
 
     # -- the sync hooks (launcher) ----------------------------------------------------------------
     def source_clock(self) -> dt.datetime | int:
-        """The server's ``now()`` (UTC-aware), or ``max(id) + 1`` for an integer cursor."""
-        value = self._query(self.plan.clock, doing="cannot read the source clock")[0][0]
-        if self.plan.kind == "integer":
-            return MIN_MICROS if value is None else int(value) + 1
-        return value.astimezone(UTC)
+        """The server's ``now()`` (UTC-aware), or ``max(id) + 1`` for an integer cursor.
+
+        With ``wait_for_open_transactions`` (the default) a time cursor's clock is capped at the start of
+        the oldest transaction in this database that has written and is still open, less
+        ``OPEN_TRANSACTION_MARGIN``: its rows are stamped at or after its start (``now()``, defaults,
+        triggers), so they fall at or after ``hi`` and into a later window once it commits.
+        """
+        if self.plan.kind == "integer" or self.plan.kind is None or not self.config.get("wait_for_open_transactions", True):
+            value = self._query(self.plan.clock, doing="cannot read the source clock")[0][0]
+            if self.plan.kind == "integer":
+                return MIN_MICROS if value is None else int(value) + 1
+            return value.astimezone(UTC)
+        now, oldest, pid, who, hidden, hidden_writers, can_see = self._query(
+            _CLOCK_AND_OPEN_TRANSACTIONS, doing="cannot read the source clock"
+        )[0]
+        now = now.astimezone(UTC)
+        if not can_see and hidden:
+            user = dsn_params(self._dsn).get("user") or "the connecting user"
+            writing = f", {hidden_writers} of them in a writing transaction now" if hidden_writers else ""
+            log.warning(
+                "%s %s: the role cannot see the transactions of %d other sessions in this database%s, so rows they "
+                "commit more than safety_lag after their timestamp can be missed; let it see them with "
+                "GRANT pg_read_all_stats TO %s", self._what, self.plan.source, hidden, writing, user,
+            )
+        if oldest is None:
+            return now
+        cap = oldest.astimezone(UTC) - OPEN_TRANSACTION_MARGIN
+        if cap >= now:
+            return now
+        if now - cap > _LONG_OPEN_TRANSACTION:
+            log.warning(
+                "%s %s: a transaction open since %s (pid %s, %s) holds the window back at its start, so that the "
+                "rows it commits are not missed; end it to let the sync move on (or set "
+                "source.wait_for_open_transactions: false to accept losing them)",
+                self._what, self.plan.source, oldest.astimezone(UTC).isoformat(), pid, who,
+            )
+        else:
+            log.info("%s %s: window capped at an open transaction's start (pid %s, since %s)",
+                     self._what, self.plan.source, pid, oldest.astimezone(UTC).isoformat())
+        return cap
 
     def window_is_empty(self, window: SyncWindow) -> bool | None:
         """True when no row lies in ``window`` (one index probe: ``SELECT 1 ... LIMIT 1``)."""
@@ -885,6 +920,28 @@ class PostgresConnector(BaseConnector):
         shown["dsn"] = describe_dsn(self._dsn)
         return shown
 
+
+# The server's clock, the oldest open writing transaction of another client session in this database
+# (its start, pid, user and application), how many other roles' sessions this role cannot see (and how
+# many of those are writing: backend_xid is shown to everyone, xact_start only with pg_read_all_stats),
+# and whether the role sees everything.
+_CLOCK_AND_OPEN_TRANSACTIONS = """
+SELECT now(),
+       (array_agg(a.xact_start ORDER BY a.xact_start) FILTER (WHERE a.backend_xid IS NOT NULL AND a.xact_start IS NOT NULL))[1],
+       (array_agg(a.pid ORDER BY a.xact_start) FILTER (WHERE a.backend_xid IS NOT NULL AND a.xact_start IS NOT NULL))[1],
+       (array_agg(coalesce(a.usename, '?') || ' ' || coalesce(nullif(a.application_name, ''), 'no application_name')
+                  ORDER BY a.xact_start) FILTER (WHERE a.backend_xid IS NOT NULL AND a.xact_start IS NOT NULL))[1],
+       count(*) FILTER (WHERE a.query = '<insufficient privilege>'),
+       count(*) FILTER (WHERE a.query = '<insufficient privilege>' AND a.backend_xid IS NOT NULL),
+       pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+FROM pg_catalog.pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.usesysid IS NOT NULL
+  AND coalesce(a.backend_type, 'client backend') = 'client backend'  -- hidden sessions show no backend_type
+"""
+# Rows are assumed stamped no earlier than this before their transaction began (now() - 1s, app clocks).
+OPEN_TRANSACTION_MARGIN = dt.timedelta(seconds=5)
+# A window held back longer than this by one open transaction is worth a warning.
+_LONG_OPEN_TRANSACTION = dt.timedelta(minutes=5)
 
 # The columns of one table (schema, name) with their types as format_type(oid, typmod) spells them
 # (character(20), numeric(4,2), timestamp(3) with time zone), a domain or an array of a domain replaced
