@@ -14,9 +14,12 @@ another process holds the pipeline's lease; 70 an internal error (run with --deb
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import signal
 import sys
+import threading
 from typing import Any, Callable, Sequence
 
 from osmosis_beam import __version__
@@ -57,8 +60,10 @@ def _setup_logging(verbosity: int, debug: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if not debug else logging.DEBUG)
     logging.getLogger("osmosis_beam").setLevel(level)
-    # Beam logs every stage at INFO; keep it quiet unless --debug.
-    logging.getLogger("apache_beam").setLevel(logging.DEBUG if debug else logging.ERROR)
+    # Beam logs every stage at INFO, and a failing worker's traceback at ERROR, although the run's error says
+    # what failed in one line: Beam's own logging shows with -v (warnings and errors) or --debug (everything).
+    beam_level = logging.DEBUG if debug else logging.WARNING if verbosity else logging.CRITICAL + 10
+    logging.getLogger("apache_beam").setLevel(beam_level)
 
 
 def _load(path: str):
@@ -81,22 +86,53 @@ def _print_json(data: Any) -> None:
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
+    from osmosis_beam.core.errors import OsmosisError
     from osmosis_beam.state.store import resolve_home
     from osmosis_beam.sync.runner import SyncRunner
 
     spec = _load(args.pipeline)
     store = _store(args)
-    runner = SyncRunner(
-        spec,
-        store,
-        home=resolve_home(args.home),
-        runner=args.runner,
-        beam_args=args.beam_args,
-        full_refresh=args.full_refresh,
-    )
-    run = runner.run()
+    with _interruptible() as cancel:
+        runner = SyncRunner(
+            spec,
+            store,
+            home=resolve_home(args.home),
+            runner=args.runner,
+            beam_args=args.beam_args,
+            full_refresh=args.full_refresh,
+            cancel_event=cancel,
+        )
+        try:
+            run = runner.run()
+        except OsmosisError:
+            if cancel.is_set():
+                raise KeyboardInterrupt from None
+            raise
+    if cancel.is_set():
+        raise KeyboardInterrupt
     _print_json(run.summary())
     return 0
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """While inside, Ctrl-C (SIGINT) cancels the run cleanly (nothing committed) instead of tearing through Beam;
+    a second Ctrl-C interrupts at once."""
+    cancel = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield cancel
+        return
+
+    def handle(signum, frame) -> None:  # noqa: ARG001
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_history(args) -> int:
@@ -497,7 +533,9 @@ def _invoke(func: Callable, args) -> int:
         print(f"error: {redact_text(exc.message, _SECRETS)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        if args.debug:
+            raise
+        print("interrupted: nothing was committed; run it again to complete the window", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

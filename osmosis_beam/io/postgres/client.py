@@ -90,7 +90,8 @@ def sink_error(exc: BaseException, what: str, dsn: str, deadlines: Deadlines | N
     hint = timeout_hint(exc, deadlines)
     if isinstance(exc, StalledError):
         return SinkError(f"{what}: {text}")
-    return SinkError(f"{what}: {text.replace('ERROR:  ', '')}" + (f"; {hint}" if hint else ""))
+    text = text.replace("ERROR:  ", "").splitlines()[0]  # not the "LINE 1: ..." echo of the statement
+    return SinkError(f"{what}: {text}" + (f"; {hint}" if hint else ""))
 
 
 class Target:
