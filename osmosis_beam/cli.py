@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -366,7 +367,16 @@ def cmd_launch(args) -> int:
             server.shutdown()
     # A stop by signal exits 0 (runs it cancelled are in the history as failed); --once / --max-runs
     # exit 1 when one of their runs failed.
-    return 0 if result.stopped else result.exit_code
+    code = 0 if result.stopped else result.exit_code
+    if result.unfinished:
+        # Aborted runs still inside Beam would hold the exit (the interpreter joins Beam's worker threads):
+        # leave now. Their history rows stay 'running' under this dead process, and the next start repairs them.
+        print(f"aborted: {result.unfinished} runs left unfinished for the next start to repair", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def cmd_jobs(args) -> int:

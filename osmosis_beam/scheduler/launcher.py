@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from osmosis_beam.config import PipelineSpec, ScheduleSpec, load_pipeline
-from osmosis_beam.core.errors import ConfigError, LeaseHeldError, OsmosisError, ScheduleError
+from osmosis_beam.core.errors import AlreadyRanError, ConfigError, LeaseHeldError, OsmosisError, ScheduleError
 from osmosis_beam.core.models import SyncJob, SyncRun
 from osmosis_beam.core.timefmt import format_duration, format_timestamp, utcnow
 from osmosis_beam.scheduler.schedule import (
@@ -55,6 +55,8 @@ __all__ = ["SyncScheduler", "LaunchResult", "load_specs", "describe_jobs", "DEFA
 log = logging.getLogger(__name__)
 DEFAULT_GRACE = dt.timedelta(seconds=30)
 _TICK = 0.2  # longest sleep between looks at signals, finished runs and the store (seconds)
+_ABORT_NOW = 1.0  # after a second signal: how long cancelled runs may take before the launcher leaves them
+DEFAULT_ABORT_TIMEOUT = 5.0  # after the grace period: how long cancelled runs may take to stop cleanly
 
 
 # -- loading ------------------------------------------------------------------------------------------
@@ -159,6 +161,8 @@ class LaunchResult:
     skipped: int = 0
     stopped: bool = False  # stopped by stop() / a signal
     unfinished: int = 0  # runs still going when the launcher gave up waiting for their cancellation
+    elsewhere: list[str] = dataclasses.field(default_factory=list)  # --once: due pipelines another launcher ran
+    held: list[str] = dataclasses.field(default_factory=list)  # --once: due pipelines a live lease held elsewhere
 
     @property
     def runs(self) -> int:
@@ -191,7 +195,8 @@ class SyncScheduler:
         max_backoff: the cap of that wait.
         runner: override every pipeline's Beam runner.
         clock: ``now`` as a UTC-aware datetime (tests pass their own).
-        abort_timeout: after the grace period, how long to wait for cancelled runs to stop.
+        abort_timeout: after the grace period, how long to wait for cancelled runs to stop (after a second
+            signal: one second). Runs that do not stop are left to the next start's repair, never committed.
         metrics: an :class:`osmosis_beam.scheduler.metrics.LauncherMetrics`, told of every finished run.
     """
 
@@ -208,7 +213,7 @@ class SyncScheduler:
         runner: str | None = None,
         registry=None,
         clock: Callable[[], dt.datetime] = utcnow,
-        abort_timeout: float = 30.0,
+        abort_timeout: float = DEFAULT_ABORT_TIMEOUT,
         metrics: Any = None,
     ) -> None:
         if concurrency < 1:
@@ -251,6 +256,9 @@ class SyncScheduler:
         # Set from signal handlers: plain flags only (taking a lock in a handler can deadlock).
         self._stop_requested = False
         self._abort_requested = False
+        # --once: each due pipeline's last run when the launcher started, and what became of those it did not run.
+        self._once_seen: dict[str, dt.datetime | None] = {}
+        self._once_outcome: dict[str, str] | None = None
 
     # -- control ------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -349,7 +357,11 @@ class SyncScheduler:
         if once:
             now = self._clock()
             paused = self.store.paused_pipelines()
-            pending_once = {j.pipeline_id for j in self._jobs().values() if self._due(j, now) and j.pipeline_id not in paused}
+            jobs = self._jobs()
+            pending_once = {j.pipeline_id for j in jobs.values() if self._due(j, now) and j.pipeline_id not in paused}
+            # What each due job looked like: a job whose last run changes was run by another launcher.
+            self._once_seen = {pid: jobs[pid].last_run for pid in pending_once}
+            self._once_outcome = {}
             if not pending_once:
                 log.info("nothing is due now")
         trouble: str | None = None
@@ -384,6 +396,11 @@ class SyncScheduler:
         if self._stop_requested:
             result.stopped = True
             self._drain(result)
+        if once and self._once_outcome:
+            result.elsewhere = sorted(p for p, o in self._once_outcome.items() if o.startswith("ran"))
+            result.held = sorted(p for p, o in self._once_outcome.items() if o.startswith("held"))
+            for pid in sorted(self._once_outcome):
+                log.info("once: %s %s", pid, self._once_outcome[pid])
         log.info(
             "launcher stopped: %d runs (%d succeeded, %d failed, %d cancelled), %d skipped",
             result.runs, result.succeeded, result.failed, result.cancelled, result.skipped,
@@ -409,6 +426,9 @@ class SyncScheduler:
                 job = self._jobs().get(spec.id)
                 if job is None:
                     continue
+            if pending_once is not None and self._settled_elsewhere(spec.id, job, now):
+                pending_once.discard(spec.id)
+                continue
             if self._due(job, now):
                 due.append((self._when(job), spec, job))
             else:
@@ -423,6 +443,20 @@ class SyncScheduler:
             if budget is not None:
                 budget -= 1
         return wait
+
+    def _settled_elsewhere(self, pipeline_id: str, job: SyncJob, now: dt.datetime) -> bool:
+        """For ``--once``: whether a due pipeline needs no run from this launcher, because another launcher
+        ran it since this one started, or holds its lease now (and is alive). Records which, to say so."""
+        if job.last_run != self._once_seen.get(pipeline_id):
+            self._once_outcome[pipeline_id] = f"ran on another launcher ({job.status} at {format_timestamp(job.last_run)})"
+            return True
+        if self._due(job, now):
+            return False  # due: start it (a lease held elsewhere then skips it, and says so)
+        lease = self.store.get_lease(pipeline_id)
+        if lease is not None and lease.expires_at > now and not holder_is_dead(lease.holder):
+            self._once_outcome[pipeline_id] = f"held by a live lease ({lease.holder} until {format_timestamp(lease.expires_at)})"
+            return True
+        return False
 
     def _jobs(self) -> dict[str, SyncJob]:
         return {j.pipeline_id: j for j in self.store.list_jobs() if j.pipeline_id in self._by_id}
@@ -450,16 +484,21 @@ class SyncScheduler:
             return
         log.warning("aborting %d runs without committing: %s", len(self._running), ", ".join(sorted(self._running)))
         self._cancel.set()
-        deadline = time.monotonic() + self.abort_timeout
-        while self._running and time.monotonic() < deadline:
-            self._wake.wait(_TICK)
+        # Cancelled runs get abort_timeout to stop cleanly; after a second signal, only a moment (_ABORT_NOW).
+        start = time.monotonic()
+        while self._running:
+            limit = _ABORT_NOW if self._abort_requested else self.abort_timeout
+            left = start + limit - time.monotonic()
+            if left <= 0:
+                break
+            self._wake.wait(min(_TICK, left))
             self._wake.clear()
             self._reap(result)
         if self._running:
             result.unfinished = len(self._running)
             log.error(
-                "%d runs did not stop within %ss (%s); their history rows stay 'running' and the next start "
-                "marks them failed", len(self._running), self.abort_timeout, ", ".join(sorted(self._running)),
+                "%d runs did not stop in time (%s); left as they are: their history rows stay 'running', nothing "
+                "of them is committed, and the next start repairs them", len(self._running), ", ".join(sorted(self._running)),
             )
 
     def _reap(self, result: LaunchResult) -> None:
@@ -485,11 +524,11 @@ class SyncScheduler:
     def _start(self, spec: PipelineSpec, job: SyncJob) -> None:
         slot = job.next_run or self._clock()
         self._not_before.pop(spec.id, None)
-        thread = threading.Thread(target=self._execute, args=(spec, slot), name=f"run-{spec.id}", daemon=True)
+        thread = threading.Thread(target=self._execute, args=(spec, slot, job.last_run), name=f"run-{spec.id}", daemon=True)
         self._running[spec.id] = thread
         thread.start()
 
-    def _execute(self, spec: PipelineSpec, slot: dt.datetime) -> None:
+    def _execute(self, spec: PipelineSpec, slot: dt.datetime, last_run: dt.datetime | None = None) -> None:
         """One run on its own thread; reports to the loop through ``_done``."""
         began = time.monotonic()
         attempt = self._clock()
@@ -503,17 +542,31 @@ class SyncScheduler:
             self._finish_job(spec, slot, attempt, run, error, time.monotonic() - began)
             finished["job"] = True
 
+        def still_due() -> str | None:
+            # Under the lease: another launcher may have run it between our look at the jobs and now.
+            job = self.store.get_job(spec.id)
+            if job is not None and job.last_run != last_run:
+                return f"another launcher ran it meanwhile ({job.status} at {format_timestamp(job.last_run)})"
+            return None
+
         done = _Done(spec, "failed")
         sync = None
         try:
-            sync = self._sync_runner(spec, on_start=on_start, on_done=on_done)
+            sync = self._sync_runner(spec, on_start=on_start, on_done=on_done, still_due=still_due)
             run = sync.run()
             done = _Done(spec, "succeeded", run=run)
+        except AlreadyRanError as exc:
+            log.info("skip %s: %s", spec.id, exc.message.split("skipped, ", 1)[-1])
+            if self._once_outcome is not None:
+                self._once_outcome[spec.id] = "ran on another launcher (" + exc.message.split("(", 1)[-1]
+            done = _Done(spec, "skipped", error=exc)
         except LeaseHeldError as exc:
             now = self._clock()
             self._not_before[spec.id] = next_run(spec.schedule, now, now)
             held = self._lease_text(spec.id)
             log.info("skip %s: another run holds its lease%s; next try %s", spec.id, held, format_timestamp(self._not_before[spec.id]))
+            if self._once_outcome is not None:
+                self._once_outcome[spec.id] = f"held by a live lease{held}"
             done = _Done(spec, "skipped", error=exc)
         except BaseException as exc:  # noqa: BLE001 - a run's failure never stops the launcher
             outcome = "cancelled" if self._cancel.is_set() else "failed"

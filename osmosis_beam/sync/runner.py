@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from osmosis_beam.config import PipelineSpec
-from osmosis_beam.core.errors import ConfigError, LeaseHeldError, OsmosisError, RunError
+from osmosis_beam.core.errors import AlreadyRanError, ConfigError, LeaseHeldError, OsmosisError, RunError
 from osmosis_beam.core.models import SyncJob, SyncRun
 from osmosis_beam.core.timefmt import format_timestamp, utcnow
 from osmosis_beam.core.window import SyncWindow
@@ -93,6 +93,7 @@ class SyncRunner:
         cancel_event: threading.Event | None = None,
         on_start: Callable[[SyncRun], None] | None = None,
         on_done: Callable[[SyncRun | None, BaseException | None], None] | None = None,
+        still_due: Callable[[], str | None] | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -111,6 +112,9 @@ class SyncRunner:
         # or None when it failed before it began; ``error`` is None on success). Hook errors are logged.
         self.on_start = on_start
         self.on_done = on_done
+        # For the launcher: called once the lease is held; a text (why not) skips the run, e.g. because
+        # another launcher ran it between this one's decision and taking the lease.
+        self.still_due = still_due
         self.current_run: SyncRun | None = None  # the run in progress (or last run) of this runner
         self.holder = new_holder_id()
         self._secrets = spec.secret_values()
@@ -127,6 +131,13 @@ class SyncRunner:
             held = store.get_lease(spec.id)
             who = f" by {held.holder} until {format_timestamp(held.expires_at)}" if held else ""
             raise LeaseHeldError(f"pipeline {spec.id}: skipped, another run holds its lease{who}")
+        why_not = self.still_due() if self.still_due is not None else None
+        if why_not:
+            try:
+                store.release_lease(spec.id, self.holder)
+            except OsmosisError as exc:  # the lease expires by itself
+                log.warning("pipeline %s: could not release the lease: %s", spec.id, exc)
+            raise AlreadyRanError(f"pipeline {spec.id}: skipped, {why_not}")
         heartbeat = _Heartbeat(store, spec.id, self.holder, self.lease_ttl)
         heartbeat.start()
         done: SyncRun | None = None
