@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from typing import Any, Callable, Sequence
 
 from osmosis_beam import __version__
@@ -523,6 +524,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if beam_args and args.command != "run":
         parser.error("arguments after -- (Beam arguments) are only for 'run'")
     _setup_logging(args.verbose, args.debug)
+    if not args.debug:
+        # Google client libraries that Beam imports warn about Python and grpc versions on every command.
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"google(\.|$)")
     return _invoke(args.func, args)
 
 

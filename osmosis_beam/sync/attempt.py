@@ -172,7 +172,8 @@ class Attempt:
             store.fail_run(run)
         except OsmosisError as state_exc:
             log.error("pipeline %s: could not record the failed run: %s", spec.id, state_exc)
-        log.error("pipeline %s: run %s failed: %s", spec.id, run.run_id, run.error)
+        # The error is raised to the caller, which reports it (the CLI's "error:" line, the launcher's "end" line).
+        log.info("pipeline %s: run %s failed: %s", spec.id, run.run_id, run.error)
         if isinstance(exc, (KeyboardInterrupt, SystemExit, LeaseHeldError)):
             return exc
         return RunError(f"pipeline {spec.id}: run {run.run_id} failed: {run.error}")
