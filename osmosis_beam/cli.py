@@ -369,6 +369,9 @@ def cmd_launch(args) -> int:
     # A stop by signal exits 0 (runs it cancelled are in the history as failed); --once / --max-runs
     # exit 1 when one of their runs failed.
     code = 0 if result.stopped else result.exit_code
+    if result.stopped and scheduler.stopped_by == signal.SIGINT:
+        code = 130  # Ctrl-C: the shell's convention; a SIGTERM stop is an orderly exit (0)
+        print(f"interrupted: {result.cancelled} runs cancelled without committing", file=sys.stderr)
     if result.unfinished:
         # Aborted runs still inside Beam would hold the exit (the interpreter joins Beam's worker threads):
         # leave now. Their history rows stay 'running' under this dead process, and the next start repairs them.

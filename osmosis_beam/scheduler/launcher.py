@@ -256,6 +256,7 @@ class SyncScheduler:
         # Set from signal handlers: plain flags only (taking a lock in a handler can deadlock).
         self._stop_requested = False
         self._abort_requested = False
+        self.stopped_by: int | None = None  # the first signal that stopped the loop (stop_on_signals)
         # --once: each due pipeline's last run when the launcher started, and what became of those it did not run.
         self._once_seen: dict[str, dt.datetime | None] = {}
         self._once_outcome: dict[str, str] | None = None
@@ -275,6 +276,7 @@ class SyncScheduler:
         """While inside, the first signal calls :meth:`stop`, a second one :meth:`abort` (main thread only)."""
 
         def handle(signum, frame) -> None:  # noqa: ARG001
+            self.stopped_by = self.stopped_by or signum
             if self._stop_requested:
                 self.abort()
             else:

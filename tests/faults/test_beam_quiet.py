@@ -6,7 +6,6 @@ with one line and leaves nothing committed, so the re-run completes the data exa
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -118,3 +117,27 @@ def test_ctrl_c_exits_130_with_one_line_and_the_rerun_completes_once(tmp_path, h
     ids = sorted(r["id"] for r in read_jsonl_dir(out))
     assert ids == list(range(200))
     faults.checked(len(ids))
+
+
+def test_ctrl_c_stops_the_launcher_with_130_and_one_line(tmp_path, home, faults):
+    marker = tmp_path / "reading"
+    out = tmp_path / "out_launch"
+    path = tmp_path / "slow_launch.yaml"
+    path.write_text(yaml.safe_dump({
+        "id": "slow_launch",
+        "source": {"type": SYNTH, "count": 200, "clock": "2024-01-01T12:00:00Z", "sleep_per_record": 0.05,
+                   "marker": str(marker)},
+        "incremental": {"start": "2024-01-01T00:00:00Z"}, "read": {"batch_size": 5, "splits": 1},
+        "sink": {"type": "jsonl", "path": str(out)}, "schedule": {"every": "1h"},
+    }))
+    proc = subprocess.Popen(osmosis(home, "launch", "--grace", "1s", path), cwd=str(ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: marker.exists(), timeout=120, what="the run to start reading")
+    proc.send_signal(signal.SIGINT)
+    faults.injected()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert err.strip().splitlines()[-1] == "interrupted: 1 runs cancelled without committing"
+    [run] = SQLiteStateStore(home / "state.db").list_runs("slow_launch")
+    assert run.status == "failed" and "cancelled" in run.error

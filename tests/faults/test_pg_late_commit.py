@@ -10,7 +10,6 @@ import logging
 import time
 
 import psycopg2
-import pytest
 
 from osmosis_beam.config import parse_pipeline
 from osmosis_beam.io.files.jsonl import read_jsonl_dir
