@@ -9,7 +9,8 @@ Example::
     osmosis jobs --json
 
 Exit codes: 0 ok; 1 a run, test or connector failed; 2 a config or usage error; 3 skipped because
-another process holds the pipeline's lease; 70 an internal error (run with --debug for the traceback).
+another process holds the pipeline's lease; 70 an internal error (run with --debug for the traceback); 130
+interrupted (Ctrl-C: the run is cancelled, nothing committed).
 """
 from __future__ import annotations
 

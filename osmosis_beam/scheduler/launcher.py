@@ -20,7 +20,10 @@ Behaviour:
 - a failing pipeline backs off exponentially (``backoff`` doubling up to ``max_backoff``) and never
   runs sooner than its schedule; the other pipelines keep their schedule;
 - ``stop()`` (SIGTERM, SIGINT): no new runs; running ones get ``grace`` to finish, then they are
-  cancelled and fail without committing; a second signal cancels at once;
+  cancelled and fail without committing; a second signal cancels at once, and runs that do not stop
+  within a second are left ``running`` (nothing committed) for the next start to repair;
+- ``run(once=True)``: returns once every pipeline due at the start has run here, has run on another
+  launcher sharing the state store, or is held by a live lease (``LaunchResult.elsewhere`` / ``held``);
 - at start, runs left ``running`` by a launcher that died are marked failed (or committed, when
   their output was already published), but only when their process is gone.
 """
