@@ -15,7 +15,9 @@ import pytest
 import yaml
 
 from osmosis_beam.io.files.jsonl import read_jsonl_dir
+from osmosis_beam.config import load_pipeline
 from osmosis_beam.state.sqlite import SQLiteStateStore
+from osmosis_beam.sync.runner import SyncRunner
 from tests.integration.test_launcher import ROOT, SYNTH, wait_for
 from tests.services import unavailable
 
@@ -112,8 +114,7 @@ def test_ctrl_c_exits_130_with_one_line_and_the_rerun_completes_once(tmp_path, h
     assert not out.exists() or not list(read_jsonl_dir(out))
 
     fast = pipeline(tmp_path, {"type": "jsonl", "path": str(out)}, count=200)
-    done = subprocess.run(osmosis(home, "run", fast), cwd=str(ROOT), capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
+    assert SyncRunner(load_pipeline(str(fast)), store, home=home).run().status == "succeeded"
     ids = sorted(r["id"] for r in read_jsonl_dir(out))
     assert ids == list(range(200))
     faults.checked(len(ids))

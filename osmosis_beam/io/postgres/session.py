@@ -52,11 +52,12 @@ class Deadlines:
     keepalives_idle: int = 30
     keepalives_interval: int = 10
     keepalives_count: int = 3
+    client_margin: float = CLIENT_MARGIN
 
     @property
     def client_deadline(self) -> float:
         """Seconds of silence after which the client closes the connection itself."""
-        return self.statement_timeout + CLIENT_MARGIN
+        return self.statement_timeout + self.client_margin
 
     def libpq(self) -> dict[str, Any]:
         """The libpq connection parameters these deadlines set."""
@@ -189,11 +190,13 @@ class GuardedConnection(psycopg2.extensions.connection):
         super().__init__(*args, **kwargs)
         self.cursor_factory = GuardedCursor
         self.deadline = DEFAULT_DEADLINES.client_deadline
+        self.margin = DEFAULT_DEADLINES.client_margin
         self.what = "postgres"
         self.stalled = False
 
     @contextlib.contextmanager
     def guard(self) -> Iterator[None]:
+        """Run the body under the client-side deadline; a call the watchdog cut raises StalledError."""
         token = _WATCHDOG.arm(self, self.deadline)
         try:
             yield
@@ -201,7 +204,7 @@ class GuardedConnection(psycopg2.extensions.connection):
             if self.stalled and not isinstance(exc, StalledError):
                 raise StalledError(
                     f"{self.what}: no answer from the server for {self.deadline:g}s (statement_timeout + "
-                    f"{CLIENT_MARGIN:g}s); the backend is stalled or the network is down, so the connection was "
+                    f"{self.margin:g}s); the backend is stalled or the network is down, so the connection was "
                     "closed; check the server, or raise statement_timeout"
                 ) from None
             raise
@@ -286,6 +289,7 @@ def connect(dsn: str, deadlines: Deadlines = DEFAULT_DEADLINES, *, application_n
     conn = psycopg2.connect(dsn, connection_factory=GuardedConnection, **extra)
     conn.what = what
     conn.deadline = deadlines.client_deadline
+    conn.margin = deadlines.client_margin
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
