@@ -7,10 +7,12 @@ import time
 
 import yaml
 
+from osmosis_beam.config import load_pipeline
 from osmosis_beam.io.files.jsonl import read_jsonl_dir
+from osmosis_beam.scheduler.launcher import SyncScheduler
 from osmosis_beam.state.sqlite import SQLiteStateStore
 from tests.faults.pg_support import execute
-from tests.integration.test_launcher import SYNTH, finish, run_cli, start, wait_for
+from tests.integration.test_launcher import SYNTH, finish, start, wait_for
 
 COUNT = 400
 
@@ -53,8 +55,9 @@ def test_a_second_sigterm_aborts_at_once_and_the_repaired_run_completes_the_data
     assert not (tmp_path / "out").exists() or not list(read_jsonl_dir(tmp_path / "out"))
 
     fast = slow_pipeline(tmp_path, marker, sleep=0.0)  # the same pipeline; the cause of slowness is gone
-    repaired = run_cli(home, "launch", "--once", fast, timeout=180)
-    assert repaired.returncode == 0, repaired.stderr
+    # The next start, in this process: it repairs the abandoned run (its process is gone), then runs.
+    repaired = SyncScheduler([load_pipeline(str(fast))], store, home=home).run(once=True)
+    assert repaired.succeeded == 1 and repaired.failed == 0
     runs = sorted(store.list_runs("slow"), key=lambda r: r.started_at)
     assert [r.status for r in runs] == ["failed", "succeeded"], runs
     ids = sorted(r["id"] for r in read_jsonl_dir(tmp_path / "out"))
