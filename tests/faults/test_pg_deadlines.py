@@ -24,6 +24,7 @@ from osmosis_beam.state.postgres import PostgresStateStore
 from osmosis_beam.state.sqlite import SQLiteStateStore
 from osmosis_beam.sync.runner import SyncRunner
 from tests.faults.pg_support import execute
+from tests.services import unavailable
 
 ROWS = 40
 
@@ -117,6 +118,12 @@ def test_a_sink_table_under_access_exclusive_fails_at_lock_timeout_and_the_rerun
     faults.checked(len(rows))
 
 
+def needs_local_backends(pg_server) -> None:
+    """SIGSTOP needs the server's processes on this machine (not $OSMOSIS_TEST_PG_DSN's remote server)."""
+    if pg_server.external:
+        unavailable("a local PostgreSQL server whose backends can be signalled", "the server is external")
+
+
 def _backend(dsn, predicate_sql, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -128,7 +135,8 @@ def _backend(dsn, predicate_sql, timeout=60.0):
     raise AssertionError(f"no backend matching {predicate_sql}")
 
 
-def test_a_sigstopped_backend_fails_the_run_at_the_client_deadline(tmp_path, home, pg_dsn, faults):
+def test_a_sigstopped_backend_fails_the_run_at_the_client_deadline(tmp_path, home, pg_server, pg_dsn, faults):
+    needs_local_backends(pg_server)
     make_table(pg_dsn)
     out = tmp_path / "out"
     query = "SELECT e.id, e.updated_at, e.v FROM events e CROSS JOIN LATERAL (SELECT pg_sleep(0.2)) s"
@@ -182,8 +190,9 @@ def test_every_connection_gets_the_deadlines(pg_server, pg_dsn, faults):
     assert store.deadlines.lock_timeout == 5 and DEFAULT_DEADLINES.statement_timeout == 600
 
 
-def test_the_client_deadline_catches_a_frozen_state_store(pg_dsn, faults):
+def test_the_client_deadline_catches_a_frozen_state_store(pg_server, pg_dsn, faults):
     """Even a short state-store statement on a stopped backend returns, with the reason."""
+    needs_local_backends(pg_server)
     conn = connect(pg_dsn, Deadlines(statement_timeout=1, client_margin=1), application_name="frozen")
     try:
         with conn.cursor() as cur:
