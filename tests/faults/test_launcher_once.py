@@ -72,3 +72,35 @@ def test_three_once_launchers_on_one_postgres_state_share_the_work_and_all_retur
         assert len(ran_here.get(pid, [])) == 1, (pid, ran_here.get(pid))
         assert sorted(r["id"] for r in read_jsonl_dir(tmp_path / "out" / pid)) == list(range(RECORDS))
         faults.checked(RECORDS)
+
+
+def test_a_launcher_that_decided_on_stale_jobs_checks_again_under_the_lease(tmp_path, home, faults):
+    """The race behind "exactly once": B reads the jobs (X due), A runs X and releases the lease, then B takes
+    the lease. B must see that X ran meanwhile and skip it, not run the window again."""
+    from osmosis_beam.config import load_pipeline
+    from osmosis_beam.scheduler.launcher import SyncScheduler
+    from osmosis_beam.state.sqlite import SQLiteStateStore
+
+    path = tmp_path / "x.yaml"
+    path.write_text(yaml.safe_dump({
+        "id": "x", "source": {"type": SYNTH, "count": RECORDS, "clock": "2024-01-01T01:00:00Z"},
+        "incremental": {"start": "2024-01-01T00:00:00Z"},
+        "sink": {"type": "jsonl", "path": str(tmp_path / "out")}, "schedule": {"every": "1h"},
+    }))
+    spec = load_pipeline(str(path))
+    store = SQLiteStateStore(home / "state.db")
+    b = SyncScheduler([spec], store, home=home)
+    [stale] = b.register()  # B decides: x is due
+    faults.injected()
+    a = SyncScheduler([spec], store, home=home).run(once=True)  # A runs x meanwhile
+    assert a.succeeded == 1
+    b._once_outcome = {}
+    b._start(spec, stale)  # B goes ahead on what it read before
+    b._running["x"].join(60)
+    done = b._done.get_nowait()
+    assert done.outcome == "skipped" and "another launcher ran it meanwhile" in done.error.message
+    assert "ran on another launcher" in b._once_outcome["x"]
+    assert [r.status for r in store.list_runs("x")] == ["succeeded"]  # one run, not two
+    assert store.get_lease("x") is None  # B released the lease it took to check
+    assert sorted(r["id"] for r in read_jsonl_dir(tmp_path / "out")) == list(range(RECORDS))
+    faults.checked(RECORDS)
