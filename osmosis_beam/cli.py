@@ -9,15 +9,20 @@ Example::
     osmosis jobs --json
 
 Exit codes: 0 ok; 1 a run, test or connector failed; 2 a config or usage error; 3 skipped because
-another process holds the pipeline's lease; 70 an internal error (run with --debug for the traceback).
+another process holds the pipeline's lease; 70 an internal error (run with --debug for the traceback); 130
+interrupted (Ctrl-C: the run is cancelled, nothing committed).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import re
+import signal
 import sys
+import threading
 from typing import Any, Callable, Sequence
 
 from osmosis_beam import __version__
@@ -59,8 +64,10 @@ def _setup_logging(verbosity: int, debug: bool, log_format: str = "text") -> Non
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if not debug else logging.DEBUG)
     logging.getLogger("osmosis_beam").setLevel(level)
-    # Beam logs every stage at INFO; keep it quiet unless --debug.
-    logging.getLogger("apache_beam").setLevel(logging.DEBUG if debug else logging.ERROR)
+    # Beam logs every stage at INFO, and a failing worker's traceback at ERROR, although the run's error says
+    # what failed in one line: Beam's own logging shows with -v (warnings and errors) or --debug (everything).
+    beam_level = logging.DEBUG if debug else logging.WARNING if verbosity else logging.CRITICAL + 10
+    logging.getLogger("apache_beam").setLevel(beam_level)
 
 
 def _report_error(args, text: str, event: str = "error") -> None:
@@ -96,21 +103,31 @@ def _print_json(data: Any) -> None:
 
 # -- commands ---------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
+    from osmosis_beam.core.errors import OsmosisError
     from osmosis_beam.state.store import resolve_home
     from osmosis_beam.sync.runner import SyncRunner
 
     spec = _load(args.pipeline, args.home)
     store = _store(args)
-    runner = SyncRunner(
-        spec,
-        store,
-        home=resolve_home(args.home),
-        runner=args.runner,
-        beam_args=args.beam_args,
-        full_refresh=args.full_refresh,
-        progress=_progress_options(args),
-    )
-    run = runner.run()
+    with _interruptible() as cancel:
+        runner = SyncRunner(
+            spec,
+            store,
+            home=resolve_home(args.home),
+            runner=args.runner,
+            beam_args=args.beam_args,
+            full_refresh=args.full_refresh,
+            cancel_event=cancel,
+            progress=_progress_options(args),
+        )
+        try:
+            run = runner.run()
+        except OsmosisError:
+            if cancel.is_set():
+                raise KeyboardInterrupt from None
+            raise
+    if cancel.is_set():
+        raise KeyboardInterrupt
     _print_json(run.summary())
     return 0
 
@@ -126,6 +143,27 @@ def _progress_options(args) -> dict[str, Any] | None:
     logging.getLogger("osmosis_beam.progress").setLevel(logging.INFO)
     live = None if args.log_format == "text" else False  # JSON logs: progress as log lines, never a live line
     return {"interval": interval, "live": live}
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """While inside, Ctrl-C (SIGINT) cancels the run cleanly (nothing committed) instead of tearing through Beam;
+    a second Ctrl-C interrupts at once."""
+    cancel = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield cancel
+        return
+
+    def handle(signum, frame) -> None:  # noqa: ARG001
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def cmd_history(args) -> int:
@@ -442,7 +480,19 @@ def cmd_launch(args) -> int:
             server.shutdown()
     # A stop by signal exits 0 (runs it cancelled are in the history as failed); --once / --max-runs
     # exit 1 when one of their runs failed.
-    return 0 if result.stopped else result.exit_code
+    code = 0 if result.stopped else result.exit_code
+    if result.stopped and scheduler.stopped_by == signal.SIGINT:
+        code = 130  # Ctrl-C: the shell's convention; a SIGTERM stop is an orderly exit (0)
+        print(f"interrupted: {result.cancelled} runs cancelled without committing", file=sys.stderr)
+    if result.unfinished:
+        # Aborted runs still inside Beam would hold the exit (the interpreter joins Beam's worker threads):
+        # leave now. Their history rows stay 'running' under this dead process, and the next start repairs them.
+        print(f"aborted: {result.unfinished} runs left unfinished for the next start to repair", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def _launch_notifier(args):
@@ -725,7 +775,7 @@ def _invoke(func: Callable, args) -> int:
         _report_error(args, f"error: {redact_text(exc.message, _SECRETS)}")
         return exc.exit_code
     except KeyboardInterrupt:
-        _report_error(args, "interrupted", event="interrupted")
+        _report_error(args, "interrupted: nothing was committed; run it again to complete the window", event="interrupted")
         return 130
     except BrokenPipeError:
         return 0

@@ -630,9 +630,25 @@ def _schedule(body, problems) -> ScheduleSpec | None:
         cron = str(body["cron"]).strip()
         if not croniter.is_valid(cron):
             problems.append(f"schedule.cron: invalid cron expression {cron!r}")
+        elif not _cron_fires(cron):
+            problems.append(
+                f"schedule.cron: {cron!r} never fires (no such date, e.g. 30 February); "
+                "check the day-of-month and month fields"
+            )
     if every is not None and every.total_seconds() < 1:
         problems.append("schedule.every: must be at least 1s")
     return ScheduleSpec(every=every, cron=cron, timezone=str(timezone))
+
+
+def _cron_fires(cron: str) -> bool:
+    """Whether a valid cron expression has a next tick at all (``0 0 30 2 *`` has none)."""
+    from croniter import CroniterBadDateError, croniter
+
+    try:
+        croniter(cron, dt.datetime(2000, 1, 1)).get_next(dt.datetime)
+    except CroniterBadDateError:
+        return False
+    return True
 
 
 def _runner(body, problems) -> RunnerSpec:

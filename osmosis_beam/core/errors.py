@@ -96,6 +96,10 @@ class LeaseHeldError(StateError):
     exit_code = 3
 
 
+class AlreadyRanError(LeaseHeldError):
+    """Another launcher ran the pipeline between this one deciding to run it and taking its lease; skipped."""
+
+
 class ScheduleError(OsmosisError):
     """A schedule (interval or cron) is invalid."""
 

@@ -20,7 +20,10 @@ Behaviour:
 - a failing pipeline backs off exponentially (``backoff`` doubling up to ``max_backoff``) and never
   runs sooner than its schedule; the other pipelines keep their schedule;
 - ``stop()`` (SIGTERM, SIGINT): no new runs; running ones get ``grace`` to finish, then they are
-  cancelled and fail without committing; a second signal cancels at once;
+  cancelled and fail without committing; a second signal cancels at once, and runs that do not stop
+  within a second are left ``running`` (nothing committed) for the next start to repair;
+- ``run(once=True)``: returns once every pipeline due at the start has run here, has run on another
+  launcher sharing the state store, or is held by a live lease (``LaunchResult.elsewhere`` / ``held``);
 - at start, runs left ``running`` by a launcher that died are marked failed (or committed, when
   their output was already published), but only when their process is gone.
 """
@@ -38,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from osmosis_beam.config import PipelineSpec, ScheduleSpec, load_pipeline
-from osmosis_beam.core.errors import ConfigError, LeaseHeldError, OsmosisError
+from osmosis_beam.core.errors import AlreadyRanError, ConfigError, LeaseHeldError, OsmosisError, ScheduleError
 from osmosis_beam.core.models import SyncJob, SyncRun
 from osmosis_beam.core.timefmt import format_duration, format_timestamp, utcnow
 from osmosis_beam.scheduler.alerts import Notifier
@@ -57,6 +60,8 @@ log = logging.getLogger(__name__)
 DEFAULT_GRACE = dt.timedelta(seconds=30)
 ALERT_DRAIN = 60.0  # seconds the launcher waits at exit for alerts still being delivered
 _TICK = 0.2  # longest sleep between looks at signals, finished runs and the store (seconds)
+_ABORT_NOW = 1.0  # after a second signal: how long cancelled runs may take before the launcher leaves them
+DEFAULT_ABORT_TIMEOUT = 5.0  # after the grace period: how long cancelled runs may take to stop cleanly
 
 
 # -- loading ------------------------------------------------------------------------------------------
@@ -161,6 +166,8 @@ class LaunchResult:
     skipped: int = 0
     stopped: bool = False  # stopped by stop() / a signal
     unfinished: int = 0  # runs still going when the launcher gave up waiting for their cancellation
+    elsewhere: list[str] = dataclasses.field(default_factory=list)  # --once: due pipelines another launcher ran
+    held: list[str] = dataclasses.field(default_factory=list)  # --once: due pipelines a live lease held elsewhere
 
     @property
     def runs(self) -> int:
@@ -193,7 +200,8 @@ class SyncScheduler:
         max_backoff: the cap of that wait.
         runner: override every pipeline's Beam runner.
         clock: ``now`` as a UTC-aware datetime (tests pass their own).
-        abort_timeout: after the grace period, how long to wait for cancelled runs to stop.
+        abort_timeout: after the grace period, how long to wait for cancelled runs to stop (after a second
+            signal: one second). Runs that do not stop are left to the next start's repair, never committed.
         metrics: an :class:`osmosis_beam.scheduler.metrics.LauncherMetrics`, told of every finished run.
         notifier: an :class:`osmosis_beam.scheduler.alerts.Notifier` (its ``default`` is the launcher-wide
             webhook); by default one that sends each pipeline's ``notify:`` alerts.
@@ -213,7 +221,7 @@ class SyncScheduler:
         runner: str | None = None,
         registry=None,
         clock: Callable[[], dt.datetime] = utcnow,
-        abort_timeout: float = 30.0,
+        abort_timeout: float = DEFAULT_ABORT_TIMEOUT,
         metrics: Any = None,
         notifier: Any = None,
         progress: dict[str, Any] | None = None,
@@ -228,6 +236,16 @@ class SyncScheduler:
                 log.warning("pipeline %s has no schedule; the launcher ignores it (add schedule: {every: 15m})", spec.id)
         if not self.specs:
             raise ConfigError("launch: none of the pipelines has a schedule (add e.g. schedule: {every: 15m})")
+        # A schedule with no next tick (cron 0 0 30 2 *) fails here, once, rather than in the loop each tick.
+        problems = []
+        for spec in self.specs:
+            try:
+                now = clock()
+                next_run(spec.schedule, now, now)
+            except ScheduleError as exc:
+                problems.append(f"{spec.path or spec.id}: schedule: {exc.message}")
+        if problems:
+            raise ConfigError(problems=problems)
         self.store = store
         self.home = Path(home) if home else store.default_home()
         self.concurrency = concurrency
@@ -251,6 +269,10 @@ class SyncScheduler:
         # Set from signal handlers: plain flags only (taking a lock in a handler can deadlock).
         self._stop_requested = False
         self._abort_requested = False
+        self.stopped_by: int | None = None  # the first signal that stopped the loop (stop_on_signals)
+        # --once: each due pipeline's last run when the launcher started, and what became of those it did not run.
+        self._once_seen: dict[str, dt.datetime | None] = {}
+        self._once_outcome: dict[str, str] | None = None
 
     # -- control ------------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -267,6 +289,7 @@ class SyncScheduler:
         """While inside, the first signal calls :meth:`stop`, a second one :meth:`abort` (main thread only)."""
 
         def handle(signum, frame) -> None:  # noqa: ARG001
+            self.stopped_by = self.stopped_by or signum
             if self._stop_requested:
                 self.abort()
             else:
@@ -349,9 +372,15 @@ class SyncScheduler:
         if once:
             now = self._clock()
             paused = self.store.paused_pipelines()
-            pending_once = {j.pipeline_id for j in self._jobs().values() if self._due(j, now) and j.pipeline_id not in paused}
+            jobs = self._jobs()
+            pending_once = {j.pipeline_id for j in jobs.values() if self._due(j, now) and j.pipeline_id not in paused}
+            # What each due job looked like: a job whose last run changes was run by another launcher.
+            self._once_seen = {pid: jobs[pid].last_run for pid in pending_once}
+            self._once_outcome = {}
             if not pending_once:
                 log.info("nothing is due now")
+        trouble: str | None = None
+        retries = 0
         try:
             while True:
                 self._reap(result)
@@ -363,9 +392,14 @@ class SyncScheduler:
                     break
                 try:
                     wait = self._start_due(result, pending_once, max_runs)
+                    trouble = None
                 except OsmosisError as exc:  # e.g. the state store is busy: runs in progress go on
-                    log.warning("could not read the sync jobs (%s); trying again", exc)
-                    wait = 1.0
+                    # Back off (1s doubling to 60s) and say it once per distinct problem, never spin.
+                    retries = retries + 1 if trouble == str(exc) else 1
+                    if trouble != str(exc):
+                        log.warning("could not read the sync jobs (%s); trying again with backoff", exc)
+                    trouble = str(exc)
+                    wait = min(60.0, 2.0 ** (retries - 1))
                 self._wake.wait(max(wait, 0.01))
                 self._wake.clear()
         except BaseException:
@@ -378,6 +412,11 @@ class SyncScheduler:
             result.stopped = True
             self._drain(result)
         self.notifier.drain(ALERT_DRAIN)
+        if once and self._once_outcome:
+            result.elsewhere = sorted(p for p, o in self._once_outcome.items() if o.startswith("ran"))
+            result.held = sorted(p for p, o in self._once_outcome.items() if o.startswith("held"))
+            for pid in sorted(self._once_outcome):
+                log.info("once: %s %s", pid, self._once_outcome[pid])
         log.info(
             "launcher stopped: %d runs (%d succeeded, %d failed, %d cancelled), %d skipped",
             result.runs, result.succeeded, result.failed, result.cancelled, result.skipped,
@@ -403,6 +442,9 @@ class SyncScheduler:
                 job = self._jobs().get(spec.id)
                 if job is None:
                     continue
+            if pending_once is not None and self._settled_elsewhere(spec.id, job, now):
+                pending_once.discard(spec.id)
+                continue
             if self._due(job, now):
                 due.append((self._when(job), spec, job))
             else:
@@ -417,6 +459,20 @@ class SyncScheduler:
             if budget is not None:
                 budget -= 1
         return wait
+
+    def _settled_elsewhere(self, pipeline_id: str, job: SyncJob, now: dt.datetime) -> bool:
+        """For ``--once``: whether a due pipeline needs no run from this launcher, because another launcher
+        ran it since this one started, or holds its lease now (and is alive). Records which, to say so."""
+        if job.last_run != self._once_seen.get(pipeline_id):
+            self._once_outcome[pipeline_id] = f"ran on another launcher ({job.status} at {format_timestamp(job.last_run)})"
+            return True
+        if self._due(job, now):
+            return False  # due: start it (a lease held elsewhere then skips it, and says so)
+        lease = self.store.get_lease(pipeline_id)
+        if lease is not None and lease.expires_at > now and not holder_is_dead(lease.holder):
+            self._once_outcome[pipeline_id] = f"held by a live lease ({lease.holder} until {format_timestamp(lease.expires_at)})"
+            return True
+        return False
 
     def _jobs(self) -> dict[str, SyncJob]:
         return {j.pipeline_id: j for j in self.store.list_jobs() if j.pipeline_id in self._by_id}
@@ -444,16 +500,21 @@ class SyncScheduler:
             return
         log.warning("aborting %d runs without committing: %s", len(self._running), ", ".join(sorted(self._running)))
         self._cancel.set()
-        deadline = time.monotonic() + self.abort_timeout
-        while self._running and time.monotonic() < deadline:
-            self._wake.wait(_TICK)
+        # Cancelled runs get abort_timeout to stop cleanly; after a second signal, only a moment (_ABORT_NOW).
+        start = time.monotonic()
+        while self._running:
+            limit = _ABORT_NOW if self._abort_requested else self.abort_timeout
+            left = start + limit - time.monotonic()
+            if left <= 0:
+                break
+            self._wake.wait(min(_TICK, left))
             self._wake.clear()
             self._reap(result)
         if self._running:
             result.unfinished = len(self._running)
             log.error(
-                "%d runs did not stop within %ss (%s); their history rows stay 'running' and the next start "
-                "marks them failed", len(self._running), self.abort_timeout, ", ".join(sorted(self._running)),
+                "%d runs did not stop in time (%s); left as they are: their history rows stay 'running', nothing "
+                "of them is committed, and the next start repairs them", len(self._running), ", ".join(sorted(self._running)),
             )
 
     def _reap(self, result: LaunchResult) -> None:
@@ -479,11 +540,11 @@ class SyncScheduler:
     def _start(self, spec: PipelineSpec, job: SyncJob) -> None:
         slot = job.next_run or self._clock()
         self._not_before.pop(spec.id, None)
-        thread = threading.Thread(target=self._execute, args=(spec, slot), name=f"run-{spec.id}", daemon=True)
+        thread = threading.Thread(target=self._execute, args=(spec, slot, job.last_run), name=f"run-{spec.id}", daemon=True)
         self._running[spec.id] = thread
         thread.start()
 
-    def _execute(self, spec: PipelineSpec, slot: dt.datetime) -> None:
+    def _execute(self, spec: PipelineSpec, slot: dt.datetime, last_run: dt.datetime | None = None) -> None:
         """One run on its own thread; reports to the loop through ``_done``."""
         began = time.monotonic()
         attempt = self._clock()
@@ -497,17 +558,31 @@ class SyncScheduler:
             self._finish_job(spec, slot, attempt, run, error, time.monotonic() - began)
             finished["job"] = True
 
+        def still_due() -> str | None:
+            # Under the lease: another launcher may have run it between our look at the jobs and now.
+            job = self.store.get_job(spec.id)
+            if job is not None and job.last_run != last_run:
+                return f"another launcher ran it meanwhile ({job.status} at {format_timestamp(job.last_run)})"
+            return None
+
         done = _Done(spec, "failed")
         sync = None
         try:
-            sync = self._sync_runner(spec, on_start=on_start, on_done=on_done)
+            sync = self._sync_runner(spec, on_start=on_start, on_done=on_done, still_due=still_due)
             run = sync.run()
             done = _Done(spec, "succeeded", run=run)
+        except AlreadyRanError as exc:
+            log.info("skip %s: %s", spec.id, exc.message.split("skipped, ", 1)[-1])
+            if self._once_outcome is not None:
+                self._once_outcome[spec.id] = "ran on another launcher (" + exc.message.split("(", 1)[-1]
+            done = _Done(spec, "skipped", error=exc)
         except LeaseHeldError as exc:
             now = self._clock()
             self._not_before[spec.id] = next_run(spec.schedule, now, now)
             held = self._lease_text(spec.id)
             log.info("skip %s: another run holds its lease%s; next try %s", spec.id, held, format_timestamp(self._not_before[spec.id]))
+            if self._once_outcome is not None:
+                self._once_outcome[spec.id] = f"held by a live lease{held}"
             done = _Done(spec, "skipped", error=exc)
         except BaseException as exc:  # noqa: BLE001 - a run's failure never stops the launcher
             outcome = "cancelled" if self._cancel.is_set() else "failed"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from osmosis_beam.config import ScheduleSpec
 from osmosis_beam.core.errors import ScheduleError
@@ -52,11 +52,17 @@ def next_run(schedule: ScheduleSpec, last_run: dt.datetime | None, now: dt.datet
         if not croniter.is_valid(schedule.cron):
             raise ScheduleError(f"invalid cron expression {schedule.cron!r}")
         ticks = croniter(schedule.cron, last_run.astimezone(tz))
-        tick = ticks.get_next(dt.datetime)
-        if _is_fixed_time(schedule.cron):
-            # When clocks go back, a fixed wall time (02:30 daily) happens twice; like cron, run it once.
-            while _is_repeat(tick, tz):
-                tick = ticks.get_next(dt.datetime)
+        try:
+            tick = ticks.get_next(dt.datetime)
+            if _is_fixed_time(schedule.cron):
+                # When clocks go back, a fixed wall time (02:30 daily) happens twice; like cron, run it once.
+                while _is_repeat(tick, tz):
+                    tick = ticks.get_next(dt.datetime)
+        except CroniterBadDateError:
+            raise ScheduleError(
+                f"cron expression {schedule.cron!r} never fires (no such date, e.g. 30 February); "
+                "check the day-of-month and month fields"
+            ) from None
         tick = tick.astimezone(UTC)
         return now if tick < now else tick
     raise ScheduleError("schedule has neither 'every' nor 'cron'")

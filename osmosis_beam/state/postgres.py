@@ -17,6 +17,7 @@ Example::
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import urllib.parse
@@ -29,8 +30,9 @@ from psycopg2 import sql
 from osmosis_beam.core.errors import StateError
 from osmosis_beam.core.models import SyncJob, SyncRun
 from osmosis_beam.core.secrets import redact_text, redact_url
-from osmosis_beam.core.timefmt import utcnow
+from osmosis_beam.core.timefmt import parse_duration, utcnow
 from osmosis_beam.core.window import format_bound, parse_bound
+from osmosis_beam.io.postgres.session import Deadlines, connect, timeout_hint
 from osmosis_beam.state.store import (
     Lease,
     SourceRecord,
@@ -100,29 +102,40 @@ def _window_text(run: SyncRun) -> dict[str, str | None]:
     return {"lo": _bound_text(run.window.lo), "hi": _bound_text(run.window.hi)}
 
 
-def _split_url(url: str) -> tuple[str, str | None]:
-    """The libpq URL without osmosis's own ``schema`` query parameter, and that parameter."""
+# The state store's statements are short: a stuck one fails within a minute, not forever.
+STATE_DEADLINES = Deadlines(statement_timeout=60.0, lock_timeout=30.0)
+
+
+def _split_url(url: str) -> tuple[str, str | None, dict[str, float]]:
+    """The libpq URL without osmosis's own query parameters (``schema``, ``statement_timeout``,
+    ``lock_timeout`` as durations like 30s), and those."""
     parts = urllib.parse.urlsplit(url)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     schema = None
+    timeouts: dict[str, float] = {}
     kept = []
     for key, value in query:
         if key == "schema":
             schema = value
+        elif key in ("statement_timeout", "lock_timeout"):
+            try:
+                timeouts[key] = parse_duration(value).total_seconds()
+            except (ValueError, TypeError):
+                raise StateError(f"state URL: {key}={value!r} is not a duration; write e.g. {key}=30s") from None
         else:
             kept.append((key, value))
     clean = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept)))
-    return clean, schema
+    return clean, schema, timeouts
 
 
 class PostgresStateStore(StateStore):
     """State in PostgreSQL tables under ``schema`` (created with its tables when missing)."""
 
     def __init__(self, url: str, *, schema: str | None = None, connect_timeout: int = 10) -> None:
-        self._dsn, url_schema = _split_url(url) if "://" in url else (url, None)
-        self.schema = schema or url_schema or DEFAULT_SCHEMA
         self.location = redact_url(url)
-        self._connect_timeout = connect_timeout
+        self._dsn, url_schema, timeouts = _split_url(url) if "://" in url else (url, None, {})
+        self.schema = schema or url_schema or DEFAULT_SCHEMA
+        self.deadlines = dataclasses.replace(STATE_DEADLINES, connect_timeout=float(connect_timeout), **timeouts)
         self._conn: Any = None
         self._lock = threading.RLock()
         self._s = sql.Identifier(self.schema)
@@ -145,23 +158,18 @@ class PostgresStateStore(StateStore):
             text = "nothing accepts connections there (connection refused); check the host and port"
         elif "could not translate host name" in lower:
             text = "unknown host; check the host name in the state URL"
+        else:
+            hint = timeout_hint(exc, self.deadlines)
+            if hint is not None and hint != text:
+                text = f"{text.splitlines()[0]}; {hint}"
         return StateError(f"state store {self.location}: {doing}{text}")
 
     def _connection(self):
         if self._conn is not None and not self._conn.closed:
             return self._conn
         try:
-            params = psycopg2.extensions.parse_dsn(self._dsn)
-            extra: dict[str, Any] = {}
-            if "connect_timeout" not in params:
-                extra["connect_timeout"] = self._connect_timeout
-            if "application_name" not in params:
-                extra["application_name"] = "osmosis-beam state"
-            conn = psycopg2.connect(self._dsn, **extra)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("SET TIME ZONE 'UTC'")
-            conn.autocommit = False
+            conn = connect(self._dsn, self.deadlines, application_name="osmosis-beam state",
+                           what=f"state store {self.location}", setup="SET TIME ZONE 'UTC'")
         except psycopg2.Error as exc:
             raise self._error(exc, "cannot connect: ") from None
         self._conn = conn

@@ -20,6 +20,7 @@ import datetime as dt
 import enum
 import json
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -253,13 +254,16 @@ def new_run(runner: "SyncRunner", status: str) -> SyncRun:
     )
 
 
+_BEAM_STEP = re.compile(r"\s*\[while running '[^']*'\]")
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for the history: an osmosis error's message, else the last line Beam's wrapping hides."""
     if isinstance(exc, OsmosisError):
-        return exc.message
-    if isinstance(exc, KeyboardInterrupt):
+        return _BEAM_STEP.sub("", exc.message)  # Beam re-raises worker errors with "[while running 'step']"
+    if isinstance(exc, KeyboardInterrupt) or _BEAM_STEP.sub("", str(exc)).strip() == "KeyboardInterrupt":
         return "interrupted"
-    text = str(exc).strip()
+    text = _BEAM_STEP.sub("", str(exc)).strip()
     for line in reversed(text.splitlines()):
         line = line.strip()
         if line and not line.startswith(("File ", "Traceback", "[while running")):

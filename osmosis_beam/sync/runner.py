@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from osmosis_beam.config import PipelineSpec
-from osmosis_beam.core.errors import ConfigError, LeaseHeldError, OsmosisError, RunError
+from osmosis_beam.core.errors import AlreadyRanError, ConfigError, LeaseHeldError, OsmosisError, RunError
 from osmosis_beam.core.models import SyncJob, SyncRun
 from osmosis_beam.core.progress import LIVE, LiveCounts, ProgressReporter
 from osmosis_beam.core.timefmt import format_timestamp, utcnow
@@ -95,6 +95,7 @@ class SyncRunner:
         on_start: Callable[[SyncRun], None] | None = None,
         on_done: Callable[[SyncRun | None, BaseException | None], None] | None = None,
         progress: dict[str, Any] | None = None,
+        still_due: Callable[[], str | None] | None = None,
     ) -> None:
         self.spec = spec
         self.store = store
@@ -117,6 +118,9 @@ class SyncRunner:
         # the keywords of core.progress.ProgressReporter (live=None: a live line when the stream is a terminal).
         self.progress = progress
         self.last_progress: ProgressReporter | None = None
+        # For the launcher: called once the lease is held; a text (why not) skips the run, e.g. because
+        # another launcher ran it between this one's decision and taking the lease.
+        self.still_due = still_due
         self.current_run: SyncRun | None = None  # the run in progress (or last run) of this runner
         self.holder = new_holder_id()
         self._secrets = spec.secret_values()
@@ -136,6 +140,13 @@ class SyncRunner:
             held = store.get_lease(spec.id)
             who = f" by {held.holder} until {format_timestamp(held.expires_at)}" if held else ""
             raise LeaseHeldError(f"pipeline {spec.id}: skipped, another run holds its lease{who}")
+        why_not = self.still_due() if self.still_due is not None else None
+        if why_not:
+            try:
+                store.release_lease(spec.id, self.holder)
+            except OsmosisError as exc:  # the lease expires by itself
+                log.warning("pipeline %s: could not release the lease: %s", spec.id, exc)
+            raise AlreadyRanError(f"pipeline {spec.id}: skipped, {why_not}")
         heartbeat = _Heartbeat(store, spec.id, self.holder, self.lease_ttl)
         heartbeat.start()
         done: SyncRun | None = None

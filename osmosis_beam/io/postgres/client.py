@@ -22,6 +22,13 @@ from psycopg2 import sql
 
 from osmosis_beam.core.errors import ConnectorError, SinkError
 from osmosis_beam.core.secrets import redact_text
+from osmosis_beam.io.postgres.session import (
+    DEFAULT_DEADLINES,
+    Deadlines,
+    StalledError,
+    timeout_hint,
+    wait_longer_for_locks,
+)
 from osmosis_beam.io.postgres.source import (
     open_connection,
     parse_table_name,
@@ -78,19 +85,24 @@ def infer_type(value: Any) -> str | None:
     return "text"
 
 
-def sink_error(exc: BaseException, what: str, dsn: str) -> SinkError:
+def sink_error(exc: BaseException, what: str, dsn: str, deadlines: Deadlines | None = None) -> SinkError:
     if isinstance(exc, ConnectorError):
         return SinkError(exc.message)
     text = redact_text(str(getattr(exc, "pgerror", None) or exc).strip(), [dsn]) or type(exc).__name__
-    return SinkError(f"{what}: {text.replace('ERROR:  ', '')}")
+    hint = timeout_hint(exc, deadlines)
+    if isinstance(exc, StalledError):
+        return SinkError(f"{what}: {text}")
+    text = text.replace("ERROR:  ", "").splitlines()[0]  # not the "LINE 1: ..." echo of the statement
+    return SinkError(f"{what}: {text}" + (f"; {hint}" if hint else ""))
 
 
 class Target:
     """Where and how to write: picklable facts shared by the launcher side and the workers."""
 
     def __init__(self, dsn: str, table: str, key: Sequence[str], mode: str, create: bool,
-                 schema_types: Mapping[str, str] | None) -> None:
+                 schema_types: Mapping[str, str] | None, deadlines: Deadlines = DEFAULT_DEADLINES) -> None:
         self.dsn = dsn
+        self.deadlines = deadlines
         self.table = table
         self.key = list(key)
         self.mode = mode
@@ -116,7 +128,7 @@ class Target:
 
     def connect(self):
         try:
-            return open_connection(self.dsn, "sink postgres")
+            return open_connection(self.dsn, "sink postgres", deadlines=self.deadlines)
         except ConnectorError as exc:
             raise sink_error(exc, self.label, self.dsn) from None
 
@@ -163,11 +175,16 @@ def read_columns(cur, schema: str, name: str) -> dict[str, str] | None:
 
 def lock(cur, target: Target) -> None:
     """Serialize DDL and publishing on one table across processes (held to the end of the transaction)."""
+    # Another run's publish may hold it for as long as its merge takes: wait up to statement_timeout.
+    restore = wait_longer_for_locks(cur, target.deadlines)
     cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7707))", (f"osmosis-sink:{target.schema}.{target.name}",))
+    restore()
 
 
 def _safe_type(cur, type_text: str) -> str:
-    """``type_text`` as PostgreSQL spells it, when it names a type in this database; else text (or text[])."""
+    """``type_text`` when it names a type in this database, modifier included (``character(20)``,
+    ``numeric(4,2)``: ``to_regtype`` parses the whole text as one type name, so nothing else can hide in
+    it); else text (or text[]) for a type this database lacks (an enum or extension type of the source)."""
     try:
         cur.execute("SAVEPOINT osmosis_type")
         cur.execute("SELECT to_regtype(%s)::text", (type_text,))

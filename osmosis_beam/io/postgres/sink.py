@@ -45,6 +45,7 @@ from osmosis_beam.core.errors import SinkError
 from osmosis_beam.core.options import Option
 from osmosis_beam.core.secrets import reveal
 from osmosis_beam.io.base import BaseSink
+from osmosis_beam.io.postgres.session import deadline_options, deadlines_from
 from osmosis_beam.io.postgres.client import (
     POSITION,
     SEQ,
@@ -114,6 +115,7 @@ class PostgresSink(BaseSink):
         Option("key", "list", help="the key columns for upserts"),
         Option("mode", "str", choices=("upsert", "append"), help="upsert (default with a key) or append"),
         Option("create_table", "bool", default=True, help="create the table and add new columns when needed"),
+        *deadline_options(Option),
     )
 
     @classmethod
@@ -137,7 +139,7 @@ class PostgresSink(BaseSink):
 
     def _target(self) -> Target:
         return Target(self._dsn, self.config["table"], self.config.get("key") or [], self.mode,
-                       self.config["create_table"], self._schema_types)
+                       self.config["create_table"], self._schema_types, deadlines_from(self.config))
 
     def _open(self) -> tuple[Any, Target]:
         target = self._target()
@@ -147,7 +149,7 @@ class PostgresSink(BaseSink):
             conn.commit()
         except psycopg2.Error as exc:
             conn.close()
-            raise sink_error(exc, target.label, self._dsn) from None
+            raise sink_error(exc, target.label, self._dsn, target.deadlines) from None
         return conn, target
 
     wants_schema = True
@@ -198,7 +200,7 @@ class PostgresSink(BaseSink):
             conn.commit()
         except psycopg2.Error as exc:
             conn.rollback()
-            raise sink_error(exc, f"{target.label}: cannot prepare", self._dsn) from None
+            raise sink_error(exc, f"{target.label}: cannot prepare", self._dsn, target.deadlines) from None
         finally:
             conn.close()
         self._staged[run_id] = staged
@@ -274,7 +276,7 @@ class PostgresSink(BaseSink):
             conn.commit()
         except psycopg2.Error as exc:
             conn.rollback()
-            raise sink_error(exc, f"{target.label}: cannot publish run {run_id}", self._dsn) from None
+            raise sink_error(exc, f"{target.label}: cannot publish run {run_id}", self._dsn, target.deadlines) from None
         finally:
             conn.close()
         self._staged.pop(run_id, None)
@@ -336,7 +338,7 @@ class PostgresSink(BaseSink):
             conn.commit()
         except psycopg2.Error as exc:
             conn.rollback()
-            raise sink_error(exc, f"{target.label}: cannot abort run {run_id}", self._dsn) from None
+            raise sink_error(exc, f"{target.label}: cannot abort run {run_id}", self._dsn, target.deadlines) from None
         finally:
             conn.close()
         self._staged.pop(run_id, None)
@@ -391,6 +393,6 @@ class PostgresSink(BaseSink):
                 )
                 return cur.fetchone() is not None
         except psycopg2.Error as exc:
-            raise sink_error(exc, f"{target.label}: cannot check run {run_id}", self._dsn) from None
+            raise sink_error(exc, f"{target.label}: cannot check run {run_id}", self._dsn, target.deadlines) from None
         finally:
             conn.close()

@@ -63,6 +63,15 @@ from osmosis_beam.core.timefmt import MIN_MICROS, UTC
 from osmosis_beam.core.window import SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
 from osmosis_beam.io.postgres.encoded import ENCODINGS, EncodedPlan, Unsupported, build_encoded_plan, typed_line
+from osmosis_beam.io.postgres.session import (
+    DEFAULT_DEADLINES,
+    Deadlines,
+    StalledError,
+    connect,
+    deadline_options,
+    deadlines_from,
+    timeout_hint,
+)
 
 __all__ = ["PostgresConnector"]
 
@@ -172,26 +181,23 @@ def explain_connect_error(exc: psycopg2.Error, dsn: str, what: str) -> Connector
     return RetriableConnectorError(f"{where}: cannot connect: {text}")
 
 
-def open_connection(dsn: str, what: str, *, application_name: str = "osmosis-beam") -> Any:
-    """A psycopg2 connection with the session osmosis expects (UTC, ISO dates, postgres intervals)."""
-    params = dsn_params(dsn)
-    extra: dict[str, Any] = {}
-    if "connect_timeout" not in params:
-        extra["connect_timeout"] = 10
-    if "application_name" not in params:
-        extra["application_name"] = application_name
+def open_connection(dsn: str, what: str, *, application_name: str = "osmosis-beam",
+                    deadlines: Deadlines = DEFAULT_DEADLINES) -> Any:
+    """A psycopg2 connection with the session osmosis expects (UTC, ISO dates, postgres intervals) and
+    ``deadlines`` (connect, statement and lock timeouts, keepalives, a client-side deadline)."""
+    dsn_params(dsn)  # a bad DSN raises ValueError with the password scrubbed
     try:
-        conn = psycopg2.connect(dsn, **extra)
-    except psycopg2.Error as exc:
+        conn = connect(
+            dsn, deadlines, application_name=application_name, what=f"{what} {describe_dsn(dsn)}",
+            setup="SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'",
+        )
+    except psycopg2.OperationalError as exc:
+        if isinstance(exc, StalledError):
+            raise RetriableConnectorError(str(exc)) from None
         raise explain_connect_error(exc, dsn, what) from None
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'")
-        conn.autocommit = False
     except psycopg2.Error as exc:
-        conn.close()
-        raise RetriableConnectorError(f"{what} {describe_dsn(dsn)}: cannot set up the session: {exc}".strip()) from None
+        text = redact_text(str(exc).strip(), [dsn])
+        raise RetriableConnectorError(f"{what} {describe_dsn(dsn)}: cannot set up the session: {text}") from None
     return conn
 
 
@@ -341,6 +347,10 @@ class PostgresConnector(BaseConnector):
         Option("columns", "list", help="the columns to read (default: all); the cursor column is always read"),
         Option("fetch_size", "int", default=10000, minimum=1, help="rows per round trip of the server-side cursor"),
         Option("timezone", "str", help="the zone of `timestamp without time zone` values, e.g. UTC or Europe/Paris"),
+        Option("wait_for_open_transactions", "bool", default=True,
+               help="cap the window at the start of the oldest open writing transaction, so rows it commits late "
+                    "are not missed (needs pg_read_all_stats to see other roles' sessions)"),
+        *deadline_options(Option),
     )
     default_safety_lag = dt.timedelta(seconds=5)
 
@@ -396,7 +406,7 @@ class PostgresConnector(BaseConnector):
     def connect(self) -> None:
         if self._client is not None and not self._client.closed:
             return
-        conn = open_connection(self._dsn, self._what)
+        conn = open_connection(self._dsn, self._what, deadlines=deadlines_from(self.config))
         try:
             # One consistent snapshot per read; read-only guards a `query` against writes.
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True, autocommit=False)
@@ -426,6 +436,9 @@ class PostgresConnector(BaseConnector):
         text = text.replace("ERROR:  ", "").splitlines()[0]
         where = f"{self._what} {self._name}: {doing}"
         code = getattr(exc, "pgcode", None) or ""
+        hint = timeout_hint(exc, deadlines_from(self.config))
+        if hint is not None:
+            return RetriableConnectorError(f"{where}: {text}" + ("" if isinstance(exc, StalledError) else f"; {hint}"))
         if code == psycopg2.errorcodes.INSUFFICIENT_PRIVILEGE:
             user = dsn_params(self._dsn).get("user") or "the connecting user"
             on = self.config.get("table") or "the tables of the query"
@@ -641,11 +654,46 @@ class PostgresConnector(BaseConnector):
 
     # -- the sync hooks (launcher) ----------------------------------------------------------------
     def source_clock(self) -> dt.datetime | int:
-        """The server's ``now()`` (UTC-aware), or ``max(id) + 1`` for an integer cursor."""
-        value = self._query(self.plan.clock, doing="cannot read the source clock")[0][0]
-        if self.plan.kind == "integer":
-            return MIN_MICROS if value is None else int(value) + 1
-        return value.astimezone(UTC)
+        """The server's ``now()`` (UTC-aware), or ``max(id) + 1`` for an integer cursor.
+
+        With ``wait_for_open_transactions`` (the default) a time cursor's clock is capped at the start of
+        the oldest transaction in this database that has written and is still open, less
+        ``OPEN_TRANSACTION_MARGIN``: its rows are stamped at or after its start (``now()``, defaults,
+        triggers), so they fall at or after ``hi`` and into a later window once it commits.
+        """
+        if self.plan.kind == "integer" or self.plan.kind is None or not self.config.get("wait_for_open_transactions", True):
+            value = self._query(self.plan.clock, doing="cannot read the source clock")[0][0]
+            if self.plan.kind == "integer":
+                return MIN_MICROS if value is None else int(value) + 1
+            return value.astimezone(UTC)
+        now, oldest, pid, who, hidden, hidden_writers, can_see = self._query(
+            _CLOCK_AND_OPEN_TRANSACTIONS, doing="cannot read the source clock"
+        )[0]
+        now = now.astimezone(UTC)
+        if not can_see and hidden:
+            user = dsn_params(self._dsn).get("user") or "the connecting user"
+            writing = f", {hidden_writers} of them in a writing transaction now" if hidden_writers else ""
+            log.warning(
+                "%s %s: the role cannot see the transactions of %d other sessions in this database%s, so rows they "
+                "commit more than safety_lag after their timestamp can be missed; let it see them with "
+                "GRANT pg_read_all_stats TO %s", self._what, self.plan.source, hidden, writing, user,
+            )
+        if oldest is None:
+            return now
+        cap = oldest.astimezone(UTC) - OPEN_TRANSACTION_MARGIN
+        if cap >= now:
+            return now
+        if now - cap > _LONG_OPEN_TRANSACTION:
+            log.warning(
+                "%s %s: a transaction open since %s (pid %s, %s) holds the window back at its start, so that the "
+                "rows it commits are not missed; end it to let the sync move on (or set "
+                "source.wait_for_open_transactions: false to accept losing them)",
+                self._what, self.plan.source, oldest.astimezone(UTC).isoformat(), pid, who,
+            )
+        else:
+            log.info("%s %s: window capped at an open transaction's start (pid %s, since %s)",
+                     self._what, self.plan.source, pid, oldest.astimezone(UTC).isoformat())
+        return cap
 
     def window_is_empty(self, window: SyncWindow) -> bool | None:
         """True when no row lies in ``window`` (one index probe: ``SELECT 1 ... LIMIT 1``)."""
@@ -987,13 +1035,10 @@ class PostgresConnector(BaseConnector):
         plan = self.plan
         with conn.cursor() as cur:
             if plan.table is not None:
-                cur.execute(
-                    "SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull "
-                    "FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
-                    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-                    plan.table,
-                )
+                # The full type with its modifier (character(20), numeric(4,2), timestamp(3) ...), domains
+                # (and arrays of domains) resolved to their base type: a sink creating the table elsewhere
+                # keeps the type, where the domain itself may not exist.
+                cur.execute(_COLUMN_TYPES, plan.table)
                 by_name = {r[0]: {"name": r[0], "type": r[1], "nullable": r[2]} for r in cur.fetchall()}
                 cur.execute(
                     "SELECT a.attname FROM pg_catalog.pg_index i "
@@ -1083,6 +1128,56 @@ class _CopyBatches:
 
     def get(self):
         return self._queue.get()
+
+
+# The server's clock, the oldest open writing transaction of another client session in this database
+# (its start, pid, user and application), how many other roles' sessions this role cannot see (and how
+# many of those are writing: backend_xid is shown to everyone, xact_start only with pg_read_all_stats),
+# and whether the role sees everything.
+_CLOCK_AND_OPEN_TRANSACTIONS = """
+SELECT now(),
+       (array_agg(a.xact_start ORDER BY a.xact_start) FILTER (WHERE a.backend_xid IS NOT NULL AND a.xact_start IS NOT NULL))[1],
+       (array_agg(a.pid ORDER BY a.xact_start) FILTER (WHERE a.backend_xid IS NOT NULL AND a.xact_start IS NOT NULL))[1],
+       (array_agg(coalesce(a.usename, '?') || ' ' || coalesce(nullif(a.application_name, ''), 'no application_name')
+                  ORDER BY a.xact_start) FILTER (WHERE a.backend_xid IS NOT NULL AND a.xact_start IS NOT NULL))[1],
+       count(*) FILTER (WHERE a.query = '<insufficient privilege>'),
+       count(*) FILTER (WHERE a.query = '<insufficient privilege>' AND a.backend_xid IS NOT NULL),
+       pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+FROM pg_catalog.pg_stat_activity a
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.usesysid IS NOT NULL
+  AND coalesce(a.backend_type, 'client backend') = 'client backend'  -- hidden sessions show no backend_type
+"""
+# Rows are assumed stamped no earlier than this before their transaction began (now() - 1s, app clocks).
+OPEN_TRANSACTION_MARGIN = dt.timedelta(seconds=5)
+# A window held back longer than this by one open transaction is worth a warning.
+_LONG_OPEN_TRANSACTION = dt.timedelta(minutes=5)
+
+# The columns of one table (schema, name) with their types as format_type(oid, typmod) spells them
+# (character(20), numeric(4,2), timestamp(3) with time zone), a domain or an array of a domain replaced
+# by its base type and the domain's modifier, through any number of domain levels.
+_COLUMN_TYPES = """
+WITH RECURSIVE cols AS (
+    SELECT a.attnum, a.attname AS name, NOT a.attnotnull AS nullable,
+           (t.typcategory = 'A' AND e.typtype = 'd') AS of_domain,
+           CASE WHEN t.typcategory = 'A' AND e.typtype = 'd' THEN e.oid ELSE a.atttypid END AS typid,
+           a.atttypmod AS typmod
+    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_catalog.pg_type t ON t.oid = a.atttypid LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem
+    WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
+), walk AS (
+    SELECT attnum, typid, typmod, 0 AS depth FROM cols
+    UNION ALL
+    SELECT w.attnum, t.typbasetype, CASE WHEN t.typtypmod <> -1 THEN t.typtypmod ELSE w.typmod END, w.depth + 1
+    FROM walk w JOIN pg_catalog.pg_type t ON t.oid = w.typid WHERE t.typtype = 'd' AND w.depth < 32
+), base AS (
+    SELECT DISTINCT ON (attnum) attnum, typid, typmod FROM walk ORDER BY attnum, depth DESC
+)
+SELECT c.name, CASE WHEN c.of_domain THEN format_type(bt.typarray, b.typmod) ELSE format_type(b.typid, b.typmod) END,
+       c.nullable
+FROM cols c JOIN base b USING (attnum) JOIN pg_catalog.pg_type bt ON bt.oid = b.typid
+ORDER BY c.attnum
+"""
 
 
 def _batched(items: Iterable[Record | DeadLetter], size: int) -> Iterator[list[Record] | DeadLetter]:

@@ -242,7 +242,7 @@ class _WritePostgresFn(beam.DoFn):
             except psycopg2.Error:
                 pass
             self._dest_columns = None
-            raise sink_error(exc, f"{target.label}: write failed", target.dsn) from None
+            raise sink_error(exc, f"{target.label}: write failed", target.dsn, target.deadlines) from None
         self._written.inc(written)
         for item in dead:
             self._dead.inc()
