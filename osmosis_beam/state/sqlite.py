@@ -235,11 +235,14 @@ class SQLiteStateStore(StateStore):
         try:
             yield conn
         except sqlite3.DatabaseError as exc:
-            self._drop(conn)
+            self._drop(conn)  # closed: nothing to roll back
             raise StateError(f"state store {self.path}: {exc}") from None
-        finally:
-            if conn.in_transaction:  # a read never leaves a transaction open on a reused connection
+        except BaseException:
+            if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            raise
+        if conn.in_transaction:  # a read never leaves a transaction open on a reused connection
+            conn.execute("ROLLBACK")
 
     def _use_wal(self, conn: sqlite3.Connection) -> None:
         """Switch to WAL journaling, waiting out other processes that open the same new home at once.
