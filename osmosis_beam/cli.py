@@ -20,6 +20,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from osmosis_beam import __version__
+from osmosis_beam.config import RUNNERS
 
 __all__ = ["main"]
 
@@ -394,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run one sync of a pipeline")
     p.add_argument("pipeline", metavar="PIPELINE.yaml")
-    p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAML's runner")
+    p.add_argument("--runner", choices=RUNNERS, help="override the YAML's runner")
     p.add_argument("--full-refresh", action="store_true", help="ignore the watermark and read from incremental.start")
     p.set_defaults(func=cmd_run)
 
@@ -447,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backoff", default="30s", metavar="DURATION",
                    help="wait after a pipeline's first failure; doubles per failure in a row (default 30s)")
     p.add_argument("--max-backoff", default="1h", metavar="DURATION", help="cap of the failure backoff (default 1h)")
-    p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAMLs' runner")
+    p.add_argument("--runner", choices=RUNNERS, help="override the YAMLs' runner")
     p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on http://HOST:P/metrics")
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address of the metrics endpoint (default 127.0.0.1; 0.0.0.0 for a remote Prometheus)")
