@@ -123,3 +123,22 @@ def osmosis_cli(home):
         return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=str(ROOT))
 
     return run
+
+
+@pytest.fixture(scope="session")
+def flink_cluster():
+    """A real Flink cluster on loopback for the session: a JobManager, two TaskManagers with one slot each,
+    and Beam's Flink job server (tests/services/flink_cluster.py). Fetched into ~/.cache/osmosis-beam once."""
+    from tests.services.flink_cluster import FlinkCluster, available
+
+    ok, reason = available()
+    if not ok:
+        unavailable("Flink cluster", reason)
+    cluster = FlinkCluster(taskmanagers=2, slots=1)
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 - reported as the reason
+        cluster.stop()
+        unavailable("Flink cluster", str(exc))
+    yield cluster
+    cluster.stop()
