@@ -142,3 +142,33 @@ def flink_cluster():
         unavailable("Flink cluster", str(exc))
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster():
+    """A real standalone Spark cluster on loopback for the session: a master, two workers with one core each,
+    and Beam's Spark job server (tests/services/spark_cluster.py). Fetched into ~/.cache/osmosis-beam once."""
+    from tests.services.spark_cluster import SparkCluster, available
+
+    ok, reason = available()
+    if not ok:
+        unavailable("Spark cluster", reason)
+    cluster = SparkCluster(workers=2, cores=1)
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 - reported as the reason
+        cluster.stop()
+        unavailable("Spark cluster", str(exc))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def prism_binary():
+    """Beam's Prism runner binary (``go install``, cached in ~/.cache/osmosis-beam/prism-<beam version>)."""
+    from tests.services import jars
+
+    try:
+        return jars.prism_binary()
+    except jars.FetchError as exc:
+        unavailable("Prism", str(exc))

@@ -1,8 +1,9 @@
 """The same pipelines on a real Flink cluster (JobManager + two one-slot TaskManagers on loopback) and on direct.
 
 The session's ``flink_cluster`` (tests/conftest.py, tests/services/flink_cluster.py) is shared by every test
-here and by tests/integration/test_runners_flink.py; it is started once and stopped at the end. Every run
-goes through the CLI the way a user runs it::
+here; it is started once per session and stopped at the end. The pipelines are in
+tests/integration/cluster_support.py (the Spark tests run the same ones). Every run goes through the CLI
+the way a user runs it::
 
     osmosis run P.yaml --runner flink -- --flink_master=localhost:PORT --job_endpoint=localhost:JOBPORT \
         --parallelism=2 --environment_type=LOOPBACK --job_timeout=150s
@@ -13,68 +14,35 @@ Jobs are few and small, since each Flink submission costs about 20-30 s here.
 """
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psycopg2
 import pytest
-import yaml
 
 from osmosis_beam.io.files.jsonl import read_jsonl_dir
 from osmosis_beam.state.sqlite import SQLiteStateStore
+from tests.integration.cluster_support import (
+    ROOT,
+    SYNTH,
+    osmosis,
+    runs,
+    same_postgres_to_jsonl_with_dead_letters,
+    same_postgres_upsert,
+    same_rss_to_jsonl,
+    write_yaml,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-SYNTH = "tests.integration.synthetic:SyntheticConnector"
-LIMIT = "150s"  # job_timeout of every Flink job here; pytest's own limit is 300 s
+LIMIT = "150s"  # job_timeout of every Flink job here
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def flink_args(cluster, parallelism: int = 2) -> list[str]:
     return ["--runner", "flink", "--", f"--flink_master={cluster.master}", f"--job_endpoint={cluster.job_endpoint}",
             f"--parallelism={parallelism}", "--environment_type=LOOPBACK", f"--job_timeout={LIMIT}"]
-
-
-def osmosis(home: Path, *args, env: dict | None = None, timeout: float = 240) -> dict:
-    """``osmosis run ...`` in a subprocess; the run summary (last stdout line) with the exit code."""
-    done = subprocess.run([sys.executable, "-m", "osmosis_beam.cli", "--home", str(home), *map(str, args)],
-                          capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout,
-                          cwd=str(ROOT))
-    lines = done.stdout.strip().splitlines()
-    summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
-    return {"rc": done.returncode, "stderr": done.stderr, **summary}
-
-
-def write_yaml(path: Path, data: dict) -> Path:
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def rows(dsn: str, query: str) -> list[tuple]:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute(query)
-        out = cur.fetchall()
-    conn.close()
-    return out
-
-
-def make_orders(dsn: str, count: int) -> None:
-    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE orders (id int PRIMARY KEY, status text, total numeric(10,2), "
-                    "updated_at timestamptz NOT NULL)")
-        cur.execute(
-            "INSERT INTO orders SELECT i, CASE WHEN i %% 7 = 0 THEN 'draft' ELSE 'paid' END, i * 1.25, "
-            "timestamptz '2024-01-01 00:00:00+00' + i * interval '1 second' FROM generate_series(1, %s) i", (count,))
-    conn.close()
-
-
-def runs(home: Path, pid: str):
-    return list(reversed(SQLiteStateStore(home / "state.db").list_runs(pid)))
 
 
 def assert_parallel_on_both_taskmanagers(cluster, job_id: str) -> dict:
@@ -100,85 +68,19 @@ def assert_parallel_on_both_taskmanagers(cluster, job_id: str) -> dict:
     return evidence
 
 
-# -- PostgreSQL -> steps -> PostgreSQL upsert ------------------------------------------------------------------
+# -- the same output on direct and flink ------------------------------------------------------------------------
 def test_postgres_upsert_gives_the_same_table_on_direct_and_flink(tmp_path, pg_dsn, flink_cluster):
-    make_orders(pg_dsn, 400)
-    path = write_yaml(tmp_path / "orders.yaml", {
-        "id": "orders",
-        "source": {"type": "postgres", "dsn": "${PG_DSN}", "table": "orders", "primary_key": ["id"]},
-        "incremental": {"cursor_field": "updated_at", "start": "2024-01-01T00:00:00Z", "safety_lag": "0s"},
-        "read": {"splits": 4, "batch_size": 50},
-        "steps": [{"filter": "status != 'draft'"}, {"map": {"total_eur": "round(total * Decimal('0.92'), 2)"}}],
-        "sink": {"type": "postgres", "dsn": "${PG_DSN}", "table": "${OUT_TABLE}", "key": ["id"]},
-    })
-    env = {"PG_DSN": pg_dsn}
-    direct = osmosis(tmp_path / "home_direct", "run", path, env={**env, "OUT_TABLE": "out_direct"})
-    assert direct["rc"] == 0, direct["stderr"]
     before = set(flink_cluster.jobs())
-    flink = osmosis(tmp_path / "home_flink", "run", path, *flink_args(flink_cluster), env={**env, "OUT_TABLE": "out_flink"})
-    assert flink["rc"] == 0, flink["stderr"][-3000:]
-    assert flink["status"] == "succeeded"
-    assert [r.runner for r in runs(tmp_path / "home_flink", "orders")] == ["flink"]
-    expected = 400 - 400 // 7
-    for summary in (direct, flink):
-        assert (summary["records_read"], summary["records_written"], summary["dead_letter"]) == (400, expected, 0)
-    columns = "id, status, total, total_eur, updated_at"
-    table = rows(pg_dsn, f"SELECT {columns} FROM out_direct ORDER BY id")
-    assert len(table) == expected
-    assert rows(pg_dsn, f"SELECT {columns} FROM out_flink ORDER BY id") == table
-    job_id = flink_cluster.new_job(before)
-    assert_parallel_on_both_taskmanagers(flink_cluster, job_id)
+    same_postgres_upsert(tmp_path, pg_dsn, flink_args(flink_cluster))
+    assert_parallel_on_both_taskmanagers(flink_cluster, flink_cluster.new_job(before))
 
 
-# -- PostgreSQL -> JSONL, with dead letters ---------------------------------------------------------------------
 def test_postgres_to_jsonl_with_dead_letters_matches_direct(tmp_path, pg_dsn, flink_cluster):
-    make_orders(pg_dsn, 300)
-    path = write_yaml(tmp_path / "orders_files.yaml", {
-        "id": "orders_files",
-        "source": {"type": "postgres", "dsn": "${PG_DSN}", "table": "orders"},
-        "incremental": {"cursor_field": "updated_at", "start": "2024-01-01T00:00:00Z", "safety_lag": "0s"},
-        "read": {"splits": 4, "batch_size": 40},
-        # every 10th row divides by zero: 30 dead letters, the rest written
-        "steps": [{"map": {"share": "round(total / (id % 10), 2)"}}],
-        "sink": {"type": "jsonl", "path": "${OUT_PATH}"},
-        "dead_letter": "${DEAD_PATH}",
-    })
-    results = {}
-    for name, extra in (("direct", []), ("flink", flink_args(flink_cluster))):
-        env = {"PG_DSN": pg_dsn, "OUT_PATH": str(tmp_path / f"out_{name}"), "DEAD_PATH": str(tmp_path / f"dead_{name}")}
-        summary = osmosis(tmp_path / f"home_{name}", "run", path, *extra, env=env)
-        assert summary["rc"] == 0, summary["stderr"][-3000:]
-        assert (summary["records_read"], summary["records_written"], summary["dead_letter"]) == (300, 270, 30), summary
-        out = sorted(read_jsonl_dir(tmp_path / f"out_{name}"), key=lambda r: r["id"])
-        dead = list(read_jsonl_dir(tmp_path / f"dead_{name}"))
-        results[name] = (out, sorted(json.dumps(d.get("record", d), sort_keys=True, default=str) for d in dead))
-        [run] = runs(tmp_path / f"home_{name}", "orders_files")
-        assert (run.status, run.records_written, run.dead_letter) == ("succeeded", 270, 30)
-    assert len(results["flink"][0]) == 270 and len(results["flink"][1]) == 30
-    assert results["flink"] == results["direct"]
+    same_postgres_to_jsonl_with_dead_letters(tmp_path, pg_dsn, flink_args(flink_cluster))
 
 
-# -- RSS -> JSONL ------------------------------------------------------------------------------------------------
 def test_rss_to_jsonl_matches_direct(tmp_path, feed_server, flink_cluster):
-    items = "".join(
-        f"<item><title>Story {i}</title><link>http://127.0.0.1/news/{i}</link><guid>news-{i}</guid>"
-        f"<pubDate>Mon, 0{1 + i // 10} Jan 2024 {i % 10:02d}:00:00 GMT</pubDate><description>Body {i}</description></item>"
-        for i in range(25))
-    feed_server.set("/feed.xml", f'<?xml version="1.0"?><rss version="2.0"><channel><title>Loopback</title>{items}'
-                    "</channel></rss>", content_type="application/rss+xml")
-    path = write_yaml(tmp_path / "news.yaml", {
-        "id": "news",
-        "source": {"type": "rss", "url": feed_server.url("/feed.xml"), "timeout": "10s"},
-        "incremental": {"cursor_field": "published", "start": "2024-01-01T00:00:00Z", "lookback": "0s", "safety_lag": "0s"},
-        "sink": {"type": "jsonl", "path": "${OUT_PATH}"},
-    })
-    outputs = {}
-    for name, extra in (("direct", []), ("flink", flink_args(flink_cluster))):
-        summary = osmosis(tmp_path / f"home_{name}", "run", path, *extra, env={"OUT_PATH": str(tmp_path / f"out_{name}")})
-        assert summary["rc"] == 0, summary["stderr"][-3000:]
-        assert (summary["status"], summary["records_written"]) == ("succeeded", 25)
-        outputs[name] = sorted(read_jsonl_dir(tmp_path / f"out_{name}"), key=lambda r: json.dumps(r, sort_keys=True))
-    assert outputs["flink"] == outputs["direct"] and len(outputs["flink"]) == 25
+    same_rss_to_jsonl(tmp_path, feed_server, flink_args(flink_cluster))
 
 
 # -- failures: a TaskManager dies; the launcher is stopped ------------------------------------------------------

@@ -16,6 +16,9 @@ Example::
     from tests.services import jars
     flink_home = jars.flink_home()                  # ~/.cache/osmosis-beam/flink-1.19.3 (bin/, lib/flink-dist)
     cp = jars.beam_classpath("beam-runners-flink-1.19")   # [.../lib/*.jar] for FlinkJobServerDriver
+    prism = jars.prism_binary()                     # ~/.cache/osmosis-beam/prism-2.62.0/prism (go install)
+
+``python -m tests.services.jars`` fetches everything (``./run_local.sh test`` does, before the tests).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ import zipfile
 from pathlib import Path
 
 __all__ = ["CACHE", "FLINK_VERSION", "SPARK_VERSION", "BEAM_JAVA_VERSION", "flink_home", "spark_home",
-           "beam_classpath", "job_server_jar", "FetchError"]
+           "beam_classpath", "job_server_jar", "prism_binary", "FetchError"]
 
 CACHE = Path(os.environ.get("OSMOSIS_CACHE") or Path.home() / ".cache" / "osmosis-beam")
 FLINK_VERSION = os.environ.get("OSMOSIS_FLINK_DIST_VERSION", "1.19.3")
@@ -186,3 +189,46 @@ def job_server_jar(artifact: str, version: str) -> Path:
                 _run(["mvn", "-B", "-q", "dependency:copy", f"-Dartifact=org.apache.beam:{artifact}:{version}",
                       f"-DoutputDirectory={dest}"], timeout=FETCH_TIMEOUT)
     return jar
+
+
+def _go() -> str:
+    for candidate in (os.environ.get("GO"), shutil.which("go"), "/usr/local/go/bin/go"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise FetchError("go is not installed (it builds Beam's Prism runner from the Go module proxy)")
+
+
+def prism_binary(version: str = BEAM_JAVA_VERSION) -> Path:
+    """Beam's Prism runner, built with ``go install github.com/apache/beam/sdks/v2/go/cmd/prism@v<version>``.
+
+    The Go proxy serves the module, but the checksum database answers 404 for it, so its checksum check
+    is skipped for ``github.com/apache/beam`` only (``GONOSUMDB``); every other module is still verified.
+    """
+    root = CACHE / f"prism-{version}"
+    binary = root / "prism"
+    if binary.exists():
+        return binary
+    with _locked(f"prism-{version}"):
+        if binary.exists():
+            return binary
+        root.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "GOBIN": str(root), "GONOSUMDB": "github.com/apache/beam", "GOFLAGS": "-buildvcs=false"}
+        cmd = [_go(), "install", f"github.com/apache/beam/sdks/v2/go/cmd/prism@v{version}"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=FETCH_TIMEOUT, env=env)
+        except subprocess.TimeoutExpired:
+            raise FetchError(f"`{' '.join(cmd)}` took longer than {FETCH_TIMEOUT}s") from None
+        if done.returncode != 0 or not binary.exists():
+            raise FetchError(f"`{' '.join(cmd)}` failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+    return binary
+
+
+if __name__ == "__main__":  # fetch everything the cluster tests use
+    print(f"flink: {flink_home()}")
+    print(f"spark: {spark_home()}")
+    for artifact in ("beam-runners-flink-1.19", "beam-runners-spark-3"):
+        print(f"{artifact}: {len(beam_classpath(artifact))} jars")
+    try:
+        print(f"prism: {prism_binary()}")
+    except FetchError as exc:
+        print(f"prism: not built ({exc})", file=sys.stderr)

@@ -171,14 +171,11 @@ class SparkCluster:
     def new_app(self, before: set[str], timeout: float = 60) -> str:
         return wait_until("a new Spark application", lambda: next(iter(set(self.apps()) - before), None), timeout)
 
-    def executor_workers(self, app_id: str) -> set[str]:
-        """The ids of the workers that ran an executor for ``app_id`` (from each worker's executors)."""
-        out = set()
-        for worker in self.state().get("workers", []):
-            work = self.workdir / "work"
-            for folder in work.glob(f"w*/{app_id}"):
-                out.add(folder.parent.name)
-            del worker
+    def executor_logs(self, app_id: str) -> dict[str, str]:
+        """Worker folder name (``w1``, ``w2``) -> the stderr of the executor it ran for ``app_id``."""
+        out = {}
+        for log in sorted((self.workdir / "work").glob(f"w*/{app_id}/*/stderr")):
+            out[log.parents[2].name] = log.read_text(errors="replace")
         return out
 
 

@@ -496,3 +496,49 @@ def test_an_installed_package_without_a_source_tree_still_reaches_the_workers(tm
         info = tar.extractfile([m for m in tar.getmembers() if m.name.endswith("/PKG-INFO")][0]).read().decode()
     assert {"osmosis_beam/sync/runner.py", "osmosis_beam/runners/options.py", "osmosis_beam/io/postgres/source.py", "osmosis_beam/py.typed"} <= names
     assert "Requires-Dist: apache-beam" in info or "apache-beam" in open(setup_py).read()
+
+
+# -- spark and prism -------------------------------------------------------------------------------------------
+def test_spark_through_a_job_server_with_loopback_workers():
+    opts = pipeline_options("spark", {"job_endpoint": "localhost:8099", "spark_master_url": "spark://127.0.0.1:7077"},
+                            job_name="osmosis-a-1")
+    got = chosen(opts)
+    assert (got["runner"], got["job_endpoint"], got["spark_master_url"]) == ("SparkRunner", "localhost:8099",
+                                                                            "spark://127.0.0.1:7077")
+    assert (got["environment_type"], got["job_name"]) == ("LOOPBACK", "osmosis-a-1")
+
+
+def test_a_remote_spark_job_server_defaults_to_docker_workers_with_the_package_staged():
+    opts = pipeline_options("spark", {"job_endpoint": "spark-jobserver.internal:8099",
+                                      "spark_master_url": "spark://spark.internal:7077"})
+    assert opts.view_as(PortableOptions).environment_type == "DOCKER"
+    assert opts.get_all_options()["setup_file"].endswith("setup.py")
+
+
+def test_spark_problems_at_once(tmp_path):
+    assert problems("spark", {"spark_master_url": "yarn", "spark_version": "2", "job_endpoint": "nohost",
+                              "spark_job_server_jar": str(tmp_path / "nope.jar"), "workers": 2}) == [
+        "runner spark: workers: only for the direct runner; use the Spark workers' cores (SPARK_WORKER_CORES)",
+        "runner spark: spark_version: '2' is not one Beam 2.62.0 supports; use 3 (Spark 3.x)",
+        "runner spark: spark_master_url: must be spark://host:port of a standalone Spark master, or local[N] for an "
+        "in-process Spark, got 'yarn'",
+        "runner spark: job_endpoint: must be host:port of a Beam Spark job server, got 'nohost'",
+        f"runner spark: spark_job_server_jar: no such file '{tmp_path / 'nope.jar'}'; give the path (or http URL) of "
+        "beam-runners-spark-3-job-server-2.62.0.jar, or the job_endpoint of a Spark job server",
+    ]
+    assert problems("spark", {"spark_master_url": "spark://:7077"}) == [
+        "runner spark: spark_master_url: must be spark://host:port of the Spark master (e.g. spark://spark:7077), "
+        "got 'spark://:7077'"
+    ]
+
+
+def test_prism_takes_a_binary_and_checks_it(tmp_path):
+    binary = tmp_path / "prism"
+    binary.write_text("#!/bin/sh\n")
+    assert problems("prism", {"prism_location": str(binary)}) == [
+        f"runner prism: prism_location: '{binary}' is not executable (chmod +x it)"
+    ]
+    binary.chmod(0o755)
+    got = chosen(pipeline_options("prism", {"prism_location": str(binary), "job_timeout": "5m"}))
+    assert (got["runner"], got["prism_location"], got["environment_type"]) == ("PrismRunner", str(binary), "LOOPBACK")
+    assert "job_timeout" not in got  # osmosis's own option never reaches Beam

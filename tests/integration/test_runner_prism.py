@@ -1,0 +1,80 @@
+"""Prism, Beam's own portable runner (a Go binary), as ``--runner prism`` for local runs.
+
+The binary is built once with ``go install github.com/apache/beam/sdks/v2/go/cmd/prism@v2.62.0`` into
+~/.cache/osmosis-beam (``prism_binary`` in tests/conftest.py); Beam's PrismRunner starts it as the job
+service, and the workers are LOOPBACK (this process). The same pipeline YAML runs on direct and on prism.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from osmosis_beam.core.errors import ConfigError
+from osmosis_beam.io.files.jsonl import read_jsonl_dir
+from osmosis_beam.runners.options import pipeline_options
+from tests.integration.cluster_support import (
+    SYNTH,
+    make_orders,
+    osmosis,
+    rows,
+    runs,
+    write_yaml,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def prism_args(binary) -> list[str]:
+    return ["--runner", "prism", "--", f"--prism_location={binary}", "--job_timeout=120s"]
+
+
+def test_postgres_upsert_on_prism_gives_the_direct_table(tmp_path, pg_dsn, prism_binary):
+    make_orders(pg_dsn, 300)
+    path = write_yaml(tmp_path / "orders.yaml", {
+        "id": "orders",
+        "source": {"type": "postgres", "dsn": "${PG_DSN}", "table": "orders", "primary_key": ["id"]},
+        "incremental": {"cursor_field": "updated_at", "start": "2024-01-01T00:00:00Z", "safety_lag": "0s"},
+        "read": {"splits": 4, "batch_size": 50},
+        "steps": [{"filter": "status != 'draft'"}],
+        "sink": {"type": "postgres", "dsn": "${PG_DSN}", "table": "${OUT_TABLE}", "key": ["id"]},
+    })
+    direct = osmosis(tmp_path / "home_direct", "run", path, env={"PG_DSN": pg_dsn, "OUT_TABLE": "out_direct"})
+    prism = osmosis(tmp_path / "home_prism", "run", path, *prism_args(prism_binary),
+                    env={"PG_DSN": pg_dsn, "OUT_TABLE": "out_prism"})
+    assert direct["rc"] == 0, direct["stderr"][-3000:]
+    assert prism["rc"] == 0, prism["stderr"][-3000:]
+    expected = 300 - 300 // 7
+    assert (prism["status"], prism["records_read"], prism["records_written"]) == ("succeeded", 300, expected)
+    assert [r.runner for r in runs(tmp_path / "home_prism", "orders")] == ["prism"]
+    table = rows(pg_dsn, "SELECT id, status, total, updated_at FROM out_direct ORDER BY id")
+    assert len(table) == expected
+    assert rows(pg_dsn, "SELECT id, status, total, updated_at FROM out_prism ORDER BY id") == table
+
+
+def test_dead_letters_and_counts_on_prism(tmp_path, prism_binary):
+    path = write_yaml(tmp_path / "synth.yaml", {
+        "id": "synth_prism",
+        "source": {"type": SYNTH, "count": 60, "step_us": 60_000_000, "clock": "2024-01-01T01:00:00Z"},
+        "incremental": {"start": "2024-01-01T00:00:00Z"},
+        "read": {"splits": 3, "batch_size": 7},
+        "steps": [{"map": {"share": "value // (id % 5)"}}],  # every 5th record divides by zero
+        "sink": {"type": "jsonl", "path": str(tmp_path / "out")},
+        "dead_letter": str(tmp_path / "dead"),
+    })
+    summary = osmosis(tmp_path / "home", "run", path, *prism_args(prism_binary))
+    assert summary["rc"] == 0, summary["stderr"][-3000:]
+    assert (summary["records_read"], summary["records_written"], summary["dead_letter"]) == (60, 48, 12)
+    assert sorted(r["id"] for r in read_jsonl_dir(tmp_path / "out")) == [i for i in range(60) if i % 5]
+    dead = list(read_jsonl_dir(tmp_path / "dead"))
+    assert sorted(d["record"]["id"] for d in dead) == list(range(0, 60, 5))
+    assert all("zero" in d["error"] for d in dead), json.dumps(dead[:2], default=str)
+
+
+def test_a_missing_prism_binary_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        pipeline_options("prism", {"prism_location": str(tmp_path / "prism")})
+    assert err.value.problems == [
+        f"runner prism: prism_location: no such file '{tmp_path / 'prism'}'; build the binary with `go install "
+        "github.com/apache/beam/sdks/v2/go/cmd/prism@v2.62.0` and give its path (~/go/bin/prism)"
+    ]
