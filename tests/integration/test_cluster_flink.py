@@ -86,7 +86,7 @@ def test_rss_to_jsonl_matches_direct(tmp_path, feed_server, flink_cluster):
 # -- failures: a TaskManager dies; the launcher is stopped ------------------------------------------------------
 def slow_pipeline(tmp_path: Path, pid: str, marker: Path, sleep: float, **extra) -> Path:
     # 400 records spread over the hour (one every 9 s), so each of the 4 splits holds 100 of them; at 40 ms a
-    # record that is about 8 s of reading per TaskManager.
+    # record that is about 6 s of reading per TaskManager.
     return write_yaml(tmp_path / f"{pid}.yaml", {
         "id": pid,
         "source": {"type": SYNTH, "count": 400, "step_us": 9_000_000, "clock": "2024-01-01T01:00:00Z",
@@ -108,7 +108,7 @@ def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float = 120) -> N
 
 def test_killing_a_taskmanager_fails_the_run_and_the_rerun_delivers_every_row_once(tmp_path, home, flink_cluster):
     marker = tmp_path / "reading"
-    path = slow_pipeline(tmp_path, "tm_kill", marker, 0.04)
+    path = slow_pipeline(tmp_path, "tm_kill", marker, 0.03)
     before = set(flink_cluster.jobs())
     cmd = [sys.executable, "-m", "osmosis_beam.cli", "--home", str(home), "run", str(path), *flink_args(flink_cluster)]
     proc = subprocess.Popen(cmd, cwd=str(ROOT), text=True,

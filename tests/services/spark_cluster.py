@@ -130,9 +130,12 @@ class SparkCluster:
         spark_jars = [j for j in sorted((self.home / "jars").glob("*.jar")) if _artifact(j) not in beam_wins]
         own = {_artifact(j) for j in spark_jars}
         beam = [j for j in classpath if _artifact(j) not in own]
+        # Executors put Spark's jars (Guava 14) before the staged ones; Beam's Guava must come first there too.
+        guava = [j for j in classpath if _artifact(j) in beam_wins]
         cmd = [find_java(), "-Xmx768m", *JVM_OPTS.split(), f"-Djava.io.tmpdir={self.workdir / 'tmp'}",
                "-Dspark.driver.host=127.0.0.1", "-Dspark.driver.bindAddress=127.0.0.1",
                "-Dspark.executor.memory=512m", "-Dspark.ui.enabled=false",
+               f"-Dspark.executor.extraClassPath={os.pathsep.join(map(str, guava))}",
                f"-Dspark.local.dir={self.workdir / 'tmp'}",
                "-cp", os.pathsep.join(map(str, [*spark_jars, *beam])),
                "org.apache.beam.runners.spark.SparkJobServerDriver",
