@@ -125,23 +125,28 @@ def osmosis_cli(home):
     return run
 
 
+def _session_cluster(what: str, available, make):
+    """Start ``make()`` (a cluster) for the session, or fail/skip the tests that need it; stop it at the end."""
+    ok, reason = available()
+    if not ok:
+        unavailable(what, reason)
+    cluster = make()
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 - reported as the reason
+        cluster.stop()
+        unavailable(what, str(exc))
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture(scope="session")
 def flink_cluster():
     """A real Flink cluster on loopback for the session: a JobManager, two TaskManagers with one slot each,
     and Beam's Flink job server (tests/services/flink_cluster.py). Fetched into ~/.cache/osmosis-beam once."""
     from tests.services.flink_cluster import FlinkCluster, available
 
-    ok, reason = available()
-    if not ok:
-        unavailable("Flink cluster", reason)
-    cluster = FlinkCluster(taskmanagers=2, slots=1)
-    try:
-        cluster.start()
-    except Exception as exc:  # noqa: BLE001 - reported as the reason
-        cluster.stop()
-        unavailable("Flink cluster", str(exc))
-    yield cluster
-    cluster.stop()
+    yield from _session_cluster("Flink cluster", available, lambda: FlinkCluster(taskmanagers=2, slots=1))
 
 
 @pytest.fixture(scope="session")
@@ -150,17 +155,7 @@ def spark_cluster():
     and Beam's Spark job server (tests/services/spark_cluster.py). Fetched into ~/.cache/osmosis-beam once."""
     from tests.services.spark_cluster import SparkCluster, available
 
-    ok, reason = available()
-    if not ok:
-        unavailable("Spark cluster", reason)
-    cluster = SparkCluster(workers=2, cores=1)
-    try:
-        cluster.start()
-    except Exception as exc:  # noqa: BLE001 - reported as the reason
-        cluster.stop()
-        unavailable("Spark cluster", str(exc))
-    yield cluster
-    cluster.stop()
+    yield from _session_cluster("Spark cluster", available, lambda: SparkCluster(workers=2, cores=1))
 
 
 @pytest.fixture(scope="session")

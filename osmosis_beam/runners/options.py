@@ -370,6 +370,12 @@ def _environment(parsed: PipelineOptions, default: str, extra: list[str], proble
     return env_type
 
 
+def _check_jar(option: str, jar: str | None, wanted: str, problems: list[str]) -> None:
+    """A job-server jar option names an existing file or an http(s) URL."""
+    if jar and not os.path.isfile(jar) and not urllib.parse.urlsplit(jar).scheme.startswith("http"):
+        problems.append(f"{option}: no such file {jar!r}; give the path (or http URL) of {wanted}")
+
+
 def _flink(parsed: PipelineOptions, args: list[str], extra: list[str], problems: list[str]) -> str:
     flink = parsed.view_as(FlinkRunnerOptions)
     master = (flink.flink_master or "[auto]").strip()
@@ -380,11 +386,8 @@ def _flink(parsed: PipelineOptions, args: list[str], extra: list[str], problems:
         if parts.scheme not in ("http", "https") or not host or parts.port is None:
             problems.append(f"flink_master: must be host:port of the Flink REST endpoint (JobManager, e.g. flink:8081), got {master!r}")
     jar = flink.flink_job_server_jar
-    if jar and not os.path.isfile(jar) and not urllib.parse.urlsplit(jar).scheme.startswith("http"):
-        problems.append(
-            f"flink_job_server_jar: no such file {jar!r}; give the path (or http URL) of "
-            f"beam-runners-flink-{flink.flink_version}-job-server-{_BEAM_VERSION}.jar"
-        )
+    _check_jar("flink_job_server_jar", jar, f"beam-runners-flink-{flink.flink_version}-job-server-{_BEAM_VERSION}.jar",
+               problems)
     for option in ("parallelism", "max_parallelism"):
         value = getattr(flink, option)
         if value is not None and value != -1 and value < 1:
@@ -435,11 +438,8 @@ def _spark(parsed: PipelineOptions, extra: list[str], problems: list[str]) -> st
     if endpoint and not _HOST_PORT.fullmatch(endpoint):
         problems.append(f"job_endpoint: must be host:port of a Beam Spark job server, got {endpoint!r}")
     jar = spark.spark_job_server_jar
-    if jar and not os.path.isfile(jar) and not urllib.parse.urlsplit(jar).scheme.startswith("http"):
-        problems.append(
-            f"spark_job_server_jar: no such file {jar!r}; give the path (or http URL) of "
-            f"beam-runners-spark-3-job-server-{_BEAM_VERSION}.jar, or the job_endpoint of a Spark job server"
-        )
+    _check_jar("spark_job_server_jar", jar,
+               f"beam-runners-spark-3-job-server-{_BEAM_VERSION}.jar, or the job_endpoint of a Spark job server", problems)
     if spark.spark_submit_uber_jar:
         problems.append("spark_submit_uber_jar: not supported by osmosis (the run could not be cancelled); "
                         "use a Spark job server (job_endpoint) or spark_job_server_jar")

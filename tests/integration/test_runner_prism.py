@@ -13,14 +13,7 @@ import pytest
 from osmosis_beam.core.errors import ConfigError
 from osmosis_beam.io.files.jsonl import read_jsonl_dir
 from osmosis_beam.runners.options import pipeline_options
-from tests.integration.cluster_support import (
-    SYNTH,
-    make_orders,
-    osmosis,
-    rows,
-    runs,
-    write_yaml,
-)
+from tests.integration.cluster_support import SYNTH, osmosis, same_postgres_upsert, write_yaml
 
 pytestmark = pytest.mark.slow
 
@@ -30,26 +23,7 @@ def prism_args(binary) -> list[str]:
 
 
 def test_postgres_upsert_on_prism_gives_the_direct_table(tmp_path, pg_dsn, prism_binary):
-    make_orders(pg_dsn, 300)
-    path = write_yaml(tmp_path / "orders.yaml", {
-        "id": "orders",
-        "source": {"type": "postgres", "dsn": "${PG_DSN}", "table": "orders", "primary_key": ["id"]},
-        "incremental": {"cursor_field": "updated_at", "start": "2024-01-01T00:00:00Z", "safety_lag": "0s"},
-        "read": {"splits": 4, "batch_size": 50},
-        "steps": [{"filter": "status != 'draft'"}],
-        "sink": {"type": "postgres", "dsn": "${PG_DSN}", "table": "${OUT_TABLE}", "key": ["id"]},
-    })
-    direct = osmosis(tmp_path / "home_direct", "run", path, env={"PG_DSN": pg_dsn, "OUT_TABLE": "out_direct"})
-    prism = osmosis(tmp_path / "home_prism", "run", path, *prism_args(prism_binary),
-                    env={"PG_DSN": pg_dsn, "OUT_TABLE": "out_prism"})
-    assert direct["rc"] == 0, direct["stderr"][-3000:]
-    assert prism["rc"] == 0, prism["stderr"][-3000:]
-    expected = 300 - 300 // 7
-    assert (prism["status"], prism["records_read"], prism["records_written"]) == ("succeeded", 300, expected)
-    assert [r.runner for r in runs(tmp_path / "home_prism", "orders")] == ["prism"]
-    table = rows(pg_dsn, "SELECT id, status, total, updated_at FROM out_direct ORDER BY id")
-    assert len(table) == expected
-    assert rows(pg_dsn, "SELECT id, status, total, updated_at FROM out_prism ORDER BY id") == table
+    same_postgres_upsert(tmp_path, pg_dsn, prism_args(prism_binary))
 
 
 def test_dead_letters_and_counts_on_prism(tmp_path, prism_binary):

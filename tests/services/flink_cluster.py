@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.services import jars
-from tests.services.java import JavaProcess, find_java, free_port, java_home, wait_port, wait_until
+from tests.services.java import JavaProcess, find_java, free_port, java_and_maven, java_home, wait_port, wait_until
 
 __all__ = ["FlinkCluster", "available"]
 
@@ -43,11 +43,7 @@ START_TIMEOUT = 120
 
 
 def available() -> tuple[bool, str]:
-    if not find_java():
-        return False, "no java on PATH (apt-get install -y openjdk-17-jre-headless)"
-    if not shutil.which("mvn"):
-        return False, "no mvn on PATH (apt-get install -y maven) to fetch Beam's Flink runner"
-    return True, ""
+    return java_and_maven("Flink")
 
 
 class FlinkCluster:

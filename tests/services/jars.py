@@ -87,6 +87,15 @@ def _pip_download(requirement: str, dest: Path) -> Path:
     raise FetchError(f"pip download {requirement} left nothing in {dest}")
 
 
+def _unpack_deps(archive: Path, prefix: str, dest: Path) -> None:
+    """Extract the members under ``prefix`` (``pyspark-3.5.7/deps/``) of a tar archive into ``dest``."""
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix) and len(m.name) > len(prefix)]
+        for m in members:
+            m.name = m.name[len(prefix):]
+        tar.extractall(dest, members=members)
+
+
 def flink_home(version: str = FLINK_VERSION) -> Path:
     """A Flink distribution (``bin/``, ``conf/``, ``lib/flink-dist-*.jar``) unpacked from PyPI's packages."""
     home = CACHE / f"flink-{version}"
@@ -101,12 +110,7 @@ def flink_home(version: str = FLINK_VERSION) -> Path:
         tmp = CACHE / f"flink-{version}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        prefix = f"apache-flink-libraries-{version}/deps/"
-        with tarfile.open(libs) as tar:
-            members = [m for m in tar.getmembers() if m.name.startswith(prefix) and len(m.name) > len(prefix)]
-            for m in members:
-                m.name = m.name[len(prefix):]
-            tar.extractall(tmp, members=members)
+        _unpack_deps(libs, f"apache-flink-libraries-{version}/deps/", tmp)
         with zipfile.ZipFile(wheel) as whl:
             for info in whl.infolist():
                 for part in ("bin/", "conf/"):
@@ -136,12 +140,7 @@ def spark_home(version: str = SPARK_VERSION) -> Path:
         tmp = CACHE / f"spark-{version}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        prefix = f"pyspark-{version}/deps/"
-        with tarfile.open(sdist) as tar:
-            members = [m for m in tar.getmembers() if m.name.startswith(prefix) and len(m.name) > len(prefix)]
-            for m in members:
-                m.name = m.name[len(prefix):]
-            tar.extractall(tmp, members=members)
+        _unpack_deps(sdist, f"pyspark-{version}/deps/", tmp)
         if not (tmp / "bin" / "spark-class").exists() or not (tmp / "jars").is_dir():
             raise FetchError(f"{sdist.name} has no deps/bin/spark-class and deps/jars")
         for script in (tmp / "bin").iterdir():

@@ -24,7 +24,7 @@ import weakref
 from pathlib import Path
 from typing import Mapping, Sequence
 
-__all__ = ["JavaProcess", "find_java", "free_port", "wait_port", "wait_until"]
+__all__ = ["JavaProcess", "find_java", "free_port", "wait_port", "wait_until", "java_and_maven"]
 
 _LIVE: "weakref.WeakSet[JavaProcess]" = weakref.WeakSet()
 
@@ -35,6 +35,15 @@ def find_java() -> str | None:
     if home and os.access(os.path.join(home, "bin", "java"), os.X_OK):
         return os.path.join(home, "bin", "java")
     return shutil.which("java")
+
+
+def java_and_maven(runner: str) -> tuple[bool, str]:
+    """(True, "") when ``java`` and ``mvn`` (which fetches Beam's ``runner`` runner) are installed, else why not."""
+    if not find_java():
+        return False, "no java on PATH (apt-get install -y openjdk-17-jre-headless)"
+    if not shutil.which("mvn"):
+        return False, f"no mvn on PATH (apt-get install -y maven) to fetch Beam's {runner} runner"
+    return True, ""
 
 
 def java_home() -> str | None:
