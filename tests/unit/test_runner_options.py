@@ -542,3 +542,18 @@ def test_prism_takes_a_binary_and_checks_it(tmp_path):
     got = chosen(pipeline_options("prism", {"prism_location": str(binary), "job_timeout": "5m"}))
     assert (got["runner"], got["prism_location"], got["environment_type"]) == ("PrismRunner", str(binary), "LOOPBACK")
     assert "job_timeout" not in got  # osmosis's own option never reaches Beam
+
+
+def test_the_postgres_sinks_write_target_carries_the_dsn_by_name_for_remote_workers(monkeypatch):
+    dsn = "postgresql://loader:launcher-pw-1@127.0.0.1:5/dw"
+    sink = parse_pipeline(
+        {"id": "orders", "source": {"type": SYNTH},
+         "sink": {"type": "postgres", "dsn": "${OSMOSIS_UNIT_DSN}", "table": "orders", "key": ["id"]}},
+        env={"OSMOSIS_UNIT_DSN": dsn}).build_sink()
+    prepare_for_workers("flink", sink=sink)
+    target = sink._target()  # what the sink's write step (WritePostgres) pickles for the workers
+    assert target.dsn == dsn  # the launcher keeps its value
+    data = pickle.dumps(target)
+    assert b"launcher-pw-1" not in data and b"${OSMOSIS_UNIT_DSN}" in data
+    monkeypatch.setenv("OSMOSIS_UNIT_DSN", "postgresql://loader:worker-pw-2@db:5432/dw")
+    assert pickle.loads(data).dsn == "postgresql://loader:worker-pw-2@db:5432/dw"
