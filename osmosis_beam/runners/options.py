@@ -224,7 +224,7 @@ def pipeline_options(
     if runner == "flink":
         version = _last(args, "flink_version")
         if version is not None and version not in FLINK_VERSIONS:
-            problems.append(f"flink_version: {version!r} is not one Beam {_BEAM_VERSION} supports; use one of {', '.join(FLINK_VERSIONS)}")
+            problems.append(f"flink_version: {version!r} is not one Beam {beam.__version__} supports; use one of {', '.join(FLINK_VERSIONS)}")
             args = _without(args, "flink_version")
     if runner == "spark":
         version = _last(args, "spark_version")
@@ -343,7 +343,7 @@ def _remote(
         given = {str(item).split("=", 1)[0] for item in (parsed.view_as(GoogleCloudOptions).labels or [])}
         extra += [f"--labels={k}={v}" for k, v in labels.items() if k not in given]
     setup = parsed.view_as(SetupOptions)
-    if setup.save_main_session is None and not _flag_values(args, "no_save_main_session"):
+    if not _flag_values(args, "save_main_session") and not _flag_values(args, "no_save_main_session"):
         # Everything a worker needs is in the package; the main session could hold anything.
         extra.append("--no_save_main_session")
     if env_type in ("DOCKER", "PROCESS"):
