@@ -49,7 +49,7 @@ def generate(dsn: str, table: str, rows: int) -> None:
         cur.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, customer integer NOT NULL, status text NOT NULL, "
                     "total numeric(12,2) NOT NULL, updated_at timestamptz NOT NULL)")
         cur.execute(
-            f"INSERT INTO {table} SELECT g, (g * 7919) %% 100000, (ARRAY['new','paid','shipped'])[1 + g %% 3], "
+            f"INSERT INTO {table} SELECT g, (g::bigint * 7919) %% 100000, (ARRAY['new','paid','shipped'])[1 + g %% 3], "
             "(g %% 100000) / 100.0, timestamptz '2024-01-01 00:00:00+00' + g * interval '10 milliseconds' "
             "FROM generate_series(1, %s) g", (rows,))
         cur.execute(f"VACUUM ANALYZE {table}")
