@@ -25,14 +25,39 @@ ROOT = Path(__file__).resolve().parents[2]
 SYNTH = "tests.integration.synthetic:SyntheticConnector"
 
 
+def _summary(rc: int, stdout: str, stderr: str) -> dict:
+    lines = stdout.strip().splitlines()
+    summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    return {"rc": rc, "stderr": stderr, **summary}
+
+
 def osmosis(home: Path, *args, env: dict | None = None, timeout: float = 280) -> dict:
     """``osmosis run ...`` in a subprocess; the run summary (last stdout line) with the exit code."""
     done = subprocess.run([sys.executable, "-m", "osmosis_beam.cli", "--home", str(home), *map(str, args)],
                           capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout,
                           cwd=str(ROOT))
-    lines = done.stdout.strip().splitlines()
-    summary = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
-    return {"rc": done.returncode, "stderr": done.stderr, **summary}
+    return _summary(done.returncode, done.stdout, done.stderr)
+
+
+def osmosis_side_by_side(*calls: tuple[Path, list, dict], timeout: float = 280) -> list[dict]:
+    """Several ``osmosis`` commands at once, each ``(home, args, env)``; their summaries in the same order.
+
+    The direct run and the cluster run of a comparison go side by side: the cluster run mostly waits.
+    """
+    procs = [subprocess.Popen([sys.executable, "-m", "osmosis_beam.cli", "--home", str(home), *map(str, args)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, **(env or {})}, cwd=str(ROOT)) for home, args, env in calls]
+    out = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=timeout)
+            out.append(_summary(proc.returncode, stdout, stderr))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return out
 
 
 def write_yaml(path: Path, data: dict) -> Path:
@@ -80,9 +105,10 @@ def same_postgres_upsert(tmp_path: Path, pg_dsn: str, cluster_args: list[str]) -
     })
     env = {"PG_DSN": pg_dsn}
     name = runner_name(cluster_args)
-    direct = osmosis(tmp_path / "home_direct", "run", path, env={**env, "OUT_TABLE": "out_direct"})
-    assert direct["rc"] == 0, direct["stderr"]
-    remote = osmosis(tmp_path / "home_remote", "run", path, *cluster_args, env={**env, "OUT_TABLE": "out_remote"})
+    direct, remote = osmosis_side_by_side(
+        (tmp_path / "home_direct", ["run", path], {**env, "OUT_TABLE": "out_direct"}),
+        (tmp_path / "home_remote", ["run", path, *cluster_args], {**env, "OUT_TABLE": "out_remote"}))
+    assert direct["rc"] == 0, direct["stderr"][-3000:]
     assert remote["rc"] == 0, remote["stderr"][-3000:]
     assert remote["status"] == "succeeded"
     assert [r.runner for r in runs(tmp_path / "home_remote", "orders")] == [name]
@@ -109,9 +135,12 @@ def same_postgres_to_jsonl_with_dead_letters(tmp_path: Path, pg_dsn: str, cluste
         "dead_letter": "${DEAD_PATH}",
     })
     results = {}
-    for name, extra in (("direct", []), ("remote", cluster_args)):
-        env = {"PG_DSN": pg_dsn, "OUT_PATH": str(tmp_path / f"out_{name}"), "DEAD_PATH": str(tmp_path / f"dead_{name}")}
-        summary = osmosis(tmp_path / f"home_{name}", "run", path, *extra, env=env)
+    names = (("direct", []), ("remote", cluster_args))
+    summaries = osmosis_side_by_side(*(
+        (tmp_path / f"home_{name}", ["run", path, *extra],
+         {"PG_DSN": pg_dsn, "OUT_PATH": str(tmp_path / f"out_{name}"), "DEAD_PATH": str(tmp_path / f"dead_{name}")})
+        for name, extra in names))
+    for (name, _), summary in zip(names, summaries):
         assert summary["rc"] == 0, summary["stderr"][-3000:]
         assert (summary["records_read"], summary["records_written"], summary["dead_letter"]) == (300, 270, 30), summary
         out = sorted(read_jsonl_dir(tmp_path / f"out_{name}"), key=lambda r: r["id"])
@@ -140,8 +169,11 @@ def same_rss_to_jsonl(tmp_path: Path, feed_server, cluster_args: list[str]) -> N
         "sink": {"type": "jsonl", "path": "${OUT_PATH}"},
     })
     outputs = {}
-    for name, extra in (("direct", []), ("remote", cluster_args)):
-        summary = osmosis(tmp_path / f"home_{name}", "run", path, *extra, env={"OUT_PATH": str(tmp_path / f"out_{name}")})
+    names = (("direct", []), ("remote", cluster_args))
+    summaries = osmosis_side_by_side(*(
+        (tmp_path / f"home_{name}", ["run", path, *extra], {"OUT_PATH": str(tmp_path / f"out_{name}")})
+        for name, extra in names))
+    for (name, _), summary in zip(names, summaries):
         assert summary["rc"] == 0, summary["stderr"][-3000:]
         assert (summary["status"], summary["records_written"]) == ("succeeded", 25)
         outputs[name] = sorted(read_jsonl_dir(tmp_path / f"out_{name}"), key=lambda r: json.dumps(r, sort_keys=True))

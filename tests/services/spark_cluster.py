@@ -42,6 +42,12 @@ JVM_OPTS = (
     "--add-opens=java.base/sun.util.calendar=ALL-UNNAMED -Djdk.reflect.useDirectMethodHandle=false"
 )
 START_TIMEOUT = 120
+# Spark jars the job server (the driver of Beam's batch RDD translation) never loads: left off its classpath,
+# since the driver ships its whole classpath to every executor of every job (the workers have them anyway).
+DRIVER_NEEDS_NOT = ("rocksdbjni", "breeze", "spire", "spark-mllib", "spark-graphx", "scala-compiler", "hive-",
+                    "spark-hive", "kubernetes-", "spark-kubernetes", "mesos", "spark-mesos", "derby", "datanucleus",
+                    "orc-", "arrow-", "jpmml", "pmml", "spark-repl", "spark-yarn", "algebra", "cats-kernel",
+                    "shapeless", "libthrift", "libfb303", "spark-connect")
 
 
 def available() -> tuple[bool, str]:
@@ -123,7 +129,8 @@ class SparkCluster:
         # Spark's own jars (the Beam runner is built against them: Spark is a provided dependency), then
         # Beam's others; but Beam's Guava, not Spark's 14.0 (Spark itself uses a shaded one).
         beam_wins = {"guava"}
-        spark_jars = [j for j in sorted((self.home / "jars").glob("*.jar")) if _artifact(j) not in beam_wins]
+        spark_jars = [j for j in sorted((self.home / "jars").glob("*.jar"))
+                      if _artifact(j) not in beam_wins and not _artifact(j).startswith(DRIVER_NEEDS_NOT)]
         own = {_artifact(j) for j in spark_jars}
         beam = [j for j in classpath if _artifact(j) not in own]
         # Executors put Spark's jars (Guava 14) before the staged ones; Beam's Guava must come first there too.
