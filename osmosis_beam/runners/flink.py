@@ -17,6 +17,10 @@ import urllib.parse
 import urllib.request
 from typing import Any, Mapping, Sequence
 
+from apache_beam.options.pipeline_options import FlinkRunnerOptions
+
+from osmosis_beam.runners.options import pipeline_options
+
 __all__ = ["cancel_flink_job", "flink_rest_url", "FLINK_LIVE_STATES"]
 
 # Flink job states in which a job still holds slots (a cancel request can stop it).
@@ -26,10 +30,6 @@ _BEAM_JOB_SUFFIX = re.compile(r"_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}
 
 def flink_rest_url(options: Mapping[str, Any] | None, beam_args: Sequence[str] = ()) -> str | None:
     """``http://host:port`` of the JobManager's REST API from ``flink_master``; None for ``[local]``/``[auto]``."""
-    from osmosis_beam.runners.options import pipeline_options  # the checked options, as the job got them
-
-    from apache_beam.options.pipeline_options import FlinkRunnerOptions
-
     master = (pipeline_options("flink", options, beam_args).view_as(FlinkRunnerOptions).flink_master or "").strip()
     if not master or master.startswith("["):
         return None

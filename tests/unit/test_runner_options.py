@@ -560,3 +560,12 @@ def test_the_postgres_sinks_write_target_carries_the_dsn_by_name_for_remote_work
     assert b"launcher-pw-1" not in data and b"${OSMOSIS_UNIT_DSN}" in data
     monkeypatch.setenv("OSMOSIS_UNIT_DSN", "postgresql://loader:worker-pw-2@db:5432/dw")
     assert pickle.loads(data).dsn == "postgresql://loader:worker-pw-2@db:5432/dw"
+
+
+def test_the_flink_rest_address_comes_from_flink_master():
+    from osmosis_beam.runners.flink import flink_rest_url
+
+    assert flink_rest_url({"flink_master": "localhost:8081"}) == "http://localhost:8081"
+    assert flink_rest_url({"flink_master": "https://flink.internal:8443/"}) == "https://flink.internal:8443"
+    assert flink_rest_url({"flink_master": "localhost:8081"}, ["--flink_master=jm:9081"]) == "http://jm:9081"
+    assert flink_rest_url({}) is None  # [auto]: Beam's embedded Flink, nothing to cancel through REST
