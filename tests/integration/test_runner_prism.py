@@ -32,16 +32,16 @@ def test_dead_letters_and_counts_on_prism(tmp_path, prism_binary):
         "source": {"type": SYNTH, "count": 60, "step_us": 60_000_000, "clock": "2024-01-01T01:00:00Z"},
         "incremental": {"start": "2024-01-01T00:00:00Z"},
         "read": {"splits": 3, "batch_size": 7},
-        "steps": [{"map": {"share": "value // (id % 5)"}}],  # every 5th record divides by zero
+        "steps": [{"map": {"share": "value // (id % 20)"}}],  # every 20th record divides by zero (5%)
         "sink": {"type": "jsonl", "path": str(tmp_path / "out")},
         "dead_letter": str(tmp_path / "dead"),
     })
     summary = osmosis(tmp_path / "home", "run", path, *prism_args(prism_binary))
     assert summary["rc"] == 0, summary["stderr"][-3000:]
-    assert (summary["records_read"], summary["records_written"], summary["dead_letter"]) == (60, 48, 12)
-    assert sorted(r["id"] for r in read_jsonl_dir(tmp_path / "out")) == [i for i in range(60) if i % 5]
+    assert (summary["records_read"], summary["records_written"], summary["dead_letter"]) == (60, 57, 3)
+    assert sorted(r["id"] for r in read_jsonl_dir(tmp_path / "out")) == [i for i in range(60) if i % 20]
     dead = list(read_jsonl_dir(tmp_path / "dead"))
-    assert sorted(d["record"]["id"] for d in dead) == list(range(0, 60, 5))
+    assert sorted(d["record"]["id"] for d in dead) == [0, 20, 40]
     assert all("zero" in d["error"] for d in dead), json.dumps(dead[:2], default=str)
 
 
