@@ -64,14 +64,17 @@ have_pg_server() {
 }
 
 ensure_test_services() {
-  # The suite starts a throwaway PostgreSQL cluster, a MongoDB-wire server (Node.js) and Chromium itself;
-  # on a fresh machine, install their packages when we can (root with apt-get).
+  # The suite starts a throwaway PostgreSQL cluster, a MongoDB-wire server (Node.js), Chromium, and Flink and
+  # Spark clusters (Java) itself; on a fresh machine, install their packages when we can (root with apt-get).
   local missing=()
   if [ -z "${OSMOSIS_TEST_PG_DSN:-}" ] && ! have_pg_server; then missing+=(postgresql); fi
   if [ -z "${OSMOSIS_TEST_MONGO_URI:-}" ] && ! command -v node >/dev/null 2>&1; then missing+=(nodejs); fi
   if [ -z "${OSMOSIS_TEST_MONGO_URI:-}" ] && ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
   # The dashboard's browser tests drive Debian's chromium through Playwright (never `playwright install`).
   if [ ! -x /usr/bin/chromium ]; then missing+=(chromium); fi
+  # The Flink and Spark cluster tests run JVMs; Beam's runner jars come from Maven Central through mvn.
+  if ! command -v java >/dev/null 2>&1; then missing+=(openjdk-17-jre-headless); fi
+  if ! command -v mvn >/dev/null 2>&1; then missing+=(maven); fi
   if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
       echo ">> installing ${missing[*]} for the test services" >&2
@@ -92,6 +95,9 @@ ensure_test_services() {
 run_tests() {
   ensure_test_services
   setup_venv "[test]"
+  # Flink and Spark (from PyPI), Beam's Flink and Spark runners (Maven Central) and the Prism binary (Go proxy),
+  # into ~/.cache/osmosis-beam once; here, so a fresh machine's downloads do not count against a test's timeout.
+  "$VENV/bin/python" -m tests.services.jars >&2 || echo ">> warning: fetching the cluster jars failed; the cluster tests will fail under CI=true" >&2
   shift || true
   "$VENV/bin/python" -m pytest "$@"
 }

@@ -26,6 +26,7 @@ import threading
 from typing import Any, Callable, Sequence
 
 from osmosis_beam import __version__
+from osmosis_beam.config import RUNNERS
 
 __all__ = ["main"]
 
@@ -649,7 +650,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one sync of a pipeline", usage=_RUN_USAGE, epilog=_RUN_EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("pipeline", metavar="PIPELINE.yaml")
-    p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAML's runner")
+    p.add_argument("--runner", choices=RUNNERS, help="override the YAML's runner")
     p.add_argument("--full-refresh", action="store_true", help="ignore the watermark and read from incremental.start")
     p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                    help="no live progress on stderr (the JSON summary is still the last line of stdout)")
@@ -716,7 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backoff", default="30s", metavar="DURATION",
                    help="wait after a pipeline's first failure; doubles per failure in a row (default 30s)")
     p.add_argument("--max-backoff", default="1h", metavar="DURATION", help="cap of the failure backoff (default 1h)")
-    p.add_argument("--runner", choices=["direct", "portable", "flink", "dataflow"], help="override the YAMLs' runner")
+    p.add_argument("--runner", choices=RUNNERS, help="override the YAMLs' runner")
     p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus metrics on http://HOST:P/metrics")
     p.add_argument("--progress-every", default="60s", metavar="DURATION",
                    help="a progress line per running run this often (default 60s; --quiet: none)")

@@ -261,7 +261,7 @@ class PipelineSpec:
 
 
 #: The runner names (osmosis_beam.runners.options builds their options; this module must not import Beam).
-RUNNERS = ("direct", "portable", "flink", "dataflow")
+RUNNERS = ("direct", "portable", "flink", "spark", "prism", "dataflow")
 _TOP_KEYS = ("id", "source", "incremental", "steps", "sink", "schedule", "runner", "read", "dead_letter", "notify", "description")
 _INCREMENTAL = (
     Option("cursor_field"),

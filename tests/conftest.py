@@ -123,3 +123,47 @@ def osmosis_cli(home):
         return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout, cwd=str(ROOT))
 
     return run
+
+
+def _session_cluster(what: str, available, make):
+    """Start ``make()`` (a cluster) for the session, or fail/skip the tests that need it; stop it at the end."""
+    ok, reason = available()
+    if not ok:
+        unavailable(what, reason)
+    cluster = make()
+    try:
+        cluster.start()
+    except Exception as exc:  # noqa: BLE001 - reported as the reason
+        cluster.stop()
+        unavailable(what, str(exc))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def flink_cluster():
+    """A real Flink cluster on loopback for the session: a JobManager, two TaskManagers with one slot each,
+    and Beam's Flink job server (tests/services/flink_cluster.py). Fetched into ~/.cache/osmosis-beam once."""
+    from tests.services.flink_cluster import FlinkCluster, available
+
+    yield from _session_cluster("Flink cluster", available, lambda: FlinkCluster(taskmanagers=2, slots=1))
+
+
+@pytest.fixture(scope="session")
+def spark_cluster():
+    """A real standalone Spark cluster on loopback for the session: a master, two workers with one core each,
+    and Beam's Spark job server (tests/services/spark_cluster.py). Fetched into ~/.cache/osmosis-beam once."""
+    from tests.services.spark_cluster import SparkCluster, available
+
+    yield from _session_cluster("Spark cluster", available, lambda: SparkCluster(workers=2, cores=1))
+
+
+@pytest.fixture(scope="session")
+def prism_binary():
+    """Beam's Prism runner binary (``go install``, cached in ~/.cache/osmosis-beam/prism-<beam version>)."""
+    from tests.services import jars
+
+    try:
+        return jars.prism_binary()
+    except jars.FetchError as exc:
+        unavailable("Prism", str(exc))

@@ -1,8 +1,9 @@
 """The splittable read: a connector read over the window ``[lo, hi)`` as a Beam splittable DoFn.
 
 The restriction is the window as an ``OffsetRange`` of epoch microseconds (or of the integer cursor);
-it is split into ``splits`` sub-windows up front, and the reader claims cursor positions in order
-(once per batch), so a dynamic split can never cut a group of records that tie on the cursor.
+it is cut into ``splits`` sub-windows up front, one element each (so a distributed runner reads them on
+different workers), and the reader claims cursor positions in order (once per batch), so a dynamic
+split can never cut a group of records that tie on the cursor.
 
 Example::
 
@@ -49,7 +50,7 @@ __all__ = ["ReadWindow", "ReadFromSource", "fail_on_dead_letters"]
 
 @dataclasses.dataclass(frozen=True)
 class _ReadTask:
-    """The one element the read starts from: the window and where to split it."""
+    """One element the read starts from: a sub-window (and where to split it further, if anywhere)."""
 
     lo: int
     hi: int
@@ -351,18 +352,23 @@ class ReadWindow(beam.PTransform):
         step = (hi - lo) / self._splits
         return tuple(sorted({int(lo + step * i) for i in range(1, self._splits)}))
 
+    def tasks(self) -> list[_ReadTask]:
+        """One element per sub-window of the window (one in all when it does not split)."""
+        window, splittable = self._window, self._connector.splittable
+        progress_lo = (self.progress_range() or (None,))[0]
+        bounds = [window.lo_micros, *self.split_points(), window.hi_micros]
+        tasks = [_ReadTask(lo, hi, (), window.is_integer, splittable, progress_lo)
+                 for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+        return tasks or [_ReadTask(window.lo_micros, window.hi_micros, (), window.is_integer, splittable, progress_lo)]
+
     def expand(self, pbegin):
-        task = _ReadTask(
-            self._window.lo_micros,
-            self._window.hi_micros,
-            self.split_points(),
-            self._window.is_integer,
-            self._connector.splittable,
-            (self.progress_range() or (None,))[0],
-        )
+        # One element per sub-window: beam.Create reshuffles several elements, so a distributed runner
+        # (Flink, Spark) reads the sub-windows on different workers. One element whose restriction is split
+        # stays on one worker there (Flink's batch translation does not redistribute initial splits). Each
+        # element stays splittable for runners that split dynamically.
         return (
             pbegin
-            | "Window" >> beam.Create([task])
+            | "Window" >> beam.Create(self.tasks())
             | "Read window"
             >> beam.ParDo(_ReadWindowFn(self._connector, self._batch_size, self._progress_key))
             .with_output_types(RecordBatch)

@@ -1,9 +1,10 @@
-"""Runners: where a pipeline runs (direct, portable, flink, dataflow), and what remote workers need.
+"""Runners: where a pipeline runs (direct, portable, flink, spark, prism, dataflow), and what remote workers need.
 
 - :mod:`~osmosis_beam.runners.options`: runner choice and Beam pipeline options, checked all at once;
 - :mod:`~osmosis_beam.runners.packaging`: the osmosis-beam package staged for workers;
 - :mod:`~osmosis_beam.runners.secrets`: secrets as ``${VAR}`` references, and the scan that proves a job has none;
-- :mod:`~osmosis_beam.runners.dataflow`: Dataflow's checks and dry-run job description.
+- :mod:`~osmosis_beam.runners.dataflow`: Dataflow's checks and dry-run job description;
+- :mod:`~osmosis_beam.runners.flink`: cancelling a job through Flink's REST API.
 
 Example::
 
@@ -25,6 +26,7 @@ _NAMES = {
     "find_secrets": "osmosis_beam.runners.secrets",
     "check_no_secrets": "osmosis_beam.runners.secrets",
     "describe_dataflow_job": "osmosis_beam.runners.dataflow",
+    "cancel_flink_job": "osmosis_beam.runners.flink",
 }
 __all__ = sorted(_NAMES)
 __getattr__, __dir__ = lazy_exports(__name__, _NAMES)

@@ -1,4 +1,4 @@
-"""Runner choice and pipeline options: direct (in-process), portable, flink, dataflow.
+"""Runner choice and pipeline options: direct (in-process), portable, flink, spark, prism, dataflow.
 
 One pipeline YAML runs anywhere; the runner is chosen by name (``runner: {name, options}`` in the
 YAML, ``osmosis run --runner NAME``, or the launcher) and Beam arguments pass through after ``--``
@@ -9,10 +9,14 @@ YAML, ``osmosis run --runner NAME``, or the launcher) and Beam arguments pass th
 - ``portable``: any Beam job service (``job_endpoint: host:port``); workers are LOOPBACK (this
   process) unless ``environment_type`` says EXTERNAL (a worker pool), DOCKER or PROCESS.
 - ``flink``: Beam's FlinkRunner (``flink_master``, ``flink_version``, ``flink_job_server_jar``,
-  ``parallelism``); batch, so checkpointing stays off.
+  ``parallelism``); batch, so checkpointing stays off. Flink versions are those Beam 2.62 supports.
+- ``spark``: Beam's SparkRunner (``spark_master_url: spark://host:7077``, or ``job_endpoint`` of a Beam
+  Spark job server someone runs, ``spark_job_server_jar``).
+- ``prism``: Beam's Prism runner, a local portable runner that splits dynamically (``prism_location``:
+  the path of a ``prism`` binary, built with ``go install``).
 - ``dataflow``: Beam's DataflowRunner (``project``, ``region``, ``temp_location`` required).
 
-Remote runners (portable, flink, dataflow) get a job name from the pipeline id and run id, the
+Remote runners (portable, flink, spark, prism, dataflow) get a job name from the pipeline id and run id, the
 osmosis-beam package staged for workers that install it (``--setup_file``), no pickled main
 session, and two osmosis options: ``job_timeout`` (cancel the job and fail the run after this
 long) and ``secret_store`` (``gcp:PROJECT``: workers read the variables their environment lacks
@@ -45,7 +49,9 @@ from apache_beam.options.pipeline_options import (
     GoogleCloudOptions,
     PipelineOptions,
     PortableOptions,
+    PrismRunnerOptions,
     SetupOptions,
+    SparkRunnerOptions,
     StandardOptions,
     TestOptions,
     WorkerOptions,
@@ -78,11 +84,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 from osmosis_beam.config import RUNNERS  # noqa: E402 - the one list of runner names
 
-REMOTE_RUNNERS = frozenset({"portable", "flink", "dataflow"})
+REMOTE_RUNNERS = frozenset({"portable", "flink", "spark", "prism", "dataflow"})
 ENVIRONMENT_TYPES = ("LOOPBACK", "EXTERNAL", "DOCKER", "PROCESS")
 FLINK_VERSIONS = tuple(FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS)
 DIRECT_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
-_BEAM_RUNNER = {"portable": "PortableRunner", "flink": "FlinkRunner", "dataflow": "DataflowRunner"}
+_BEAM_RUNNER = {"portable": "PortableRunner", "flink": "FlinkRunner", "spark": "SparkRunner", "prism": "PrismRunner",
+                "dataflow": "DataflowRunner"}
+_BEAM_VERSION = beam.__version__
 # Options osmosis reads itself; they never reach Beam.
 _OSMOSIS_OPTIONS = ("job_timeout", "workers", "secret_store")
 _HOST_PORT = re.compile(r"^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
@@ -181,8 +189,8 @@ def _parse(args: list[str]) -> PipelineOptions:
     """PipelineOptions that never exit the process: argparse errors become a ConfigError."""
     opts = PipelineOptions(args)
     try:
-        for view in (StandardOptions, PortableOptions, DirectOptions, FlinkRunnerOptions, GoogleCloudOptions,
-                     SetupOptions, WorkerOptions, TestOptions):
+        for view in (StandardOptions, PortableOptions, DirectOptions, FlinkRunnerOptions, SparkRunnerOptions,
+                     PrismRunnerOptions, GoogleCloudOptions, SetupOptions, WorkerOptions, TestOptions):
             opts.view_as(view)
     except SystemExit:
         raise ConfigError(f"Beam rejected the runner arguments {' '.join(args)} (see the message above)") from None
@@ -218,6 +226,11 @@ def pipeline_options(
         if version is not None and version not in FLINK_VERSIONS:
             problems.append(f"flink_version: {version!r} is not one Beam {beam.__version__} supports; use one of {', '.join(FLINK_VERSIONS)}")
             args = _without(args, "flink_version")
+    if runner == "spark":
+        version = _last(args, "spark_version")
+        if version is not None and version != "3":
+            problems.append(f"spark_version: {version!r} is not one Beam {_BEAM_VERSION} supports; use 3 (Spark 3.x)")
+            args = _without(args, "spark_version")
     if runner == "direct":
         mode = _last(args, "direct_running_mode")
         if mode is not None and mode not in DIRECT_RUNNING_MODES:
@@ -270,14 +283,15 @@ def _check_common(runner: str, args: list[str], ours: Mapping[str, Any], problem
                         "runner's UI. Give the workers that credential through their environment or a secret manager"
                     )
         if "workers" in ours:
-            hint = {"flink": "parallelism", "dataflow": "num_workers / max_num_workers", "portable": "sdk_worker_parallelism"}
+            hint = {"flink": "parallelism", "dataflow": "num_workers / max_num_workers", "portable": "sdk_worker_parallelism",
+                    "spark": "the Spark workers' cores (SPARK_WORKER_CORES)", "prism": "sdk_worker_parallelism"}
             problems.append(f"workers: only for the direct runner; use {hint[runner]}")
 
 
 def _direct(parsed: PipelineOptions, args: list[str], ours: Mapping[str, Any], problems: list[str]) -> list[str]:
     extra: list[str] = []
     if "job_timeout" in ours:
-        problems.append("job_timeout: the in-process runner cannot be stopped mid-job; it applies to portable, flink and dataflow")
+        problems.append("job_timeout: the in-process runner cannot be stopped mid-job; it applies to the other runners")
     if "workers" not in ours:
         return extra
     raw = ours["workers"]
@@ -321,6 +335,10 @@ def _remote(
         env_type = _environment(parsed, "LOOPBACK", extra, problems)
     elif runner == "flink":
         env_type = _flink(parsed, args, extra, problems)
+    elif runner == "spark":
+        env_type = _spark(parsed, extra, problems)
+    elif runner == "prism":
+        env_type = _prism(parsed, extra, problems)
     else:
         env_type = "DOCKER"
         check_dataflow_options(parsed, problems)
@@ -356,6 +374,12 @@ def _environment(parsed: PipelineOptions, default: str, extra: list[str], proble
     return env_type
 
 
+def _check_jar(option: str, jar: str | None, wanted: str, problems: list[str]) -> None:
+    """A job-server jar option names an existing file or an http(s) URL."""
+    if jar and not os.path.isfile(jar) and not urllib.parse.urlsplit(jar).scheme.startswith("http"):
+        problems.append(f"{option}: no such file {jar!r}; give the path (or http URL) of {wanted}")
+
+
 def _flink(parsed: PipelineOptions, args: list[str], extra: list[str], problems: list[str]) -> str:
     flink = parsed.view_as(FlinkRunnerOptions)
     master = (flink.flink_master or "[auto]").strip()
@@ -366,11 +390,8 @@ def _flink(parsed: PipelineOptions, args: list[str], extra: list[str], problems:
         if parts.scheme not in ("http", "https") or not host or parts.port is None:
             problems.append(f"flink_master: must be host:port of the Flink REST endpoint (JobManager, e.g. flink:8081), got {master!r}")
     jar = flink.flink_job_server_jar
-    if jar and not os.path.isfile(jar) and not urllib.parse.urlsplit(jar).scheme.startswith("http"):
-        problems.append(
-            f"flink_job_server_jar: no such file {jar!r}; give the path (or http URL) of "
-            f"beam-runners-flink-{flink.flink_version}-job-server-2.77.0.jar"
-        )
+    _check_jar("flink_job_server_jar", jar, f"beam-runners-flink-{flink.flink_version}-job-server-{_BEAM_VERSION}.jar",
+               problems)
     for option in ("parallelism", "max_parallelism"):
         value = getattr(flink, option)
         if value is not None and value != -1 and value < 1:
@@ -395,6 +416,60 @@ def _flink(parsed: PipelineOptions, args: list[str], extra: list[str], problems:
     # TaskManagers on this machine can reach a LOOPBACK worker in this process; remote ones cannot.
     local = host is None or host in _LOCAL_HOSTS
     return _environment(parsed, "LOOPBACK" if local else "DOCKER", extra, problems)
+
+
+def _spark(parsed: PipelineOptions, extra: list[str], problems: list[str]) -> str:
+    spark = parsed.view_as(SparkRunnerOptions)
+    endpoint = parsed.view_as(PortableOptions).job_endpoint
+    master = (spark.spark_master_url or "").strip()
+    host = None
+    if re.fullmatch(r"local(\[(\*|[0-9]+)\])?", master):
+        pass
+    elif master.startswith("spark://"):
+        parts = urllib.parse.urlsplit(master)
+        host = parts.hostname
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not host or port is None:
+            problems.append(f"spark_master_url: must be spark://host:port of the Spark master (e.g. spark://spark:7077), got {master!r}")
+    else:
+        problems.append(
+            f"spark_master_url: must be spark://host:port of a standalone Spark master, or local[N] for an "
+            f"in-process Spark, got {master!r}"
+        )
+    if endpoint and not _HOST_PORT.fullmatch(endpoint):
+        problems.append(f"job_endpoint: must be host:port of a Beam Spark job server, got {endpoint!r}")
+    jar = spark.spark_job_server_jar
+    _check_jar("spark_job_server_jar", jar,
+               f"beam-runners-spark-3-job-server-{_BEAM_VERSION}.jar, or the job_endpoint of a Spark job server", problems)
+    if spark.spark_submit_uber_jar:
+        problems.append("spark_submit_uber_jar: not supported by osmosis (the run could not be cancelled); "
+                        "use a Spark job server (job_endpoint) or spark_job_server_jar")
+    if not jar and not endpoint:
+        log.info("spark: no job_endpoint or spark_job_server_jar given; Beam downloads "
+                 "beam-runners-spark-3-job-server-%s.jar from Maven Central", _BEAM_VERSION)
+    if endpoint:
+        # The job server decides where the job runs; its host tells whether workers can reach this process.
+        host = endpoint.rsplit(":", 1)[0].strip("[]")
+    local = host is None or host in _LOCAL_HOSTS
+    return _environment(parsed, "LOOPBACK" if local else "DOCKER", extra, problems)
+
+
+def _prism(parsed: PipelineOptions, extra: list[str], problems: list[str]) -> str:
+    location = parsed.view_as(PrismRunnerOptions).prism_location
+    if location and not urllib.parse.urlsplit(location).scheme.startswith("http"):
+        if not os.path.isfile(location):
+            problems.append(
+                f"prism_location: no such file {location!r}; build the binary with `go install "
+                f"github.com/apache/beam/sdks/v2/go/cmd/prism@v{_BEAM_VERSION}` and give its path (~/go/bin/prism)"
+            )
+        elif not os.access(location, os.X_OK):
+            problems.append(f"prism_location: {location!r} is not executable (chmod +x it)")
+    if not location and not parsed.view_as(PortableOptions).job_endpoint:
+        log.info("prism: no prism_location given; Beam downloads the prism binary of %s from GitHub", _BEAM_VERSION)
+    return _environment(parsed, "LOOPBACK", extra, problems)
 
 
 # -- osmosis's own options and names ----------------------------------------------------------------------

@@ -109,6 +109,15 @@ class JobRunner:
     def cancel(self, result, waiter: threading.Thread, why: str) -> None:
         """Cancel the job and give the runner a moment to confirm; log what happened."""
         job = job_id(result)
+        if self.runner == "flink":
+            # Beam's Flink job server does not cancel the job on the cluster; ask Flink itself.
+            try:
+                flink_jobs = self._runners.cancel_flink_job(self.runner_options, self.beam_args, job)
+                log.warning("pipeline %s: cancelled Flink job(s) %s through Flink's REST API (%s)",
+                            self.pipeline_id, ", ".join(flink_jobs) or "-", why)
+            except Exception as exc:  # noqa: BLE001 - the Beam-side cancel below still runs
+                log.warning("pipeline %s: could not cancel the Flink job for %s through Flink's REST API: %s",
+                            self.pipeline_id, job, redact_text(str(exc), self._secrets))
         try:
             result.cancel()
         except Exception as exc:  # noqa: BLE001 - the run fails either way

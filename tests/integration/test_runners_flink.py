@@ -1,34 +1,20 @@
-"""Flink: the job Beam's FlinkRunner would start and submit, and real runs where a cluster is at hand.
-
-Beam's FlinkRunner needs its job-server jar, which comes from a Maven repository; these machines
-cannot reach one. So:
+"""Flink: the job Beam's FlinkRunner would start and submit.
 
 - the options and the job-server command line are tested without Java;
-- the FlinkRunner submits a real sync through a job endpoint (``job_endpoint``: a Flink job server
-  someone already runs, here Beam's local job service standing in for it);
-- ``test_sync_on_a_real_flink_cluster`` runs against a real Flink only when ``$OSMOSIS_FLINK_MASTER``
-  (``localhost:8081``) and ``$OSMOSIS_FLINK_JOB_SERVER_JAR`` (the path of
-  ``beam-runners-flink-<flink version>-job-server-2.77.0.jar``) are set; it is skipped otherwise, also
-  under CI. ``$OSMOSIS_FLINK_VERSION`` defaults to the version in the jar's name; the workers are
-  LOOPBACK (TaskManagers on this machine) unless ``$OSMOSIS_FLINK_ENVIRONMENT_TYPE`` and
-  ``$OSMOSIS_FLINK_ENVIRONMENT_CONFIG`` say otherwise. README "Running at scale" shows how to start a
-  local Flink cluster for it.
+- the FlinkRunner submits a real sync through a job endpoint (Beam's local job service standing in for
+  a Flink job server someone already runs).
+
+The runs on a real Flink cluster (a JobManager and two TaskManagers on loopback, Beam's Flink job server
+beside them; not opt-in) are in tests/integration/test_cluster_flink.py.
 """
 from __future__ import annotations
-
-import os
-import re
-import threading
-import time
-from pathlib import Path
 
 import pytest
 from apache_beam.options.pipeline_options import FlinkRunnerOptions, PortableOptions
 from apache_beam.runners.portability.flink_runner import FlinkJarJobServer, FlinkRunner
 
 from osmosis_beam.config import parse_pipeline
-from osmosis_beam.core.errors import ConfigError, RunError
-from osmosis_beam.core.timefmt import parse_timestamp
+from osmosis_beam.core.errors import ConfigError
 from osmosis_beam.io.files.jsonl import read_jsonl_dir
 from osmosis_beam.runners.options import pipeline_options
 from osmosis_beam.state.sqlite import SQLiteStateStore
@@ -56,7 +42,7 @@ def make_spec(tmp_path, options, source=None):
 
 # -- what FlinkRunner would launch ---------------------------------------------------------------------------
 def test_the_job_server_command_uses_our_jar_and_master(tmp_path):
-    jar = tmp_path / "beam-runners-flink-1.19-job-server-2.77.0.jar"
+    jar = tmp_path / "beam-runners-flink-1.19-job-server-2.62.0.jar"
     jar.write_bytes(b"PK")  # only its path matters here
     opts = pipeline_options("flink", {
         "flink_master": "flink-jobmanager.internal:8081", "flink_version": "1.19",
@@ -100,7 +86,7 @@ def test_a_missing_jar_is_a_config_error_not_a_download(tmp_path):
                                    "flink_job_server_jar": str(tmp_path / "nope.jar")})
     assert err.value.problems == [
         f"runner flink: flink_job_server_jar: no such file '{tmp_path / 'nope.jar'}'; give the path (or http URL) "
-        "of beam-runners-flink-1.19-job-server-2.77.0.jar"
+        "of beam-runners-flink-1.19-job-server-2.62.0.jar"
     ]
 
 
@@ -127,65 +113,3 @@ def test_flink_runner_submits_to_a_running_job_server(tmp_path, home, job_servic
     assert sorted(r["id"] for r in read_jsonl_dir(tmp_path / "out")) == list(range(40))
     [job_id] = set(job_service.jobs()) - before
     assert job_service.jobs()[job_id] == "DONE"
-
-
-# -- a real Flink cluster --------------------------------------------------------------------------------------------
-def _real_flink() -> dict:
-    master = os.environ.get("OSMOSIS_FLINK_MASTER")
-    jar = os.environ.get("OSMOSIS_FLINK_JOB_SERVER_JAR")
-    if not (master and jar):
-        # Opt-in even under CI: Beam's Flink job-server jar comes only from Maven, which these machines cannot
-        # reach (issue 8), so no run here can start a Flink cluster. Everything short of one is tested above.
-        pytest.skip("no Flink cluster: set OSMOSIS_FLINK_MASTER=host:port and OSMOSIS_FLINK_JOB_SERVER_JAR=/path/to/"
-                    "beam-runners-flink-<version>-job-server-2.77.0.jar to run this test")
-    version = os.environ.get("OSMOSIS_FLINK_VERSION")
-    if not version:
-        found = re.search(r"flink-(\d+\.\d+)-job-server", Path(jar).name)
-        version = found.group(1) if found else None
-    options = {"flink_master": master, "flink_job_server_jar": jar, "parallelism": 2, "job_timeout": "10m"}
-    if version:
-        options["flink_version"] = version
-    if os.environ.get("OSMOSIS_FLINK_ENVIRONMENT_TYPE"):
-        options["environment_type"] = os.environ["OSMOSIS_FLINK_ENVIRONMENT_TYPE"]
-        options["environment_config"] = os.environ.get("OSMOSIS_FLINK_ENVIRONMENT_CONFIG")
-    else:
-        options["environment_type"] = "LOOPBACK"
-    return options
-
-
-@pytest.mark.slow
-def test_sync_on_a_real_flink_cluster(tmp_path, home):
-    spec = make_spec(tmp_path, _real_flink())
-    run = SyncRunner(spec, SQLiteStateStore(home / "state.db"), home=home).run()
-    assert (run.status, run.runner) == ("succeeded", "flink")
-    assert (run.records_read, run.records_written, run.dead_letter) == (40, 40, 0)
-    assert sorted(r["id"] for r in read_jsonl_dir(tmp_path / "out")) == list(range(40))
-    store = SQLiteStateStore(home / "state.db")
-    assert store.get_watermark("synth_flink").value == parse_timestamp("2024-01-01T01:00:00Z")
-
-
-@pytest.mark.slow
-def test_cancelling_a_run_cancels_the_flink_job(tmp_path, home):
-    marker = tmp_path / "reading"
-    spec = make_spec(tmp_path, _real_flink(),
-                     source={"count": 2000, "sleep_per_record": 0.05, "marker": str(marker)})
-    cancel = threading.Event()
-    outcome: dict = {}
-
-    def run():
-        try:
-            SyncRunner(spec, SQLiteStateStore(home / "state.db"), home=home, cancel_event=cancel).run()
-        except BaseException as exc:  # noqa: BLE001
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        assert time.monotonic() < deadline and thread.is_alive(), outcome
-        time.sleep(0.2)
-    cancel.set()
-    thread.join(120)
-    assert not thread.is_alive()
-    assert isinstance(outcome.get("error"), RunError) and "cancelled" in outcome["error"].message
-    assert SQLiteStateStore(home / "state.db").get_watermark("synth_flink").value is None

@@ -509,7 +509,7 @@ def test_runner_forms_and_problems():
     assert parse_pipeline(base(runner="flink"), env={}).runner.name == "flink"
     spec = parse_pipeline(base(runner={"name": "portable", "options": {"job_endpoint": "localhost:8099"}}), env={})
     assert spec.runner.options == {"job_endpoint": "localhost:8099"}
-    assert one_problem(base(runner="flik")) == "runner.name: unknown runner 'flik' (did you mean 'flink'?); known: direct, portable, flink, dataflow"
+    assert one_problem(base(runner="flik")) == "runner.name: unknown runner 'flik' (did you mean 'flink'?); known: direct, portable, flink, spark, prism, dataflow"
     assert one_problem(base(runner={"name": "direct", "opts": {}})) == "runner.opts: unknown key; known: name, options"
 
 

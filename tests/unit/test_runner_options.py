@@ -79,7 +79,7 @@ def test_direct_workers_from_the_command_line_and_an_explicit_mode():
 def test_direct_problems_are_config_errors_not_exits():
     assert problems("direct", {"workers": 0, "job_timeout": "1h"}, ["--direct_running_mode=fast"]) == [
         "runner direct: direct_running_mode: must be one of in_memory, multi_threading, multi_processing, got 'fast'",
-        "runner direct: job_timeout: the in-process runner cannot be stopped mid-job; it applies to portable, flink and dataflow",
+        "runner direct: job_timeout: the in-process runner cannot be stopped mid-job; it applies to the other runners",
         "runner direct: workers: must be a whole number of at least 1, got 0",
     ]
 
@@ -104,8 +104,8 @@ def test_the_runner_is_chosen_by_name_and_runs_are_batch():
         "Beam's --runner",
         "runner flink: --streaming: a sync run is a bounded batch job; remove it",
     ]
-    with pytest.raises(ConfigError, match="unknown runner 'spark'; known: direct, portable, flink, dataflow"):
-        pipeline_options("spark")
+    with pytest.raises(ConfigError, match="unknown runner 'samza'; known: direct, portable, flink, spark, prism, dataflow"):
+        pipeline_options("samza")
 
 
 def test_secret_looking_options_never_reach_a_remote_job():
@@ -499,3 +499,73 @@ def test_an_installed_package_without_a_source_tree_still_reaches_the_workers(tm
         info = tar.extractfile([m for m in tar.getmembers() if m.name.endswith("/PKG-INFO")][0]).read().decode()
     assert {"osmosis_beam/sync/runner.py", "osmosis_beam/runners/options.py", "osmosis_beam/io/postgres/source.py", "osmosis_beam/py.typed"} <= names
     assert "Requires-Dist: apache-beam" in info or "apache-beam" in open(setup_py).read()
+
+
+# -- spark and prism -------------------------------------------------------------------------------------------
+def test_spark_through_a_job_server_with_loopback_workers():
+    opts = pipeline_options("spark", {"job_endpoint": "localhost:8099", "spark_master_url": "spark://127.0.0.1:7077"},
+                            job_name="osmosis-a-1")
+    got = chosen(opts)
+    assert (got["runner"], got["job_endpoint"], got["spark_master_url"]) == ("SparkRunner", "localhost:8099",
+                                                                            "spark://127.0.0.1:7077")
+    assert (got["environment_type"], got["job_name"]) == ("LOOPBACK", "osmosis-a-1")
+
+
+def test_a_remote_spark_job_server_defaults_to_docker_workers_with_the_package_staged():
+    opts = pipeline_options("spark", {"job_endpoint": "spark-jobserver.internal:8099",
+                                      "spark_master_url": "spark://spark.internal:7077"})
+    assert opts.view_as(PortableOptions).environment_type == "DOCKER"
+    assert opts.get_all_options()["setup_file"].endswith("setup.py")
+
+
+def test_spark_problems_at_once(tmp_path):
+    assert problems("spark", {"spark_master_url": "yarn", "spark_version": "2", "job_endpoint": "nohost",
+                              "spark_job_server_jar": str(tmp_path / "nope.jar"), "workers": 2}) == [
+        "runner spark: workers: only for the direct runner; use the Spark workers' cores (SPARK_WORKER_CORES)",
+        "runner spark: spark_version: '2' is not one Beam 2.62.0 supports; use 3 (Spark 3.x)",
+        "runner spark: spark_master_url: must be spark://host:port of a standalone Spark master, or local[N] for an "
+        "in-process Spark, got 'yarn'",
+        "runner spark: job_endpoint: must be host:port of a Beam Spark job server, got 'nohost'",
+        f"runner spark: spark_job_server_jar: no such file '{tmp_path / 'nope.jar'}'; give the path (or http URL) of "
+        "beam-runners-spark-3-job-server-2.62.0.jar, or the job_endpoint of a Spark job server",
+    ]
+    assert problems("spark", {"spark_master_url": "spark://:7077"}) == [
+        "runner spark: spark_master_url: must be spark://host:port of the Spark master (e.g. spark://spark:7077), "
+        "got 'spark://:7077'"
+    ]
+
+
+def test_prism_takes_a_binary_and_checks_it(tmp_path):
+    binary = tmp_path / "prism"
+    binary.write_text("#!/bin/sh\n")
+    assert problems("prism", {"prism_location": str(binary)}) == [
+        f"runner prism: prism_location: '{binary}' is not executable (chmod +x it)"
+    ]
+    binary.chmod(0o755)
+    got = chosen(pipeline_options("prism", {"prism_location": str(binary), "job_timeout": "5m"}))
+    assert (got["runner"], got["prism_location"], got["environment_type"]) == ("PrismRunner", str(binary), "LOOPBACK")
+    assert "job_timeout" not in got  # osmosis's own option never reaches Beam
+
+
+def test_the_postgres_sinks_write_target_carries_the_dsn_by_name_for_remote_workers(monkeypatch):
+    dsn = "postgresql://loader:launcher-pw-1@127.0.0.1:5/dw"
+    sink = parse_pipeline(
+        {"id": "orders", "source": {"type": SYNTH},
+         "sink": {"type": "postgres", "dsn": "${OSMOSIS_UNIT_DSN}", "table": "orders", "key": ["id"]}},
+        env={"OSMOSIS_UNIT_DSN": dsn}).build_sink()
+    prepare_for_workers("flink", sink=sink)
+    target = sink._target()  # what the sink's write step (WritePostgres) pickles for the workers
+    assert target.dsn == dsn  # the launcher keeps its value
+    data = pickle.dumps(target)
+    assert b"launcher-pw-1" not in data and b"${OSMOSIS_UNIT_DSN}" in data
+    monkeypatch.setenv("OSMOSIS_UNIT_DSN", "postgresql://loader:worker-pw-2@db:5432/dw")
+    assert pickle.loads(data).dsn == "postgresql://loader:worker-pw-2@db:5432/dw"
+
+
+def test_the_flink_rest_address_comes_from_flink_master():
+    from osmosis_beam.runners.flink import flink_rest_url
+
+    assert flink_rest_url({"flink_master": "localhost:8081"}) == "http://localhost:8081"
+    assert flink_rest_url({"flink_master": "https://flink.internal:8443/"}) == "https://flink.internal:8443"
+    assert flink_rest_url({"flink_master": "localhost:8081"}, ["--flink_master=jm:9081"]) == "http://jm:9081"
+    assert flink_rest_url({}) is None  # [auto]: Beam's embedded Flink, nothing to cancel through REST

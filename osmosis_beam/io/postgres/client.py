@@ -21,7 +21,7 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from osmosis_beam.core.errors import ConnectorError, SinkError
-from osmosis_beam.core.secrets import redact_text
+from osmosis_beam.core.secrets import redact_text, reveal
 from osmosis_beam.io.postgres.session import (
     DEFAULT_DEADLINES,
     Deadlines,
@@ -99,9 +99,11 @@ def sink_error(exc: BaseException, what: str, dsn: str, deadlines: Deadlines | N
 class Target:
     """Where and how to write: picklable facts shared by the launcher side and the workers."""
 
-    def __init__(self, dsn: str, table: str, key: Sequence[str], mode: str, create: bool,
+    def __init__(self, dsn: Any, table: str, key: Sequence[str], mode: str, create: bool,
                  schema_types: Mapping[str, str] | None, deadlines: Deadlines = DEFAULT_DEADLINES) -> None:
-        self.dsn = dsn
+        # The Secret itself, not its value: prepared for a remote runner it pickles as its ${VAR} text, and
+        # the workers fill it in from their own environment (a revealed DSN would travel inside the job).
+        self._dsn = dsn
         self.deadlines = deadlines
         self.table = table
         self.key = list(key)
@@ -110,6 +112,10 @@ class Target:
         self.schema_types = dict(schema_types or {})
         self.schema: str | None = None  # resolved on the launcher
         self.name = parse_table_name(table)[1]
+
+    @property
+    def dsn(self) -> str:
+        return reveal(self._dsn)
 
     @property
     def label(self) -> str:

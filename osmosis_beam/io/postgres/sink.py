@@ -138,7 +138,7 @@ class PostgresSink(BaseSink):
         return reveal(self.config["dsn"])
 
     def _target(self) -> Target:
-        return Target(self._dsn, self.config["table"], self.config.get("key") or [], self.mode,
+        return Target(self.config["dsn"], self.config["table"], self.config.get("key") or [], self.mode,
                        self.config["create_table"], self._schema_types, deadlines_from(self.config))
 
     def _open(self) -> tuple[Any, Target]:
