@@ -28,12 +28,26 @@ re-checks the main points):
       pymongo's bulk_write raise ``KeyError('nModified')`` instead of BulkWriteError: an ordered
       bulk upsert that hits a write error (e.g. error 66) cannot be handled by a client.
       (Insert errors are reported normally: BulkWriteError with E11000.)
-    - the ``$sample`` aggregation stage; no auth here; no change streams or transactions.
+    - the ``$sample`` aggregation stage; no change streams or transactions.
+  authentication (``FerretDBServer(username=...)``, the ``ferretdb_auth_server`` fixture): FerretDB's
+    experimental new auth (``--test-enable-new-auth`` with ``--setup-database/--setup-username/
+    --setup-password``, which FerretDB refuses without that flag) creates one user in that database;
+    pymongo with that user, its password and ``authSource=<database>`` works with SCRAM-SHA-256,
+    SCRAM-SHA-1 or no authMechanism; a wrong password or an unknown user fails with code 18
+    ``Authentication failed.``; ``PLAIN`` is refused (code 18, "Unsupported authentication mechanism");
+    without credentials ``ping``/``hello``/``buildInfo`` answer but other commands fail with code 13
+    ("requires authentication"). The user's password is handed over in the environment
+    (``FERRETDB_SETUP_PASSWORD``), not on the command line.
 
 Public API:
-    FerretDBServer(*, host="127.0.0.1", binary=None, startup_timeout=30.0)
+    FerretDBServer(*, host="127.0.0.1", binary=None, startup_timeout=30.0,
+                   username=None, password=None, database="osmosis")
         .start() -> FerretDBServer   .stop() -> None (idempotent)   .uri   .port   .version
+        .uri_with(password) -> the URI with another password (auth only)   .username .password .database
         context manager
+        With ``username`` the server requires authentication (``password`` defaults to a random one);
+        ``.uri`` then carries the user, the password and ``authSource``, and ``start()`` checks that the
+        password is accepted and a wrong one refused.
     available(install=False) -> tuple[bool, str]
     install(install_dir=None) -> pathlib.Path (the binary)
     FerretDBServerError(RuntimeError)
@@ -44,6 +58,7 @@ import atexit
 import collections
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -52,6 +67,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+import urllib.parse
 from typing import Any, Optional, Tuple
 
 __all__ = ["FerretDBServer", "FerretDBServerError", "available", "install", "VERSION"]
@@ -141,8 +157,14 @@ class FerretDBServer:
     """A FerretDB child process (SQLite backend in a temporary folder) on a free loopback port."""
 
     def __init__(self, *, host: str = "127.0.0.1", binary: Optional[os.PathLike] = None,
-                 startup_timeout: float = 30.0) -> None:
+                 startup_timeout: float = 30.0, username: Optional[str] = None,
+                 password: Optional[str] = None, database: str = "osmosis") -> None:
+        if password is not None and not username:
+            raise ValueError("FerretDBServer: a password needs a username")
         self.host = host
+        self.username = username
+        self.password = (password or secrets.token_urlsafe(18)) if username else None
+        self.database = database
         self.binary = Path(binary) if binary else None
         self.startup_timeout = startup_timeout
         self.uri: Optional[str] = None
@@ -171,12 +193,20 @@ class FerretDBServer:
                 "--debug-addr=-", "--state-dir=-", "--telemetry=disable",
                 "--log-level=INFO", "--log-format=text",
             ]
+            env = dict(os.environ)
+            for name in list(env):
+                if name.startswith("FERRETDB_"):  # only what is asked for here
+                    del env[name]
+            if self.username:
+                cmd += ["--test-enable-new-auth", f"--setup-database={self.database}",
+                        f"--setup-username={self.username}"]
+                env["FERRETDB_SETUP_PASSWORD"] = self.password  # not on the command line (ps shows that)
             t0 = time.monotonic()
             deadline = t0 + self.startup_timeout
             self._output.clear()
             self._listening.clear()
             self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.PIPE, text=True, bufsize=1, cwd=self._dir,
+                                          stderr=subprocess.PIPE, text=True, bufsize=1, cwd=self._dir, env=env,
                                           start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
             self._thread = threading.Thread(target=self._reader, args=(self._proc.stderr,), daemon=True)
             self._thread.start()
@@ -190,17 +220,67 @@ class FerretDBServer:
                 if time.monotonic() > deadline:
                     self.stop()
                     raise FerretDBServerError(f"FerretDB not listening within {self.startup_timeout:.0f} s:\n{self.output}")
-            self.uri = f"mongodb://{self.host}:{self.port}/?directConnection=true"
+            self.uri = self._uri(self.password)
             self._wait_for_ping(deadline)
+            if self.username:
+                self._check_auth()
             self.start_seconds = time.monotonic() - t0
             return self
+
+    def _uri(self, password: Optional[str]) -> str:
+        if not self.username:
+            return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+        user = urllib.parse.quote(self.username, safe="")
+        pw = urllib.parse.quote(password or "", safe="")
+        db = urllib.parse.quote(self.database, safe="")
+        return f"mongodb://{user}:{pw}@{self.host}:{self.port}/?directConnection=true&authSource={db}"
+
+    def uri_with(self, password: str) -> str:
+        """The URI of this (authenticating) server with ``password`` instead of the user's own."""
+        if not self.username or self.port is None:
+            raise FerretDBServerError("uri_with: the server has no user or is not started")
+        return self._uri(password)
+
+    def _check_auth(self) -> None:
+        """The user's password is accepted and a wrong one refused (code 18); else the server is no use."""
+        import pymongo
+        from pymongo.errors import OperationFailure
+
+        def attempt(uri: str):
+            client = pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000, connectTimeoutMS=5000)
+            try:
+                return client[self.database].list_collection_names()
+            finally:
+                client.close()
+
+        try:
+            attempt(self.uri)
+        except Exception as exc:  # noqa: BLE001
+            self.stop()
+            raise FerretDBServerError(f"FerretDB refused its own user {self.username!r}: {type(exc).__name__}: "
+                                      f"{str(exc).replace(self.password, '***')}") from None
+        wrong = "not-" + self.password
+        try:
+            attempt(self._uri(wrong))
+        except OperationFailure as exc:
+            if exc.code == 18:
+                return
+            self.stop()
+            raise FerretDBServerError(f"FerretDB answered a wrong password with code {exc.code}, not 18") from None
+        except Exception as exc:  # noqa: BLE001
+            self.stop()
+            raise FerretDBServerError(f"FerretDB: a wrong password gave {type(exc).__name__}, not code 18") from None
+        self.stop()
+        raise FerretDBServerError("FerretDB accepted a wrong password: it does not authenticate")
 
     def _wait_for_ping(self, deadline: float) -> None:
         import pymongo
 
         last: Exception | None = None
+        # ping answers without credentials, also when the server requires them
+        ping_uri = f"mongodb://{self.host}:{self.port}/?directConnection=true"
         while time.monotonic() < deadline:
-            client = pymongo.MongoClient(self.uri, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000)
+            client = pymongo.MongoClient(ping_uri, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000)
             try:
                 client.admin.command("ping")
                 return
@@ -210,7 +290,7 @@ class FerretDBServer:
             finally:
                 client.close()
         self.stop()
-        raise FerretDBServerError(f"FerretDB at {self.uri} did not answer ping within {self.startup_timeout:.0f} s ({last}):\n{self.output}")
+        raise FerretDBServerError(f"FerretDB at {ping_uri} did not answer ping within {self.startup_timeout:.0f} s ({last}):\n{self.output}")
 
     def _reader(self, stream) -> None:
         for line in stream:
@@ -266,7 +346,9 @@ class FerretDBServer:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<FerretDBServer v{VERSION} sqlite uri={self.uri!r} running={self.running}>"
+        auth = f" user={self.username!r} db={self.database!r}" if self.username else ""
+        uri = self.uri.replace(urllib.parse.quote(self.password, safe=""), "***") if self.uri and self.password else self.uri
+        return f"<FerretDBServer v{VERSION} sqlite uri={uri!r}{auth} running={self.running}>"
 
 
 def _main() -> int:
@@ -305,6 +387,18 @@ def _main() -> int:
             print("Decimal128: unsupported (connection closed)")
         client.close()
     print(f"stopped: running={srv.running}")
+    with FerretDBServer(username="osmosis") as auth:  # start() checks the password and a wrong one
+        print(f"authenticating server: {auth!r}")
+        for mech in ("SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"):
+            for label, uri in (("right", auth.uri), ("wrong", auth.uri_with("wrong-password"))):
+                client = pymongo.MongoClient(f"{uri}&authMechanism={mech}", serverSelectionTimeoutMS=3000)
+                try:
+                    client[auth.database].list_collection_names()
+                    print(f"  {mech} {label} password: accepted")
+                except pymongo.errors.OperationFailure as exc:
+                    print(f"  {mech} {label} password: refused, code {exc.code} ({exc.details.get('errmsg', '')[:60]!r})")
+                finally:
+                    client.close()
     return 0
 
 
