@@ -199,9 +199,15 @@ def driver_error(exc: Exception, uri: str, what: str) -> ConnectorError:
         return RetriableConnectorError(f"{what}: lost the connection to MongoDB at {where} ({reason}); the next run retries")
     if isinstance(exc, errors.OperationFailure):
         code = exc.code
-        if code in (18, 13, 8000):
+        if code in (18, 8000):  # AuthenticationFailed (8000: Atlas's "bad auth")
             return FatalConnectorError(
-                f"{what}: MongoDB at {where} refused the credentials or access ({reason}); check the user, password and authSource"
+                f"{what}: authentication failed: MongoDB at {where} refused the user name or password ({reason}); "
+                "check the user and password in the URI and its authSource (the database that holds the user)"
+            )
+        if code == 13:  # Unauthorized: no credentials, or a user without the role for this
+            return FatalConnectorError(
+                f"{what}: not authorized: MongoDB at {where} refused the request ({reason}); "
+                "give the URI a user and password, or grant the user read access to the database"
             )
         return FatalConnectorError(f"{what}: MongoDB at {where} rejected the request ({reason})")
     if isinstance(exc, errors.ConfigurationError):
