@@ -79,6 +79,25 @@ def ferretdb_server():
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def ferretdb_auth_server():
+    """FerretDB 1.x (SQLite backend) that requires authentication, for the session: one user (``.username``,
+    ``.password``, random) in ``.database``; ``.uri`` logs in as that user, ``.uri_with(pw)`` with another
+    password, which the server refuses (code 18). ``start()`` checks both before the tests get it."""
+    from tests.services.ferretdb_server import FerretDBServer, available
+
+    ok, reason = available(install=True)
+    if not ok:
+        unavailable("FerretDB with authentication", reason)
+    server = FerretDBServer(username="osmosis", database="osmosis_auth")
+    try:
+        server.start()
+    except Exception as exc:  # noqa: BLE001
+        unavailable("FerretDB with authentication", str(exc))
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def mongo_kind():
     """Which MongoDB-wire server ``mongo_db`` is on; parametrized below."""

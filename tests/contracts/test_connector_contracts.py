@@ -69,14 +69,15 @@ class TestPostgresConnectorContract(ConnectorContract):
 
 
 class MongoHarness(ConnectorHarness):
-    no_password_reason = ("the test servers (CongoDB, FerretDB with SQLite) run without authentication; "
-                          "set OSMOSIS_TEST_MONGO_URI to a mongod with users to have one refuse a password")
+    """On the ``mongo_db`` server (CongoDB or FerretDB, neither authenticating); ``wrong_password`` on the
+    session's authenticating FerretDB (``ferretdb_auth_server``), started only when that case runs."""
 
-    def __init__(self, db) -> None:
+    def __init__(self, db, auth_server) -> None:
         self.db = db
+        self._auth_server = auth_server  # () -> the authenticating FerretDB
 
-    def _source(self, uri: str, collection: str = "events") -> MongoDBConnector:
-        return MongoDBConnector({"uri": uri, "database": self.db.name, "collection": collection,
+    def _source(self, uri: str, collection: str = "events", database: str | None = None) -> MongoDBConnector:
+        return MongoDBConnector({"uri": uri, "database": database or self.db.name, "collection": collection,
                                  "cursor_field": "at", "timeout": "3s"})
 
     def connector(self, rows):
@@ -90,7 +91,9 @@ class MongoHarness(ConnectorHarness):
         return self._source(f"mongodb://app:{secret}@127.0.0.1:{_free_port()}/?directConnection=true")
 
     def wrong_password(self, secret):
-        return None
+        server = self._auth_server()
+        assert secret != server.password
+        return self._source(server.uri_with(secret), database=server.database)
 
     def missing_table(self, secret):
         self.db.db.events.insert_one({"key": "x", "at": None})  # the database exists; the collection does not
@@ -99,8 +102,8 @@ class MongoHarness(ConnectorHarness):
 
 class TestMongoDBConnectorContract(ConnectorContract):
     @pytest.fixture
-    def harness(self, mongo_db):
-        return MongoHarness(mongo_db)
+    def harness(self, mongo_db, request):
+        return MongoHarness(mongo_db, lambda: request.getfixturevalue("ferretdb_auth_server"))
 
 
 # -- RSS --------------------------------------------------------------------------------------------------------

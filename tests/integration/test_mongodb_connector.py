@@ -341,6 +341,50 @@ def test_wrong_uri_fails_clearly_without_the_password():
     assert PASSWORD not in str(src.display()) and PASSWORD not in repr(src.config)
 
 
+def _auth_source(server, uri, collection="events"):
+    return MongoDBConnector({"uri": uri, "database": server.database, "collection": collection,
+                             "cursor_field": "ts", "timeout": "3s"})
+
+
+def test_the_user_and_password_read_from_an_authenticating_server(ferretdb_auth_server):
+    import pymongo
+
+    server = ferretdb_auth_server
+    client = pymongo.MongoClient(server.uri, tz_aware=True)
+    try:
+        coll = client[server.database]["auth_reads"]
+        coll.drop()
+        coll.insert_many([{"_id": f"r{i}", "ts": at(i)} for i in range(3)])
+        src = _auth_source(server, server.uri, "auth_reads")
+        line = src.test_connection()
+        assert "about 3 documents" in line and server.password not in line and "osmosis:***@" in line
+        assert ids(read(src, at(0), at(2))) == ["r0", "r1"]
+        assert src.source_clock().tzinfo is not None
+    finally:
+        client.close()
+
+
+def test_a_wrong_password_fails_as_an_authentication_error_without_the_password(ferretdb_auth_server):
+    server = ferretdb_auth_server
+    src = _auth_source(server, server.uri_with(PASSWORD))
+    for call in (src.test_connection, src.source_clock, lambda: read(src, at(0), at(1))):
+        with pytest.raises(FatalConnectorError) as err:  # fatal: a retry does not fix a password
+            call()
+        text = str(err.value)
+        assert "authentication failed" in text and "user name or password" in text, text
+        assert f"127.0.0.1:{server.port}" in text and "osmosis:***@" in text
+        assert PASSWORD not in text and PASSWORD not in repr(err.value) and server.password not in text
+        assert pickle.loads(pickle.dumps(err.value)).message == text
+    assert PASSWORD not in str(src.display())
+
+
+def test_no_credentials_on_an_authenticating_server_say_not_authorized(ferretdb_auth_server):
+    server = ferretdb_auth_server
+    src = _auth_source(server, f"mongodb://127.0.0.1:{server.port}/?directConnection=true")
+    with pytest.raises(FatalConnectorError, match=r"not authorized: .*requires authentication.*give the URI a user and password"):
+        src.test_connection()
+
+
 def test_invalid_uris_are_config_errors_without_the_password():
     with pytest.raises(ConfigError) as err:
         MongoDBConnector({"uri": f"postgres://app:{PASSWORD}@h/db", "database": "d", "collection": "c", "cursor_field": "ts"})
