@@ -829,12 +829,16 @@ class PostgresConnector(BaseConnector):
         except psycopg2.Error as exc:
             raise self._fail(exc, "read failed") from None
         finally:
-            try:
-                if not cur.closed:
-                    cur.close()
-                conn.rollback()
-            except psycopg2.Error:
-                self.disconnect()
+            self._end_read(conn, cur)
+
+    def _end_read(self, conn, cur) -> None:
+        """Close a read's cursor and end its transaction; a connection that cannot is dropped."""
+        try:
+            if not cur.closed:
+                cur.close()
+            conn.rollback()
+        except psycopg2.Error:
+            self.disconnect()
 
     def use_encoding(self, encoding: str | None, fields: tuple = ()) -> str | None:
         """Read pre-encoded ``encoding`` (``json``, ``pgcopy``) instead of Python values; None to read typed.
@@ -894,12 +898,7 @@ class PostgresConnector(BaseConnector):
             except psycopg2.Error as exc:
                 raise self._fail(exc, "read failed") from None
         finally:
-            try:
-                if not cur.closed:
-                    cur.close()
-                conn.rollback()
-            except psycopg2.Error:
-                self.disconnect()
+            self._end_read(conn, cur)
 
     def _typed_rows(self, chunk: list[tuple]) -> tuple[list[int], list[str], list[DeadLetter]]:
         """Lines for a chunk in which the server sent some rows typed: those are encoded as the typed path does."""

@@ -174,13 +174,18 @@ class _WritePostgresFn(beam.DoFn):
             conn.rollback()
             raise
         except psycopg2.Error as exc:
-            try:
-                conn.rollback()
-            except psycopg2.Error:
-                pass
-            self._dest_columns = None
-            raise sink_error(exc, f"{target.label}: write failed", target.dsn) from None
+            raise self._write_failed(conn, exc) from None
         self._written.inc(len(batch))
+
+    def _write_failed(self, conn, exc: psycopg2.Error) -> SinkError:
+        """Roll back a failed write (the columns are looked up again next time); the error to raise."""
+        try:
+            conn.rollback()
+        except psycopg2.Error:
+            pass
+        self._dest_columns = None
+        target = self._target
+        return sink_error(exc, f"{target.label}: write failed", target.dsn, target.deadlines)
 
     def process(self, batch):
         if not batch:
@@ -237,12 +242,7 @@ class _WritePostgresFn(beam.DoFn):
             conn.rollback()
             raise
         except psycopg2.Error as exc:
-            try:
-                conn.rollback()
-            except psycopg2.Error:
-                pass
-            self._dest_columns = None
-            raise sink_error(exc, f"{target.label}: write failed", target.dsn, target.deadlines) from None
+            raise self._write_failed(conn, exc) from None
         self._written.inc(written)
         for item in dead:
             self._dead.inc()
