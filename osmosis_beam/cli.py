@@ -110,7 +110,16 @@ def cmd_run(args) -> int:
 
     spec = _load(args.pipeline, args.home)
     store = _store(args)
+    notifier = _run_notifier(args, spec)
     with _interruptible() as cancel:
+
+        def on_done(run, error) -> None:
+            # Under the lease, as the launcher does: the failure streak, and the pipeline's notify: alert.
+            if not cancel.is_set():
+                from osmosis_beam.scheduler.alerts import after_manual_run
+
+                after_manual_run(store, spec, notifier, run, error)
+
         runner = SyncRunner(
             spec,
             store,
@@ -120,9 +129,14 @@ def cmd_run(args) -> int:
             full_refresh=args.full_refresh,
             cancel_event=cancel,
             progress=_progress_options(args),
+            on_done=on_done,
         )
         try:
-            run = runner.run()
+            try:
+                run = runner.run()
+            finally:
+                if notifier is not None:
+                    notifier.drain(ALERT_DRAIN)
         except OsmosisError:
             if cancel.is_set():
                 raise KeyboardInterrupt from None
@@ -131,6 +145,18 @@ def cmd_run(args) -> int:
         raise KeyboardInterrupt
     _print_json(run.summary())
     return 0
+
+
+ALERT_DRAIN = 30.0  # seconds `osmosis run` waits at exit for its alert to be delivered
+
+
+def _run_notifier(args, spec):
+    """`osmosis run` alerts as the launcher does when the pipeline has a notify: section (--no-notify: never)."""
+    if args.no_notify or spec.notify is None:
+        return None
+    from osmosis_beam.scheduler.alerts import Notifier
+
+    return Notifier()
 
 
 def _progress_options(args) -> dict[str, Any] | None:
@@ -586,7 +612,7 @@ def _require_home(args) -> None:
         )
 
 
-_RUN_USAGE = "osmosis [GLOBAL FLAGS] run PIPELINE.yaml [--runner NAME] [--full-refresh] [--quiet] [--progress-every D] [-- BEAM_ARGS...]"
+_RUN_USAGE = "osmosis [GLOBAL FLAGS] run PIPELINE.yaml [--runner NAME] [--full-refresh] [--quiet] [--progress-every D] [--no-notify] [-- BEAM_ARGS...]"
 _RUN_EPILOG = """\
 global flags (before or after the command):
   --home DIR, --state URL, --debug, -v, --log-format text|json
@@ -656,6 +682,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no live progress on stderr (the JSON summary is still the last line of stdout)")
     p.add_argument("--progress-every", default="5s", metavar="DURATION",
                    help="when stderr is not a terminal, a progress line this often (default 5s)")
+    p.add_argument("--no-notify", action="store_true",
+                   help="send no alert for this run, even when the pipeline has a notify: section")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("history", help="sync history, newest first")

@@ -1,4 +1,4 @@
-"""Alerts: a JSON POST to a pipeline's webhook when a scheduled run fails, recovers, or (optionally) every run.
+"""Alerts: a JSON POST to a pipeline's webhook when a run (scheduled or `osmosis run`) fails, recovers, or (optionally) every run.
 
 The launcher decides after each run from the consecutive failures it keeps in the state store (the sync
 job's ``consecutive_failures``): a failing job alerts once, on the first failure of the streak, not at
@@ -33,7 +33,7 @@ from osmosis_beam.core.notify import NotifySpec
 from osmosis_beam.core.secrets import redact_text, reveal
 from osmosis_beam.core.timefmt import format_timestamp
 
-__all__ = ["Notifier", "alert_event", "alert_body", "send_webhook"]
+__all__ = ["Notifier", "alert_event", "alert_body", "send_webhook", "after_manual_run"]
 
 log = logging.getLogger(__name__)
 USER_AGENT = "osmosis-beam alerts"
@@ -179,3 +179,37 @@ class Notifier:
             if thread.is_alive():
                 log.warning("an alert is still being delivered; the launcher exits without waiting for it")
                 return
+
+
+def after_manual_run(store, spec, notifier: "Notifier | None", run: SyncRun | None, error: BaseException | None) -> str | None:
+    """For ``osmosis run`` (a system cron entry, a CI job): count the outcome in the sync job's failure streak,
+    as the launcher does, and send the alert it calls for. Call while the run's lease is held (the runner's
+    ``on_done`` hook), so a launcher never updates the same job at the same time. Never raises.
+
+    The streak is the launcher's (one count per pipeline in the state store): a manual failure after a
+    scheduled one stays quiet, and a manual success after failed ticks sends ``recovery``.
+    """
+    from osmosis_beam.core.errors import OsmosisError
+    from osmosis_beam.core.models import SyncJob
+
+    try:
+        job = store.get_job(spec.id) or SyncJob(pipeline_id=spec.id, source_id=spec.id, spec_path=spec.path)
+        before = job.consecutive_failures
+        if error is None:
+            job.status, job.consecutive_failures = "succeeded", 0
+            message = None
+        else:
+            job.status, job.consecutive_failures = "failed", before + 1
+            if run is not None and run.error:
+                message = run.error  # redacted by the runner
+            else:
+                message = error.message if isinstance(error, OsmosisError) else f"{type(error).__name__}: {error}"
+        store.put_job(job)
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome stands; the alert is best effort
+        log.warning("pipeline %s: could not update its sync job's failure count: %s", spec.id,
+                    redact_text(str(exc), spec.secret_values()))
+        return None
+    if notifier is None:
+        return None
+    return notifier.after_run(spec, run, message, status=job.status, failures_before=before,
+                              failures_now=job.consecutive_failures)
