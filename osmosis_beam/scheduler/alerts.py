@@ -1,4 +1,5 @@
-"""Alerts: a JSON POST to a pipeline's webhook when a run (scheduled or `osmosis run`) fails, recovers, or (optionally) every run.
+"""Alerts: a JSON POST to a pipeline's webhook when a run (scheduled, or ``osmosis run``) fails, recovers, or
+(optionally) every run.
 
 The launcher decides after each run from the consecutive failures it keeps in the state store (the sync
 job's ``consecutive_failures``): a failing job alerts once, on the first failure of the streak, not at

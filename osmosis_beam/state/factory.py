@@ -20,7 +20,8 @@ __all__ = ["open_store"]
 def open_store(home: str | os.PathLike | None = None, url: str | None = None, *, read_only: bool = False) -> StateStore:
     """The state store: ``url`` (or ``$OSMOSIS_STATE_URL``) when given, else SQLite under the home.
 
-    ``read_only`` is for commands that only read: an existing SQLite file is opened without writing to it.
+    ``read_only`` is for commands that only read: an existing SQLite file is opened without writing to it, and
+    a PostgreSQL store whose schema is current is used without its migration lock or DDL.
     """
     url = url or os.environ.get("OSMOSIS_STATE_URL")
     if url:
@@ -29,7 +30,7 @@ def open_store(home: str | os.PathLike | None = None, url: str | None = None, *,
                 from osmosis_beam.state.postgres import PostgresStateStore
             except ImportError as exc:
                 raise ConfigError(f"--state {url.split('://')[0]}://...: PostgreSQL state is not available ({exc})") from None
-            return PostgresStateStore(url)
+            return PostgresStateStore(url, read_only=read_only)
         if url.startswith("sqlite:///"):
             return SQLiteStateStore(
                 url[len("sqlite:///") - 1 :] if url.startswith("sqlite:////") else url[len("sqlite:///") :], read_only=read_only

@@ -131,7 +131,7 @@ def _split_url(url: str) -> tuple[str, str | None, dict[str, float]]:
 class PostgresStateStore(StateStore):
     """State in PostgreSQL tables under ``schema`` (created with its tables when missing)."""
 
-    def __init__(self, url: str, *, schema: str | None = None, connect_timeout: int = 10) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, connect_timeout: int = 10, read_only: bool = False) -> None:
         self.location = redact_url(url)
         self._dsn, url_schema, timeouts = _split_url(url) if "://" in url else (url, None, {})
         self.schema = schema or url_schema or DEFAULT_SCHEMA
@@ -143,7 +143,10 @@ class PostgresStateStore(StateStore):
             self._password = psycopg2.extensions.parse_dsn(self._dsn).get("password")
         except psycopg2.ProgrammingError as exc:
             raise StateError(f"state store {self.location}: not a valid PostgreSQL URL ({redact_text(str(exc).strip(), [url])})") from None
-        self._migrate()
+        # Commands that only read (history, jobs, state show, ...) take no lock and run no DDL when the schema is
+        # current, so a role with only USAGE and SELECT (an analyst's, a monitor's) can use them.
+        if not (read_only and self._current_schema()):
+            self._migrate()
 
     # -- connections ---------------------------------------------------------------------
     def _error(self, exc: BaseException, doing: str = "") -> StateError:
@@ -217,6 +220,28 @@ class PostgresStateStore(StateStore):
         """``text`` with ``{s}`` as the schema identifier."""
         return sql.SQL(text).format(s=self._s)
 
+    def _current_schema(self) -> bool:
+        """True when the schema exists at this osmosis-beam's version (a newer one is refused)."""
+
+        def work(cur) -> int:
+            cur.execute("SELECT to_regclass(%s)", (f"{self._s.as_string(cur)}.meta",))
+            if cur.fetchone()[0] is None:
+                return 0
+            cur.execute(self._q("SELECT value FROM {s}.meta WHERE key = 'schema_version'"))
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+
+        version = self._run(work)
+        if version > SCHEMA_VERSION:
+            raise self._too_new(version)
+        return version == SCHEMA_VERSION
+
+    def _too_new(self, version: int) -> StateError:
+        return StateError(
+            f"state store {self.location} (schema {self.schema}) has schema version {version}, newer than this "
+            f"osmosis-beam understands ({SCHEMA_VERSION}); upgrade osmosis-beam"
+        )
+
     def _migrate(self) -> None:
         def work(cur) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 7707))", (f"osmosis-state-migrate:{self.schema}",))
@@ -226,10 +251,7 @@ class PostgresStateStore(StateStore):
             row = cur.fetchone()
             version = int(row[0]) if row else 0
             if version > SCHEMA_VERSION:
-                raise StateError(
-                    f"state store {self.location} (schema {self.schema}) has schema version {version}, newer than this "
-                    f"osmosis-beam understands ({SCHEMA_VERSION}); upgrade osmosis-beam"
-                )
+                raise self._too_new(version)
             for index in range(version, SCHEMA_VERSION):
                 cur.execute(self._q(MIGRATIONS[index]))
                 cur.execute(

@@ -207,3 +207,36 @@ def test_two_processes_never_hold_the_same_lease(pg_dsn, tmp_path):
     assert all(overlaps == 0 for _, _, overlaps in results)
     assert all(held > 0 for held, _, _ in results)  # both got the lease at times
     assert all(missed > 0 for _, missed, _ in results)  # and both were turned away at times
+
+
+def test_commands_that_only_read_work_with_a_select_only_role(store, pg_server, pg_dsn, tmp_path):
+    """history, jobs and state show take no migration lock and run no DDL on a current schema, so a monitoring
+    role with only USAGE and SELECT can use them; a writing command with that role fails with a clear error."""
+    run = new_run("r-ro")
+    store.start_run(run, "me")
+    store.commit_run(succeed(run, records_read=3, records_written=3), utc(2024, 5, 1, 9), None)
+    execute(pg_dsn, "DROP OWNED BY osmosis_monitor" if fetch(pg_dsn, "SELECT 1 FROM pg_roles WHERE rolname = 'osmosis_monitor'") else "SELECT 1",
+            "DROP ROLE IF EXISTS osmosis_monitor", "CREATE ROLE osmosis_monitor LOGIN PASSWORD 'monitor-pw-5'",
+            "GRANT USAGE ON SCHEMA osmosis TO osmosis_monitor",
+            "GRANT SELECT ON ALL TABLES IN SCHEMA osmosis TO osmosis_monitor")
+    dbname = psycopg2.extensions.parse_dsn(pg_dsn)["dbname"]
+    url = pg_server.dsn_for(dbname, user="osmosis_monitor", password="monitor-pw-5")
+    base = [sys.executable, "-m", "osmosis_beam.cli", "--state", url]
+    for command in (["history", "--json"], ["jobs"], ["state", "show", "orders"]):
+        done = subprocess.run([*base, *command], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+        assert done.returncode == 0, (command, done.stderr)
+        assert "monitor-pw-5" not in done.stdout + done.stderr
+    history = subprocess.run([*base, "history", "--json"], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert '"r-ro"' in history.stdout
+    # A store opened for writing still migrates under its lock, which this role may not take part in.
+    with pytest.raises(StateError, match="permission denied"):
+        PostgresStateStore(url)
+    execute(pg_dsn, "DROP OWNED BY osmosis_monitor", "DROP ROLE osmosis_monitor")
+
+
+def test_a_read_only_open_of_an_empty_database_still_creates_the_schema(pg_dsn):
+    s = open_store(url=pg_dsn, read_only=True)
+    try:
+        assert s.schema_version() == SCHEMA_VERSION and tables_in(pg_dsn, "osmosis") == TABLES
+    finally:
+        s.close()
