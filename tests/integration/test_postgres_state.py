@@ -222,7 +222,7 @@ def test_commands_that_only_read_work_with_a_select_only_role(store, pg_server, 
     dbname = psycopg2.extensions.parse_dsn(pg_dsn)["dbname"]
     url = pg_server.dsn_for(dbname, user="osmosis_monitor", password="monitor-pw-5")
     base = [sys.executable, "-m", "osmosis_beam.cli", "--state", url]
-    for command in (["history", "--json"], ["jobs"], ["state", "show", "orders"]):
+    for command in (["history", "--json"], ["jobs"], ["state", "show", "orders"], ["sources", "list"]):
         done = subprocess.run([*base, *command], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
         assert done.returncode == 0, (command, done.stderr)
         assert "monitor-pw-5" not in done.stdout + done.stderr
