@@ -169,7 +169,12 @@ def test_flink_external_workers_progress_comes_from_flinks_rest_api(tmp_path, ho
     # reading for the first sub-window's task, about 5 s for the second's.
     offsets = [10 * i for i in range(SMALL)] + [700 + i for i in range(BIG)]
     path = slow_orders(tmp_path, pg_dsn, offsets, span=1200, sleep=0.015)
-    args = flink_args(flink_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}")
+    # Both TaskManagers ask the one pool for a worker with the same id ("1-1": Beam numbers them per JVM), and
+    # the pool keeps its processes by id, so the first TaskManager to release its worker would stop the other's
+    # (the job then fails with "CANCELLED: client cancelled"). Workers kept for a minute after their last
+    # bundle are released only after the job. (In production each TaskManager has a pool of its own.)
+    args = flink_args(flink_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}",
+                      "--environment_cache_millis=60000")
     summary, progress = run_with_progress(home, path, pg_dsn, args)
     stderr = summary["stderr"]
     assert "live progress comes from Flink's REST API" in stderr, stderr[-3000:]  # said once, at -v
