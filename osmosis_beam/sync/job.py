@@ -6,8 +6,9 @@ Spark, Dataflow) is waited for on a helper thread while this thread watches the 
 never be committed.
 
 While a remote job runs, :meth:`JobRunner.running_counts` gives its counters so far for the live progress:
-from the job service (which Beam's own job services answer only at the end), and on Flink from the
-JobManager's REST API, where the counters of every finished bundle are, whichever process ran it.
+from the job service (which Beam's own job services answer only at the end), and on Flink and Spark from
+the cluster's own REST API (the JobManager's; the Spark driver's web UI), where the counters of every
+finished bundle are, whichever process ran it.
 """
 from __future__ import annotations
 
@@ -51,13 +52,20 @@ class JobRunner:
         self.pipeline_id, self._secrets = pipeline_id, list(secrets)
         self._cancelled, self._cancel_message = cancelled, cancel_message
         self.remote = runners.is_remote(runner)
-        self._flink_rest: str | None = None
         self._flink_job: str | None = None  # the Flink job id behind the Beam job, once found
         self._last_look: tuple[float, dict[str, Any]] | None = None
+        # Where a running job's counters are, besides the job service: (the API's base URL, what it is).
+        self._rest: tuple[str, str] | None = None
         if runner == "flink":
             from osmosis_beam.runners.flink import flink_rest_url
 
-            self._flink_rest = flink_rest_url(self.runner_options, self.beam_args)
+            base = flink_rest_url(self.runner_options, self.beam_args)
+            self._rest = (base, f"Flink's REST API at {base}") if base else None
+        elif runner == "spark":
+            from osmosis_beam.runners.spark import spark_ui_url
+
+            base = spark_ui_url(self.runner_options, self.beam_args)
+            self._rest = (base, f"the Spark driver's REST API at {base}") if base else None
 
     def progress_source(self, options) -> str:
         """Where the live progress of this runner's job comes from, in words (for the log at -v)."""
@@ -70,9 +78,9 @@ class JobRunner:
             return "the workers in this process"
         if environment == "LOOPBACK":
             return f"the {self.runner} job's SDK workers, which run in this process (LOOPBACK)"
-        if self._flink_rest is not None:
-            return (f"Flink's REST API at {self._flink_rest} (the job's Beam counters, reported as each "
-                    "bundle finishes: a batch job's read tasks report when each is done)")
+        if self._rest is not None:
+            return (f"{self._rest[1]} (the job's Beam counters, reported as each bundle finishes: "
+                    "a batch job's read tasks report when each is done)")
         return (f"the {self.runner} job service's metrics while the job runs (Beam's own job services report "
                 "them only when the job ends: until then the job state)")
 
@@ -85,25 +93,30 @@ class JobRunner:
         if self._last_look is not None and now - self._last_look[0] < PROGRESS_EVERY:
             return dict(self._last_look[1])
         counts = running_counts(result)
-        if self._flink_rest is not None:
-            there = self._flink_counts(result)
+        if self._rest is not None:
+            there = self._rest_counts(result)
             counts.update({k: max(v, int(counts.get(k) or 0)) for k, v in there.items()})
         self._last_look = (time.monotonic(), counts)
         return dict(counts)
 
-    def _flink_counts(self, result) -> dict[str, int]:
-        from osmosis_beam.runners.flink import flink_job_counters, flink_jobs_named
-
+    def _rest_counts(self, result) -> dict[str, int]:
+        """The job's osmosis counters from the runner's own REST API; empty when it gives none in time."""
+        base, what = self._rest
         try:
+            if self.runner == "spark":
+                from osmosis_beam.runners.spark import spark_job_counters
+
+                return spark_job_counters(base, job_id(result), METRICS_NAMESPACE, PROGRESS_DEADLINE)
+            from osmosis_beam.runners.flink import flink_job_counters, flink_jobs_named
+
             if self._flink_job is None:
-                jobs = flink_jobs_named(self._flink_rest, job_id(result), PROGRESS_DEADLINE)
+                jobs = flink_jobs_named(base, job_id(result), PROGRESS_DEADLINE)
                 if not jobs:
                     return {}
                 self._flink_job = max(jobs, key=lambda j: j.get("start-time", 0))["jid"]
-            return flink_job_counters(self._flink_rest, self._flink_job, METRICS_NAMESPACE, PROGRESS_DEADLINE)
+            return flink_job_counters(base, self._flink_job, METRICS_NAMESPACE, PROGRESS_DEADLINE)
         except Exception as exc:  # noqa: BLE001 - progress never fails a run
-            log.debug("pipeline %s: Flink's REST API gave no counters: %s", self.pipeline_id,
-                      redact_text(str(exc), self._secrets))
+            log.debug("pipeline %s: %s gave no counters: %s", self.pipeline_id, what, redact_text(str(exc), self._secrets))
             return {}
 
     def _is_cancelled(self) -> bool:

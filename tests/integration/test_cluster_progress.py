@@ -4,10 +4,11 @@ One slow PostgreSQL run per case: a server-side function sleeps per row (``pg_sl
 few seconds while the job runs on the session's cluster (tests/services/flink_cluster.py, spark_cluster.py).
 
 - LOOPBACK workers (Flink and Spark): the SDK workers run in the launcher, which counts as they read.
-- EXTERNAL workers on Flink (a ``worker_pool_main`` process of its own): the launcher counts nothing itself;
-  the counts come from Flink's REST API (``/jobs/<id>/accumulators``), where each finished bundle's Beam
-  counters arrive. A batch job's read task is one bundle, so the rows are spread unevenly over the two
-  sub-windows: the small one's task finishes first and its counts show while the big one still reads.
+- EXTERNAL workers (a ``worker_pool_main`` process of its own): the launcher counts nothing itself; the counts
+  come from the cluster's REST API, where each finished bundle's Beam counters arrive: Flink's
+  (``/jobs/<id>/accumulators``) and the Spark driver's web UI (``/api/v1/applications/<app>/stages``). A
+  batch job's read task is one bundle, so the rows are spread unevenly over the two sub-windows: the first
+  task to finish shows its counts while the other still reads.
 
 Run as a user does::
 
@@ -39,9 +40,10 @@ def flink_args(cluster, *environment: str) -> list[str]:
             "--parallelism=2", *(environment or ("--environment_type=LOOPBACK",)), f"--job_timeout={LIMIT}"]
 
 
-def spark_args(cluster) -> list[str]:
+def spark_args(cluster, *environment: str) -> list[str]:
     return ["--runner", "spark", "--", f"--job_endpoint={cluster.job_endpoint}",
-            f"--spark_master_url={cluster.master_url}", "--environment_type=LOOPBACK", f"--job_timeout={LIMIT}"]
+            f"--spark_master_url={cluster.master_url}", *(environment or ("--environment_type=LOOPBACK",)),
+            f"--job_timeout={LIMIT}"]
 
 
 def slow_orders(tmp_path: Path, dsn: str, offsets: list[int], span: int, sleep: float) -> Path:
@@ -162,27 +164,47 @@ def worker_pool(tmp_path, pg_dsn):
 
 SMALL, BIG = 50, 350  # rows in the first and the second half of the window
 
+# Both TaskManagers (or executors) ask the one pool for a worker with the same id ("1-1": Beam numbers them per
+# JVM), and the pool keeps its processes by id, so the first to release its worker would stop the other's (the
+# job then fails with "CANCELLED: client cancelled"). Workers kept for a minute after their last bundle are
+# released only after the job. (In production each TaskManager has a pool of its own.)
+KEEP_WORKERS = "--environment_cache_millis=60000"
 
-def test_flink_external_workers_progress_comes_from_flinks_rest_api(tmp_path, home, pg_dsn, flink_cluster, worker_pool):
+
+def uneven_pipeline(tmp_path: Path, dsn: str) -> Path:
     # The last 20 minutes: 50 rows in its first 500 s (one every 10 s), 350 from 700 s on (one a second), so the
     # launch's few seconds past the 20 minutes never move a row across the middle; 15 ms each: under 1 s of
     # reading for the first sub-window's task, about 5 s for the second's.
     offsets = [10 * i for i in range(SMALL)] + [700 + i for i in range(BIG)]
-    path = slow_orders(tmp_path, pg_dsn, offsets, span=1200, sleep=0.015)
-    # Both TaskManagers ask the one pool for a worker with the same id ("1-1": Beam numbers them per JVM), and
-    # the pool keeps its processes by id, so the first TaskManager to release its worker would stop the other's
-    # (the job then fails with "CANCELLED: client cancelled"). Workers kept for a minute after their last
-    # bundle are released only after the job. (In production each TaskManager has a pool of its own.)
-    args = flink_args(flink_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}",
-                      "--environment_cache_millis=60000")
-    summary, progress = run_with_progress(home, path, pg_dsn, args)
+    return slow_orders(tmp_path, dsn, offsets, span=1200, sleep=0.015)
+
+
+def assert_one_task_reported_first(tmp_path: Path, summary: dict, progress: list[dict], where: str,
+                                   first: set[int]) -> None:
+    """The counts came from the cluster's REST API: one read task's rows (and half the window) while the
+    other still read, then the whole run's; every row written once."""
     stderr = summary["stderr"]
-    assert "live progress comes from Flink's REST API" in stderr, stderr[-3000:]  # said once, at -v
+    assert f"live progress comes from {where}" in stderr, stderr[-3000:]  # said once, at -v
     assert stderr.count("live progress comes from") == 1
     moving = assert_counts_grew_while_running(summary, progress, SMALL + BIG)
-    # The first sub-window's task reported when it finished: its rows, and half the window read.
-    assert {(e["records_read"], e["records_written"]) for e in moving} == {(SMALL, SMALL)}, moving
+    [(read, written)] = {(e["records_read"], e["records_written"]) for e in moving}
+    assert read == written and read in first, moving
     assert all(abs(e["share"] - 0.5) < 0.01 for e in moving), moving
-    assert all(e["job_state"] == "RUNNING" for e in moving if "job_state" in e), moving
     rows = sorted(json.loads(line)["id"] for f in (tmp_path / "out").rglob("*.jsonl") for line in f.read_text().splitlines())
     assert rows == list(range(SMALL + BIG))
+
+
+def test_flink_external_workers_progress_comes_from_flinks_rest_api(tmp_path, home, pg_dsn, flink_cluster, worker_pool):
+    args = flink_args(flink_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}", KEEP_WORKERS)
+    summary, progress = run_with_progress(home, uneven_pipeline(tmp_path, pg_dsn), pg_dsn, args)
+    # The two read tasks run side by side: the small sub-window's finishes first.
+    assert_one_task_reported_first(tmp_path, summary, progress, "Flink's REST API", {SMALL})
+
+
+def test_spark_external_workers_progress_comes_from_the_drivers_rest_api(tmp_path, home, pg_dsn, spark_cluster,
+                                                                         worker_pool):
+    args = spark_args(spark_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}", KEEP_WORKERS,
+                      f"--spark_ui={spark_cluster.driver_ui}")
+    summary, progress = run_with_progress(home, uneven_pipeline(tmp_path, pg_dsn), pg_dsn, args)
+    # Spark may start the two read tasks apart (an executor comes later): either may report first.
+    assert_one_task_reported_first(tmp_path, summary, progress, "the Spark driver's REST API", {SMALL, BIG})
