@@ -61,3 +61,48 @@ def test_a_hanging_rest_api_is_given_up_after_the_deadline_and_not_asked_again_a
 def test_sum_int64_payloads(payload, value):
     # Payloads as Flink's REST API returned them for the osmosis counters (base64-decoded), and -1.
     assert _varint(payload) == value
+
+
+def test_a_refused_spark_ui_gives_the_job_state_only():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    job = JobRunner("spark", {"job_endpoint": "localhost:1", "spark_ui": f"localhost:{port}"}, [], pipeline_id="orders")
+    assert job.progress_source(_options("spark", spark_ui=f"localhost:{port}")).startswith(
+        f"the Spark driver's REST API at http://localhost:{port}")
+    started = time.monotonic()
+    assert job.running_counts(_RunningResult()) == {"job_state": "RUNNING"}
+    assert time.monotonic() - started < PROGRESS_DEADLINE
+
+
+def _options(runner: str, **extra):
+    from osmosis_beam.runners.options import pipeline_options
+
+    return pipeline_options(runner, {"job_endpoint": "localhost:8099", "environment_type": "EXTERNAL",
+                                     "environment_config": "localhost:50000", **extra})
+
+
+def test_spark_ui_option_is_checked_and_kept_out_of_beams_options():
+    from osmosis_beam.core.errors import ConfigError
+    from osmosis_beam.runners.spark import spark_ui_url
+
+    assert "spark_ui" not in _options("spark", spark_ui="driver:4041").get_all_options(retain_unknown_options=True)
+    assert spark_ui_url({"job_endpoint": "driver:8099", "spark_ui": "driver:4041"}) == "http://driver:4041"
+    assert spark_ui_url({"job_endpoint": "driver:8099"}) == "http://driver:4040"  # the job server is the driver
+    with pytest.raises(ConfigError, match="spark_ui: only for the spark runner"):
+        _options("flink", spark_ui="driver:4041")
+    with pytest.raises(ConfigError, match="spark_ui: must be host:port"):
+        _options("spark", spark_ui="driver 4041")
+
+
+def test_spark_counters_from_the_accumulators_text():
+    from osmosis_beam.runners.spark import parse_counters
+
+    # As the Spark driver's REST API showed Beam.Metrics mid-run (abridged: a system counter, then ours).
+    text = ("MetricQueryResults(Counters(ref_PCollection_PCollection_7:beam:metric:ptransform_execution_time:total_msecs:v1 "
+            "{PTRANSFORM=fn/read/ref_PCollection_PCollection_7:0}: 0, ref_PCollection_PCollection_8/SplitAndSize0:"
+            "beam:metric:user:sum_int64:v1 {NAMESPACE=osmosis, NAME=records_read, PTRANSFORM=ref_AppliedPTransform_Read"
+            "-window-Pa_17/ProcessSizedElementsAndRestrictions0}: 170, x:beam:metric:user:sum_int64:v1 {NAMESPACE=osmosis, "
+            "NAME=dead_letter, PTRANSFORM=a}: 2, y:beam:metric:user:sum_int64:v1 {NAMESPACE=osmosis, NAME=dead_letter, "
+            "PTRANSFORM=b}: 3, z:beam:metric:user:sum_int64:v1 {NAMESPACE=theirs, NAME=records_read, PTRANSFORM=c}: 9))")
+    assert parse_counters(text, "osmosis") == {"records_read": 170, "dead_letter": 5}
