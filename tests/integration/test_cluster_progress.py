@@ -100,8 +100,6 @@ def assert_counts_grew_while_running(summary: dict, progress: list[dict], total:
     shares = [e["share"] for e in progress]
     assert reads == sorted(reads) and shares == sorted(shares), progress
     moving = [e for e in progress if 0 < e["records_read"] < total]
-    print("progress:", [(e["elapsed_seconds"], e["records_read"], e["records_written"], e["share"], e.get("job_state"))
-                        for e in progress])
     assert moving, progress  # seen while the job was still reading, not only at its end
     assert all(0 < e["share"] < 1 and e["eta_seconds"] is not None and e["records_per_second"] > 0 for e in moving), moving
     return moving
