@@ -4,7 +4,7 @@ One slow PostgreSQL run per case: a server-side function sleeps per row (``pg_sl
 few seconds while the job runs on the session's cluster (tests/services/flink_cluster.py, spark_cluster.py).
 
 - LOOPBACK workers (Flink and Spark): the SDK workers run in the launcher, which counts as they read.
-- EXTERNAL workers (a ``worker_pool_main`` process of its own): the launcher counts nothing itself; the counts
+- EXTERNAL workers (a Beam worker pool process of its own): the launcher counts nothing itself; the counts
   come from the cluster's REST API, where each finished bundle's Beam counters arrive: Flink's
   (``/jobs/<id>/accumulators``) and the Spark driver's web UI (``/api/v1/applications/<app>/stages``). A
   batch job's read task is one bundle, so the rows are spread unevenly over the two sub-windows: the first
@@ -135,6 +135,21 @@ def test_spark_loopback_progress_counts_while_the_job_runs(tmp_path, home, pg_ds
 
 
 # -- EXTERNAL workers on Flink: the counts come from Flink's REST API ---------------------------------------------
+# Beam's worker pool (``python -m apache_beam.runners.worker.worker_pool_main``) starts each worker as a process
+# and keeps it by the worker id the runner gives. Both TaskManagers (or executors) ask for id "1-1" (Beam numbers
+# workers per JVM), so when the first releases its worker, the pool may stop the other's: the job then fails with
+# "CANCELLED: client cancelled" as the first read task ends (2 of 4 Flink runs here, --environment_cache_millis
+# or not). In production each TaskManager has a pool of its own; here one pool serves both, so it runs its
+# workers as threads (the pool's use_process=False), which a stop leaves alone. They are still outside the
+# launcher's process, which is what these tests are about.
+POOL = ("import logging, sys, time\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from apache_beam.runners.worker.worker_pool_main import BeamFnExternalWorkerPoolServicer as Pool\n"
+        "address, server = Pool.start(use_process=False, port=int(sys.argv[1]))\n"
+        "print('worker pool at', address, flush=True)\n"
+        "time.sleep(10 ** 9)\n")
+
+
 @pytest.fixture
 def worker_pool(tmp_path, pg_dsn):
     """Beam's Python SDK worker pool in a process of its own (``--environment_type=EXTERNAL``), with the
@@ -143,10 +158,8 @@ def worker_pool(tmp_path, pg_dsn):
     log = tmp_path / "pool.log"
     env = dict(os.environ, PG_DSN=pg_dsn,
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"  # workers start as `python ...`
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-                                 f"--service_port={port}"], cwd=str(ROOT), env=env, stdout=out,
+        proc = subprocess.Popen([sys.executable, "-c", POOL, str(port)], cwd=str(ROOT), env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_port(port, None, 60, "the Beam worker pool")
@@ -161,13 +174,6 @@ def worker_pool(tmp_path, pg_dsn):
 
 
 SMALL, BIG = 50, 350  # rows in the first and the second half of the window
-
-# Both TaskManagers (or executors) ask the one pool for a worker with the same id ("1-1": Beam numbers them per
-# JVM), and the pool keeps its processes by id, so the first to release its worker would stop the other's (the
-# job then fails with "CANCELLED: client cancelled"). Workers kept for a minute after their last bundle are
-# released only after the job. (In production each TaskManager has a pool of its own.)
-KEEP_WORKERS = "--environment_cache_millis=60000"
-
 
 def uneven_pipeline(tmp_path: Path, dsn: str) -> Path:
     # The last 20 minutes: 50 rows in its first 500 s (one every 10 s), 350 from 700 s on (one a second), so the
@@ -193,7 +199,7 @@ def assert_one_task_reported_first(tmp_path: Path, summary: dict, progress: list
 
 
 def test_flink_external_workers_progress_comes_from_flinks_rest_api(tmp_path, home, pg_dsn, flink_cluster, worker_pool):
-    args = flink_args(flink_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}", KEEP_WORKERS)
+    args = flink_args(flink_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}")
     summary, progress = run_with_progress(home, uneven_pipeline(tmp_path, pg_dsn), pg_dsn, args)
     # The two read tasks run side by side: the small sub-window's finishes first.
     assert_one_task_reported_first(tmp_path, summary, progress, "Flink's REST API", {SMALL})
@@ -201,7 +207,7 @@ def test_flink_external_workers_progress_comes_from_flinks_rest_api(tmp_path, ho
 
 def test_spark_external_workers_progress_comes_from_the_drivers_rest_api(tmp_path, home, pg_dsn, spark_cluster,
                                                                          worker_pool):
-    args = spark_args(spark_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}", KEEP_WORKERS,
+    args = spark_args(spark_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}",
                       f"--spark_ui={spark_cluster.driver_ui}")
     summary, progress = run_with_progress(home, uneven_pipeline(tmp_path, pg_dsn), pg_dsn, args)
     # Spark may start the two read tasks apart (an executor comes later): either may report first.
