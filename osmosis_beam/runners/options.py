@@ -20,7 +20,8 @@ Remote runners (portable, flink, spark, prism, dataflow) get a job name from the
 osmosis-beam package staged for workers that install it (``--setup_file``), no pickled main
 session, and two osmosis options: ``job_timeout`` (cancel the job and fail the run after this
 long) and ``secret_store`` (``gcp:PROJECT``: workers read the variables their environment lacks
-from Google Secret Manager). Secrets reach remote workers only as ``${VAR}`` text
+from Google Secret Manager). On ``spark``, ``spark_ui`` (``host:port`` of the Spark driver's web UI,
+default port 4040 of the job server's host) is where the live progress reads a running job's counters. Secrets reach remote workers only as ``${VAR}`` text
 (:func:`prepare_for_workers`), and :func:`find_secrets` proves no secret value is in a job.
 
 Example::
@@ -77,6 +78,7 @@ __all__ = [
     "is_dry_run",
     "job_timeout",
     "secret_store",
+    "spark_ui_option",
     "job_name",
     "job_labels",
 ]
@@ -92,7 +94,7 @@ _BEAM_RUNNER = {"portable": "PortableRunner", "flink": "FlinkRunner", "spark": "
                 "dataflow": "DataflowRunner"}
 _BEAM_VERSION = beam.__version__
 # Options osmosis reads itself; they never reach Beam.
-_OSMOSIS_OPTIONS = ("job_timeout", "workers", "secret_store")
+_OSMOSIS_OPTIONS = ("job_timeout", "workers", "secret_store", "spark_ui")
 _HOST_PORT = re.compile(r"^(?:\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5}$")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 _MAX_NAME = 63  # a Dataflow job name may be longer, but a label value may not, and short names read well
@@ -273,6 +275,12 @@ def _check_common(runner: str, args: list[str], ours: Mapping[str, Any], problem
                 check_secret_store(ours["secret_store"])
             except ValueError as exc:
                 problems.append(str(exc))
+    if ours.get("spark_ui") is not None:
+        ui = str(ours["spark_ui"]).strip()
+        if runner != "spark":
+            problems.append("spark_ui: only for the spark runner (where its live progress reads the driver's web UI)")
+        elif not (_HOST_PORT.match(ui) or re.match(r"^https?://[^/\s]+/?$", ui)):
+            problems.append(f"spark_ui: must be host:port (or http://host:port) of the Spark driver's web UI, got {ui!r}")
     if runner in REMOTE_RUNNERS:
         for arg in args:
             if arg.startswith("--"):
@@ -510,6 +518,12 @@ def secret_store(options: Mapping[str, Any] | None, beam_args: Sequence[str] = (
     """The ``secret_store`` runner option (``gcp:PROJECT``): where workers look for variables they lack."""
     _, ours, _ = _split_osmosis(options, _normalize(beam_args))
     return str(ours["secret_store"]) if ours.get("secret_store") else None
+
+
+def spark_ui_option(options: Mapping[str, Any] | None, beam_args: Sequence[str] = ()) -> str | None:
+    """The ``spark_ui`` runner option (``host:port`` of the Spark driver's web UI), or None."""
+    _, ours, _ = _split_osmosis(options, _normalize(beam_args))
+    return str(ours["spark_ui"]).strip() if ours.get("spark_ui") else None
 
 
 def _slug(text: str) -> str:

@@ -4,6 +4,11 @@ The in-process runner returns from ``p.run()`` when the job is done. A remote jo
 Spark, Dataflow) is waited for on a helper thread while this thread watches the run's cancel event and
 ``job_timeout``; a cancelled, timed-out or interrupted run cancels its job, because its output would
 never be committed.
+
+While a remote job runs, :meth:`JobRunner.running_counts` gives its counters so far for the live progress:
+from the job service (which Beam's own job services answer only at the end), and on Flink and Spark from
+the cluster's own REST API (the JobManager's; the Spark driver's web UI), where the counters of every
+finished bundle are, whichever process ran it.
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ __all__ = ["JobRunner", "job_id", "job_counts", "running_counts"]
 
 log = logging.getLogger(__name__)
 CANCEL_GRACE = 10.0  # seconds to wait for a cancelled remote job to report that it stopped
+PROGRESS_DEADLINE = 3.0  # seconds one query of a running job's counters may take
+PROGRESS_EVERY = 2.0  # seconds between two queries of a running job's counters (a terminal redraws faster)
 
 
 class JobRunner:
@@ -45,6 +52,72 @@ class JobRunner:
         self.pipeline_id, self._secrets = pipeline_id, list(secrets)
         self._cancelled, self._cancel_message = cancelled, cancel_message
         self.remote = runners.is_remote(runner)
+        self._flink_job: str | None = None  # the Flink job id behind the Beam job, once found
+        self._last_look: tuple[float, dict[str, Any]] | None = None
+        # Where a running job's counters are, besides the job service: (the API's base URL, what it is).
+        self._rest: tuple[str, str] | None = None
+        if runner == "flink":
+            from osmosis_beam.runners.flink import flink_rest_url
+
+            base = flink_rest_url(self.runner_options, self.beam_args)
+            self._rest = (base, f"Flink's REST API at {base}") if base else None
+        elif runner == "spark":
+            from osmosis_beam.runners.spark import spark_ui_url
+
+            base = spark_ui_url(self.runner_options, self.beam_args)
+            self._rest = (base, f"the Spark driver's REST API at {base}") if base else None
+
+    def progress_source(self, options) -> str:
+        """Where the live progress of this runner's job comes from, in words (for the log at -v)."""
+        from apache_beam.options.pipeline_options import DirectOptions, PortableOptions
+
+        environment = (options.view_as(PortableOptions).environment_type or "").upper()
+        if not self.remote:
+            if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
+                return "nowhere until the job ends (the direct runner's worker processes report their counts at the end)"
+            return "the workers in this process"
+        if environment == "LOOPBACK":
+            return f"the {self.runner} job's SDK workers, which run in this process (LOOPBACK)"
+        if self._rest is not None:
+            return (f"{self._rest[1]} (the job's Beam counters, reported as each bundle finishes: "
+                    "a batch job's read tasks report when each is done)")
+        return (f"the {self.runner} job service's metrics while the job runs (Beam's own job services report "
+                "them only when the job ends: until then the job state)")
+
+    def running_counts(self, result) -> dict[str, Any]:
+        """A running job's counters so far and its ``job_state``; asked at most every PROGRESS_EVERY s.
+
+        Never raises: what cannot be had within PROGRESS_DEADLINE is left out (logged at debug).
+        """
+        now = time.monotonic()
+        if self._last_look is not None and now - self._last_look[0] < PROGRESS_EVERY:
+            return dict(self._last_look[1])
+        counts = running_counts(result)
+        if self._rest is not None:
+            there = self._rest_counts(result)
+            counts.update({k: max(v, int(counts.get(k) or 0)) for k, v in there.items()})
+        self._last_look = (time.monotonic(), counts)
+        return dict(counts)
+
+    def _rest_counts(self, result) -> dict[str, int]:
+        """The job's osmosis counters from the runner's own REST API; empty when it gives none in time."""
+        base, what = self._rest
+        try:
+            if self.runner == "spark":
+                from osmosis_beam.runners.spark import spark_job_counters
+
+                return spark_job_counters(base, job_id(result), METRICS_NAMESPACE, PROGRESS_DEADLINE)
+            from osmosis_beam.runners.flink import flink_job_counters, flink_jobs_named
+
+            if self._flink_job is None:
+                jobs = flink_jobs_named(base, job_id(result), PROGRESS_DEADLINE)
+                if not jobs:
+                    return {}
+                self._flink_job = max(jobs, key=lambda j: j.get("start-time", 0))["jid"]
+            return flink_job_counters(base, self._flink_job, METRICS_NAMESPACE, PROGRESS_DEADLINE)
+        except Exception as exc:  # noqa: BLE001 - progress never fails a run
+            log.debug("pipeline %s: %s gave no counters: %s", self.pipeline_id, what, redact_text(str(exc), self._secrets))
+            return {}
 
     def _is_cancelled(self) -> bool:
         return self._cancelled is not None and self._cancelled()

@@ -288,7 +288,7 @@ class SyncRunner:
         )
         if token is not None:
             CANCEL_EVENTS[token] = self.cancel_event
-        reporter = self._watch(run_id, span) if watch else None
+        reporter = self._watch(run_id, span, job, p.options) if watch else None
         try:
             try:
                 result = job.submit(p)  # the in-process runner returns when the job is done
@@ -309,19 +309,18 @@ class SyncRunner:
                 reporter.stop()
                 LIVE.pop(run_id, None)
 
-    def _watch(self, run_id: str, span: tuple[int, int] | None) -> ProgressReporter:
+    def _watch(self, run_id: str, span: tuple[int, int] | None, job, options) -> ProgressReporter:
         """Start reporting the run's progress: from this process's workers, and from a remote job's metrics."""
-        from osmosis_beam.sync.job import running_counts
-
         counts = LIVE[run_id] = LiveCounts()
         reporter: ProgressReporter
+        log.info("pipeline %s: live progress comes from %s", self.spec.id, job.progress_source(options))
 
         def probe() -> dict[str, Any]:
             here = counts.snapshot()
             result = getattr(reporter, "remote_result", None)
-            if result is None or not _runners().is_remote(self.runner):
+            if result is None or not job.remote:
                 return here
-            there = running_counts(result)
+            there = job.running_counts(result)
             merged: dict[str, Any] = {k: max(v, here.get(k, 0)) if isinstance(v, int) else v for k, v in there.items()}
             return {**here, **merged}
 

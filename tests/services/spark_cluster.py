@@ -63,6 +63,7 @@ class SparkCluster:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="osmosis-spark-"))
         self.master_port, self.ui_port = free_port(), free_port()
         self.job_port, self.artifact_port, self.expansion_port = free_port(), free_port(), free_port()
+        self.driver_ui_port = free_port()  # the job server's (the driver's) web UI, where running jobs' counters are
         self.home: Path | None = None
         self.master: JavaProcess | None = None
         self.workers: list[JavaProcess] = []
@@ -76,6 +77,11 @@ class SparkCluster:
     @property
     def job_endpoint(self) -> str:
         return f"localhost:{self.job_port}"
+
+    @property
+    def driver_ui(self) -> str:
+        """``localhost:PORT`` of the driver's web UI (runner option ``spark_ui``), while a job runs."""
+        return f"localhost:{self.driver_ui_port}"
 
     # -- life cycle -----------------------------------------------------------------------------------
     def start(self) -> "SparkCluster":
@@ -137,7 +143,7 @@ class SparkCluster:
         guava = [j for j in classpath if _artifact(j) in beam_wins]
         cmd = [find_java(), "-Xmx768m", *JVM_OPTS.split(), f"-Djava.io.tmpdir={self.workdir / 'tmp'}",
                "-Dspark.driver.host=127.0.0.1", "-Dspark.driver.bindAddress=127.0.0.1",
-               "-Dspark.executor.memory=512m", "-Dspark.ui.enabled=false",
+               "-Dspark.executor.memory=512m", f"-Dspark.ui.port={self.driver_ui_port}",
                f"-Dspark.executor.extraClassPath={os.pathsep.join(map(str, guava))}",
                f"-Dspark.local.dir={self.workdir / 'tmp'}",
                "-cp", os.pathsep.join(map(str, [*spark_jars, *beam])),
