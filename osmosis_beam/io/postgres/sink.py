@@ -130,7 +130,9 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
     keys = sql.SQL(", ").join(map(sql.Identifier, key))
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     updates = [c for c in columns if c not in key]
-    if _stage_keys_unique(cur, stage_ident, key):
+    unique = _stage_keys_unique(cur, stage_ident, key)
+    how = "no key repeats in the stage" if unique else "keys repeat in the stage: the last row per key"
+    if unique:
         rows = stage_ident
     else:
         order = [sql.SQL("{} DESC NULLS LAST").format(sql.Identifier(POSITION))] if POSITION in stage_columns else []
@@ -155,11 +157,12 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
             if getattr(exc, "pgcode", None) not in _MERGE_FALLBACK:
                 raise
             log.info("%s: MERGE failed (%s); upserting with INSERT ... ON CONFLICT instead", target.label,
-                     str(getattr(exc, "pgerror", None) or exc).strip().splitlines()[0])
+                     str(getattr(exc, "pgerror", None) or exc).replace("ERROR:  ", "").strip().splitlines()[0])
             cur.execute("ROLLBACK TO SAVEPOINT osmosis_merge")
         else:
             written = cur.rowcount
             cur.execute("RELEASE SAVEPOINT osmosis_merge")
+            log.info("%s: upserted %d rows with MERGE (%s)", target.label, written, how)
             return written
     action = (
         sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
@@ -167,6 +170,7 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
     )
     select = sql.SQL("SELECT {c} FROM {r} AS s").format(c=cols, r=rows)
     cur.execute(sql.SQL("INSERT INTO {t} ({c}) {s} ON CONFLICT ({k}) ").format(t=ident, c=cols, s=select, k=keys) + action)
+    log.info("%s: upserted %d rows with INSERT ... ON CONFLICT (%s)", target.label, cur.rowcount, how)
     return cur.rowcount
 
 
