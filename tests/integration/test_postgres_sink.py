@@ -60,7 +60,7 @@ def column_types(dsn: str, name: str) -> dict[str, str]:
 
 
 def leftovers(dsn: str) -> list[str]:
-    return [r[0] for r in fetch(dsn, "SELECT relname FROM pg_class WHERE relname LIKE '\\_osmosis\\_stage\\_%'")]
+    return [r[0] for r in fetch(dsn, "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE '\\_osmosis\\_stage\\_%'")]
 
 
 def test_registered_as_postgres_and_checks_options():
@@ -414,3 +414,18 @@ def test_a_merge_that_meets_a_key_inserted_meanwhile_falls_back_to_on_conflict(p
     assert "MERGE failed (duplicate key value violates unique constraint" in caplog.text
     assert "with INSERT ... ON CONFLICT" in caplog.text
     assert leftovers(pg_dsn) == []
+
+
+def test_a_stage_is_unlogged_and_never_autovacuumed(pg_dsn):
+    """The stage is written once and read once at publish: no WAL, and no autovacuum pass while the run writes it."""
+    execute(pg_dsn, "CREATE TABLE copy (id int PRIMARY KEY, v text)")
+    target = sink(pg_dsn, key=["id"])
+    target.use_encoding("pgcopy")
+    target.prepare("r")
+    assert write_through_beam(target, "r", [copy_rows((1, 1, "a"))]) == []
+    (persistence, options), = fetch(
+        pg_dsn, "SELECT relpersistence, reloptions FROM pg_class WHERE relkind = 'r' AND relname LIKE '\\_osmosis\\_stage\\_%'")
+    assert persistence == "u"
+    assert "autovacuum_enabled=false" in options
+    target.publish("r", window_hi=HI)
+    assert table(pg_dsn) == [(1, "a")] and leftovers(pg_dsn) == []
