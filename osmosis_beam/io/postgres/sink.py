@@ -2,7 +2,9 @@
 
 ``mode: upsert`` (the default when ``key`` is given) writes each record batch with one
 ``INSERT ... ON CONFLICT (key) DO UPDATE``: a window read twice leaves the table exactly as one
-read would, so ``publish`` has nothing to do. ``mode: append`` (the default without a key) writes
+read would, so ``publish`` has nothing to do. COPY rows of the zero-decode path go into a stage instead,
+and ``publish`` upserts them in one statement (``MERGE`` on PostgreSQL 15+, see :func:`_upsert_from_stage`).
+``mode: append`` (the default without a key) writes
 into a per-run staging table that ``publish`` copies into the table in one transaction, and each run
 is published once, so a failed run that is read again never duplicates rows. (A window read again after
 it was published, by ``lookback`` or a reset watermark, is appended again: pair those with upserts.)
