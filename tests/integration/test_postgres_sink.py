@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import threading
 import time
 import uuid
 
@@ -10,6 +11,7 @@ import psycopg2
 import pytest
 
 from osmosis_beam.core.errors import ConfigError, SinkError
+from osmosis_beam.core.records import EncodedBatch
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.postgres.sink import PostgresSink
 from osmosis_beam.registry import default_registry
@@ -58,7 +60,7 @@ def column_types(dsn: str, name: str) -> dict[str, str]:
 
 
 def leftovers(dsn: str) -> list[str]:
-    return [r[0] for r in fetch(dsn, "SELECT relname FROM pg_class WHERE relname LIKE '\\_osmosis\\_stage\\_%'")]
+    return [r[0] for r in fetch(dsn, "SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE '\\_osmosis\\_stage\\_%'")]
 
 
 def test_registered_as_postgres_and_checks_options():
@@ -324,3 +326,106 @@ def test_records_without_any_value_are_dead_letters_not_empty_rows(pg_dsn):
     target.publish("r", window_hi=HI)
     assert [d["error"] for d in dead] == ["no field has a value; nothing to write"] * 2
     assert table(pg_dsn, "log", "a") == [(1,)]
+
+
+# -- upserts from a COPY stage (the zero-decode path): MERGE, the unique-key shortcut, ties, the fallback --------------
+def copy_rows(*rows: tuple) -> EncodedBatch:
+    """A pgcopy batch as the postgres source sends it: ``(position, id, v)`` rows in COPY text."""
+    return EncodedBatch("pgcopy", [("\t".join(map(str, row)) + "\n").encode() for row in rows], None, ("id", "v"))
+
+
+def staged_copy_upsert(dsn: str, run_id: str, *batches: EncodedBatch, name: str = "copy") -> tuple[PostgresSink, dict]:
+    """Write each batch through Beam in its own pipeline (so in this order), then publish."""
+    target = sink(dsn, name, key=["id"])
+    target.use_encoding("pgcopy")
+    target.prepare(run_id)
+    for batch in batches:
+        assert write_through_beam(target, run_id, [batch]) == []
+    return target, target.publish(run_id, window_hi=HI)
+
+
+def test_copy_upserts_keep_the_last_row_per_key_in_cursor_order_when_keys_repeat(pg_dsn, caplog):
+    execute(pg_dsn, "CREATE TABLE copy (id int PRIMARY KEY, v text)", "INSERT INTO copy VALUES (1, 'old'), (9, 'keep')")
+    caplog.set_level("INFO", logger="osmosis_beam.io.postgres.sink")
+    _, details = staged_copy_upsert(
+        pg_dsn, "r",
+        copy_rows((30, 1, "late"), (40, 2, "b-late"), (50, 3, "tie-first")),
+        # written after, but read earlier (another split): its rows lose to the later cursor positions
+        copy_rows((10, 1, "early"), (20, 2, "b-early"), (5, 4, "d")),
+        # the same key at the same position: the row written last wins, as in the typed path
+        copy_rows((50, 3, "tie-last")),
+    )
+    assert table(pg_dsn) == [(1, "late"), (2, "b-late"), (3, "tie-last"), (4, "d"), (9, "keep")]
+    assert details["records"] == 4
+    assert "keys repeat in the stage" in caplog.text
+    assert leftovers(pg_dsn) == []
+
+
+def test_copy_upserts_with_unique_keys_skip_the_sort_and_update_and_insert(pg_dsn, caplog):
+    execute(pg_dsn, "CREATE TABLE copy (id int PRIMARY KEY, v text)", "INSERT INTO copy VALUES (1, 'old'), (9, 'keep')")
+    caplog.set_level("INFO", logger="osmosis_beam.io.postgres.sink")
+    _, details = staged_copy_upsert(pg_dsn, "r", copy_rows((1, 1, "new"), (2, 2, "b")), copy_rows((3, 3, "c"), (4, 4, r"\N")))
+    assert table(pg_dsn) == [(1, "new"), (2, "b"), (3, "c"), (4, None), (9, "keep")]
+    assert details["records"] == 4
+    assert "with MERGE (no key repeats in the stage)" in caplog.text
+    # The same window again (a re-run): every key is now in the table, and the table stays as it was.
+    staged_copy_upsert(pg_dsn, "r2", copy_rows((1, 1, "new"), (2, 2, "b")), copy_rows((3, 3, "c"), (4, 4, r"\N")))
+    assert table(pg_dsn) == [(1, "new"), (2, "b"), (3, "c"), (4, None), (9, "keep")]
+
+
+def test_copy_upserts_by_a_composite_key_with_no_other_column(pg_dsn):
+    execute(pg_dsn, "CREATE TABLE pairs (a int, b text, PRIMARY KEY (a, b))", "INSERT INTO pairs VALUES (1, 'x')")
+    target = sink(pg_dsn, "pairs", key=["a", "b"])
+    target.use_encoding("pgcopy")
+    target.prepare("r")
+    batch = EncodedBatch("pgcopy", [b"1\t1\tx\n", b"2\t2\tx\n", b"3\t1\ty\n", b"4\t2\tx\n"], None, ("a", "b"))
+    assert write_through_beam(target, "r", [batch]) == []
+    details = target.publish("r", window_hi=HI)
+    assert table(pg_dsn, "pairs", "a, b") == [(1, "x"), (1, "y"), (2, "x")]
+    assert details["records"] == 2  # the two new pairs; (1, 'x') was there and has nothing to update
+
+
+def test_a_merge_that_meets_a_key_inserted_meanwhile_falls_back_to_on_conflict(pg_dsn, caplog):
+    """Another session inserts a key of the stage while the publish runs: the upsert still completes."""
+    execute(pg_dsn, "CREATE TABLE copy (id int PRIMARY KEY, v text)")
+    caplog.set_level("INFO", logger="osmosis_beam.io.postgres.sink")
+    target = sink(pg_dsn, key=["id"])
+    target.use_encoding("pgcopy")
+    target.prepare("r")
+    assert write_through_beam(target, "r", [copy_rows((1, 1, "a"), (2, 2, "ours"), (3, 3, "c"))]) == []
+    other = psycopg2.connect(pg_dsn)
+    try:
+        with other.cursor() as cur:
+            cur.execute("INSERT INTO copy VALUES (2, 'theirs')")  # not committed yet: the MERGE waits for it
+        result: dict = {}
+        publisher = threading.Thread(target=lambda: result.update(target.publish("r", window_hi=HI)))
+        publisher.start()
+        deadline = time.monotonic() + 30
+        while not fetch(pg_dsn, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'MERGE%'"):
+            assert publisher.is_alive() and time.monotonic() < deadline, "the MERGE never waited for the other insert"
+            time.sleep(0.05)
+        other.commit()  # the MERGE now meets a unique violation
+        publisher.join(60)
+        assert not publisher.is_alive()
+    finally:
+        other.close()
+    assert table(pg_dsn) == [(1, "a"), (2, "ours"), (3, "c")]
+    assert result["records"] == 3
+    assert "MERGE failed (duplicate key value violates unique constraint" in caplog.text
+    assert "with INSERT ... ON CONFLICT" in caplog.text
+    assert leftovers(pg_dsn) == []
+
+
+def test_a_stage_is_unlogged_and_never_autovacuumed(pg_dsn):
+    """The stage is written once and read once at publish: no WAL, and no autovacuum pass while the run writes it."""
+    execute(pg_dsn, "CREATE TABLE copy (id int PRIMARY KEY, v text)")
+    target = sink(pg_dsn, key=["id"])
+    target.use_encoding("pgcopy")
+    target.prepare("r")
+    assert write_through_beam(target, "r", [copy_rows((1, 1, "a"))]) == []
+    (persistence, options), = fetch(
+        pg_dsn, "SELECT relpersistence, reloptions FROM pg_class WHERE relkind = 'r' AND relname LIKE '\\_osmosis\\_stage\\_%'")
+    assert persistence == "u"
+    assert "autovacuum_enabled=false" in options
+    target.publish("r", window_hi=HI)
+    assert table(pg_dsn) == [(1, "a")] and leftovers(pg_dsn) == []

@@ -2,7 +2,9 @@
 
 ``mode: upsert`` (the default when ``key`` is given) writes each record batch with one
 ``INSERT ... ON CONFLICT (key) DO UPDATE``: a window read twice leaves the table exactly as one
-read would, so ``publish`` has nothing to do. ``mode: append`` (the default without a key) writes
+read would, so ``publish`` has nothing to do. COPY rows of the zero-decode path go into a stage instead,
+and ``publish`` upserts them in one statement (``MERGE`` on PostgreSQL 15+, see :func:`_upsert_from_stage`).
+``mode: append`` (the default without a key) writes
 into a per-run staging table that ``publish`` copies into the table in one transaction, and each run
 is published once, so a failed run that is read again never duplicates rows. (A window read again after
 it was published, by ``lookback`` or a reset watermark, is appended again: pair those with upserts.)
@@ -91,6 +93,87 @@ def _has_unique_key(cur, schema: str, name: str, key: Sequence[str]) -> bool:
     )
     wanted = sorted(key)
     return any(sorted(r[0]) == wanted for r in cur.fetchall())
+
+
+# ---------------------------------------------------------------------------------------------
+# The upsert from a stage (publish)
+# ---------------------------------------------------------------------------------------------
+
+# Errors after which a MERGE is rolled back to its savepoint and the upsert runs as INSERT ... ON CONFLICT:
+# a key inserted by another session meanwhile (MERGE does not re-check it: unique_violation), a matched row
+# updated or deleted by another session (serialization_failure), a key matched twice (cardinality_violation,
+# only when the duplicate check was wrong), and comparisons MERGE's join needs that ON CONFLICT does not
+# (indeterminate collation, no = operator between the stage's and the table's types, a type mismatch).
+_MERGE_FALLBACK = frozenset({"23505", "40001", "21000", "42P22", "42883", "42804"})
+
+
+def _stage_keys_unique(cur, stage_ident: sql.Composable, key: Sequence[str]) -> bool:
+    """Whether no key occurs twice in the stage (a NULL key part counts as a repeat: then it dedups as before)."""
+    keys = [sql.Identifier(k) for k in key]
+    distinct = keys[0] if len(keys) == 1 else sql.SQL("ROW({})").format(sql.SQL(", ").join(keys))
+    cur.execute(sql.SQL("SELECT count(*) = count(DISTINCT {}) FROM {}").format(distinct, stage_ident))
+    return bool(cur.fetchone()[0])
+
+
+def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_columns: Mapping[str, str],
+                       columns: list[str]) -> int:
+    """Upsert the stage into the table, the last row per key winning; returns the rows written.
+
+    The last row per key is the one with the highest cursor position (COPY stages carry it), then the last
+    one written (``_osmosis_seq``): ``DISTINCT ON`` keeps it. When no key repeats in the stage (a source
+    whose primary key is the sink's key, read once), that sort of every row is skipped. On PostgreSQL 15+
+    the rows go in with ``MERGE`` (a join with the table, then plain inserts and updates), which costs
+    about half of ``INSERT ... ON CONFLICT``'s speculative insertion per row; a MERGE that fails for one
+    of the reasons in ``_MERGE_FALLBACK`` is undone to its savepoint and the upsert runs as
+    ``INSERT ... ON CONFLICT``, which handles keys other sessions insert meanwhile.
+    """
+    ident = target.ident()
+    key = list(target.key)
+    keys = sql.SQL(", ").join(map(sql.Identifier, key))
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    updates = [c for c in columns if c not in key]
+    unique = _stage_keys_unique(cur, stage_ident, key)
+    how = "no key repeats in the stage" if unique else "keys repeat in the stage: the last row per key"
+    if unique:
+        rows = stage_ident
+    else:
+        order = [sql.SQL("{} DESC NULLS LAST").format(sql.Identifier(POSITION))] if POSITION in stage_columns else []
+        order.append(sql.SQL("{} DESC").format(sql.Identifier(SEQ)))
+        rows = sql.SQL("(SELECT DISTINCT ON ({k}) {c} FROM {s} ORDER BY {k}, {o})").format(
+            k=keys, c=cols, s=stage_ident, o=sql.SQL(", ").join(order)
+        )
+    if cur.connection.server_version >= 150000:
+        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
+        merge = sql.SQL("MERGE INTO {t} AS t USING {r} AS s ON {m} ").format(t=ident, r=rows, m=match)
+        if updates:
+            merge += sql.SQL("WHEN MATCHED THEN UPDATE SET ") + sql.SQL(", ").join(
+                sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in updates
+            ) + sql.SQL(" ")
+        merge += sql.SQL("WHEN NOT MATCHED THEN INSERT ({c}) VALUES ({v})").format(
+            c=cols, v=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns)
+        )
+        cur.execute("SAVEPOINT osmosis_merge")
+        try:
+            cur.execute(merge)
+        except psycopg2.Error as exc:
+            if getattr(exc, "pgcode", None) not in _MERGE_FALLBACK:
+                raise
+            log.info("%s: MERGE failed (%s); upserting with INSERT ... ON CONFLICT instead", target.label,
+                     str(getattr(exc, "pgerror", None) or exc).replace("ERROR:  ", "").strip().splitlines()[0])
+            cur.execute("ROLLBACK TO SAVEPOINT osmosis_merge")
+        else:
+            written = cur.rowcount
+            cur.execute("RELEASE SAVEPOINT osmosis_merge")
+            log.info("%s: upserted %d rows with MERGE (%s)", target.label, written, how)
+            return written
+    action = (
+        sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
+        if updates else sql.SQL("DO NOTHING")
+    )
+    select = sql.SQL("SELECT {c} FROM {r} AS s").format(c=cols, r=rows)
+    cur.execute(sql.SQL("INSERT INTO {t} ({c}) {s} ON CONFLICT ({k}) ").format(t=ident, c=cols, s=select, k=keys) + action)
+    log.info("%s: upserted %d rows with INSERT ... ON CONFLICT (%s)", target.label, cur.rowcount, how)
+    return cur.rowcount
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,22 +386,12 @@ class PostgresSink(BaseSink):
             absent_key = [k for k in target.key if k not in columns]
             if absent_key:
                 raise SinkError(f"{target.label}: no record had the key field {', '.join(absent_key)}")
-            keys = sql.SQL(", ").join(map(sql.Identifier, target.key))
             if full_refresh:
                 match = sql.SQL(" AND ").join(sql.SQL("s.{0} = t.{0}").format(sql.Identifier(k)) for k in target.key)
                 cur.execute(
                     sql.SQL("DELETE FROM {} AS t WHERE NOT EXISTS (SELECT 1 FROM {} AS s WHERE {})").format(ident, stage_ident, match)
                 )
-            updates = [c for c in columns if c not in target.key]
-            action = (
-                sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
-                if updates else sql.SQL("DO NOTHING")
-            )
-            cur.execute(
-                sql.SQL("INSERT INTO {t} ({c}) SELECT DISTINCT ON ({k}) {c} FROM {s} ORDER BY {k}, {seq} DESC ON CONFLICT ({k}) ").format(
-                    t=ident, c=cols, k=keys, s=stage_ident, seq=sql.Identifier(SEQ)
-                ) + action
-            )
+            return _upsert_from_stage(cur, target, stage_ident, stage_columns, columns)
         else:
             if full_refresh:
                 cur.execute(sql.SQL("DELETE FROM {}").format(ident))
