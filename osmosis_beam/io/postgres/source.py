@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import queue
 import re
@@ -62,6 +61,7 @@ from osmosis_beam.core.secrets import redact_text, reveal
 from osmosis_beam.core.timefmt import MIN_MICROS, UTC
 from osmosis_beam.core.window import SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.postgres.decode import RowDecoder, loads_json
 from osmosis_beam.io.postgres.encoded import ENCODINGS, EncodedPlan, Unsupported, build_encoded_plan, typed_line
 from osmosis_beam.io.postgres.session import (
     DEFAULT_DEADLINES,
@@ -244,21 +244,10 @@ def _bytes_caster(value, cur):
 
 _BYTES = psycopg2.extensions.new_type(psycopg2.BINARY.values, "OSMOSIS_BYTES", _bytes_caster)
 _BYTES_ARRAY = psycopg2.extensions.new_array_type((1001,), "OSMOSIS_BYTES_ARRAY", _BYTES)
-_scan_json = json.JSONDecoder().scan_once
 
 
 def _json_caster(value, cur):
-    # The C scanner directly: json.loads adds two regex matches and two calls per value (3x slower),
-    # and jsonb text from the server has no surrounding whitespace.
-    if value is None:
-        return None
-    try:
-        obj, end = _scan_json(value, 0)
-        if end == len(value):
-            return obj
-    except StopIteration:
-        pass
-    return json.loads(value)
+    return None if value is None else loads_json(value)
 
 
 _JSON = psycopg2.extensions.new_type((114, 3802), "OSMOSIS_JSON", _json_caster)
@@ -755,8 +744,10 @@ class PostgresConnector(BaseConnector):
         key = names.index(self.cursor_field)
         fetch_size = self.config["fetch_size"]
         tail: list[tuple] = []  # the rows yielded last that share the last cursor value
+        decoder: RowDecoder | None = None  # made at the first fetch, from the result's column types
         cur = conn.cursor(name=f"osmosis_{uuid.uuid4().hex[:12]}")
         cur.itersize = fetch_size
+        RowDecoder.register(cur)  # json and jsonb arrive as text: the decoder parses them a batch at a time
         try:
             try:
                 cur.execute(statement, params)
@@ -770,14 +761,16 @@ class PostgresConnector(BaseConnector):
                                     self._what, self.plan.source, exc)
                         cur.close()
                         cur = None
-                        robust = self._read_robust(lo, hi, [dict(zip(names, row)) for row in tail])
+                        robust = self._read_robust(lo, hi, decoder.records(tail) if decoder is not None else [])
                         yield from _batched(robust, batch_size)
                         return
                     if not rows:
                         break
+                    if decoder is None:
+                        decoder = RowDecoder(names, [d.type_code for d in cur.description])
                     _update_tail(tail, rows, key)
                     for i in range(0, len(rows), batch_size):
-                        yield [dict(zip(names, row)) for row in rows[i : i + batch_size]]
+                        yield decoder.records(rows[i : i + batch_size])
             except psycopg2.Error as exc:
                 raise self._fail(exc, "read failed") from None
         finally:
