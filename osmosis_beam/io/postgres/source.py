@@ -748,17 +748,20 @@ class PostgresConnector(BaseConnector):
         cur = conn.cursor(name=f"osmosis_{uuid.uuid4().hex[:12]}")
         cur.itersize = fetch_size
         RowDecoder.register(cur)  # json and jsonb arrive as text: the decoder parses them a batch at a time
+        fetcher: _Prefetch | None = None
         try:
             try:
                 cur.execute(statement, params)
+                fetcher = _Prefetch(cur, fetch_size)
                 while True:
                     try:
-                        rows = cur.fetchmany(fetch_size)
+                        rows = fetcher.next()
                     except _CAST_ERRORS as exc:
                         if isinstance(exc, psycopg2.Error) and getattr(exc, "pgcode", None):
                             raise
                         log.warning("%s %s: a value cannot be converted (%s); reading the rest row by row",
                                     self._what, self.plan.source, exc)
+                        fetcher.close(conn)
                         cur.close()
                         cur = None
                         robust = self._read_robust(lo, hi, decoder.records(tail) if decoder is not None else [])
@@ -774,6 +777,8 @@ class PostgresConnector(BaseConnector):
             except psycopg2.Error as exc:
                 raise self._fail(exc, "read failed") from None
         finally:
+            if fetcher is not None:
+                fetcher.close(conn)
             try:
                 if cur is not None and not cur.closed:
                     cur.close()
@@ -1065,6 +1070,62 @@ class PostgresConnector(BaseConnector):
         shown = super().display()
         shown["dsn"] = describe_dsn(self._dsn)
         return shown
+
+
+class _Prefetch:
+    """The next ``FETCH`` of a named cursor runs in a thread while the reader decodes the rows of the last one.
+
+    psycopg2 waits for the server without holding the GIL, so the server prepares the next rows while Python
+    decodes, steps and encodes these. One fetched batch at most waits in the queue: memory stays at about
+    three fetches. A fetch that fails hands its exception to the reader, which raises it from ``next()``.
+    """
+
+    def __init__(self, cur, size: int) -> None:
+        self._cur, self._size = cur, size
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="osmosis-pg-fetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                rows = self._cur.fetchmany(self._size)
+                if not self._put((rows, None)) or not rows:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            self._put((None, exc))
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self) -> list[tuple]:
+        """The rows of the next fetch (empty at the end of the result); raises what the fetch raised."""
+        rows, exc = self._queue.get()
+        if exc is not None:
+            raise exc
+        return rows
+
+    def close(self, conn) -> None:
+        """Stop fetching and wait for the thread; a fetch still running after a few seconds is cancelled."""
+        self._stop.set()
+        try:
+            self._queue.get_nowait()  # unblocks a waiting put
+        except queue.Empty:
+            pass
+        self._thread.join(timeout=5.0)
+        if self._thread.is_alive():
+            try:
+                conn.cancel()
+            except psycopg2.Error:
+                pass
+            self._thread.join()
 
 
 class _Stopped(Exception):
