@@ -190,3 +190,32 @@ def test_dumps_lines_is_dumps_bytes_line_by_line():
     assert dumps_lines(records + [{"x": float("nan")}]) is None
     assert dumps_lines(records + [{"x": 1 << 70}]) is None
     assert json.loads(dumps_bytes({"x": 1 << 70})) == {"x": 1 << 70}
+
+
+# -- the step chain's record functions ---------------------------------------------------------------------
+def test_record_functions_give_the_same_batches_on_the_plain_and_the_general_path():
+    import collections
+
+    from osmosis_beam.steps.base import apply_record_function
+
+    def reference(fn, records):
+        out = []
+        for record in records:
+            result = fn(record)
+            if result is None:
+                continue
+            out.extend(result) if isinstance(result, list) else out.append(result)
+        return out
+
+    records = [{"id": i} for i in range(20)]
+    functions = [
+        lambda r: {**r, "x": 1},  # only dicts: the plain path
+        lambda r: None if r["id"] % 3 else r,
+        lambda r: [r, {**r, "copy": True}] if r["id"] % 4 == 0 else r,
+        lambda r: collections.OrderedDict(r) if r["id"] == 5 else r,  # a dict subclass stays what it is
+        lambda r: [],
+    ]
+    for fn in functions:
+        got, want = apply_record_function(fn, [dict(r) for r in records]), reference(fn, [dict(r) for r in records])
+        assert got == want and [type(r) for r in got] == [type(r) for r in want]
+    assert apply_record_function(lambda r: r, []) == []
