@@ -7,10 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
+import time
 
 import pytest
 
 from osmosis_beam.core.encoding import dumps_bytes
+from osmosis_beam.core.errors import RetriableConnectorError
 from osmosis_beam.core.records import DeadLetter
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.postgres.source import open_connection, register_value_types
@@ -169,3 +172,43 @@ def test_jsonl_run_of_the_typed_path_writes_what_the_reference_encodes(pg_dsn, t
     assert len(lines) == 300
     assert sorted(lines) == sorted(want.values())
     assert json.loads(result.stdout.strip().splitlines()[-1])["records_written"] == 300
+
+
+def _fetch_threads() -> list:
+    return [t for t in threading.enumerate() if t.name == "osmosis-pg-fetch"]
+
+
+def test_a_fetch_that_fails_in_the_fetch_thread_fails_the_read_with_the_connectors_error(pg_dsn):
+    """A FETCH past statement_timeout, raised in the thread that fetches, reaches the reader as the usual error."""
+    execute(pg_dsn, "CREATE TABLE slow (id int, updated_at timestamptz NOT NULL, doc jsonb)",
+            "INSERT INTO slow SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 s', '{\"g\": 1}' "
+            "FROM generate_series(1, 200) g")
+    query = "SELECT s.id, s.updated_at, s.doc FROM slow s CROSS JOIN LATERAL (SELECT pg_sleep(0.02 + 0 * s.id)) z"
+    connector = source(pg_dsn, query=query, fetch_size=100, statement_timeout="1s")
+    with pytest.raises(RetriableConnectorError, match=r"statement_timeout \(1s\)"):
+        read_all(connector, None, utc(2030, 1, 1))
+    assert _fetch_threads() == []
+    # The same read with time enough completes, every row once.
+    relaxed = source(pg_dsn, query=query, fetch_size=100, statement_timeout="60s")
+    assert sorted(r["id"] for r in read_all(relaxed, None, utc(2030, 1, 1))) == list(range(1, 201))
+
+
+def test_a_read_stopped_early_stops_its_fetch_thread_and_the_next_read_is_whole(pg_dsn):
+    """A split can take the rest of a sub-window: the reader is closed after one batch; nothing is left running."""
+    execute(pg_dsn, "CREATE TABLE many (id int, updated_at timestamptz NOT NULL, doc jsonb)",
+            "INSERT INTO many SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 ms', "
+            "jsonb_build_object('g', g) FROM generate_series(1, 30000) g")
+    connector = source(pg_dsn, table="many", fetch_size=1000)
+    connector.connect()
+    try:
+        batches = connector.read_window_batches(None, utc(2030, 1, 1), 500)
+        first = next(batches)
+        assert [r["id"] for r in first] == list(range(1, 501)) and first[0]["doc"] == {"g": 1}
+        assert len(_fetch_threads()) == 1  # the next FETCH is on its way
+        started = time.monotonic()
+        batches.close()  # what the read does when a claim fails
+        assert time.monotonic() - started < 5 and _fetch_threads() == []
+        total = [r["id"] for b in connector.read_window_batches(None, utc(2030, 1, 1), 500) for r in b]
+    finally:
+        connector.disconnect()
+    assert total == list(range(1, 30001))
