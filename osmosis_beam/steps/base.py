@@ -95,11 +95,16 @@ class StepContext:
     batch_size: int = 2000
 
 
+_PLAIN = frozenset((dict,))
+
+
 def apply_record_function(fn: Callable[[Record], Any], records: Iterable[Record]) -> list[Record]:
     """Apply a record function to a batch: it returns a record, None to drop it, or a list of records."""
+    results = list(map(fn, records))
+    if set(map(type, results)) <= _PLAIN:  # every result a dict (the usual case): the list as it is
+        return results
     out: list[Record] = []
-    for record in records:
-        result = fn(record)
+    for result in results:
         if result is None:
             continue
         if isinstance(result, list):

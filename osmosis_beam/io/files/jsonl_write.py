@@ -15,7 +15,7 @@ from typing import Any
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from osmosis_beam.core.encoding import dumps, dumps_batch, dumps_bytes
+from osmosis_beam.core.encoding import dumps, dumps_bytes, dumps_lines
 from osmosis_beam.core.errors import SinkError
 from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter, EncodedBatch
 from osmosis_beam.io.files.staged import fsync_dir, os_error_text
@@ -55,20 +55,20 @@ class _WriteJSONLFn(beam.DoFn):
             self._fh.write(b"\n")
             self._written.inc(len(batch.lines))
             return
-        lines = dumps_batch(batch)
-        if lines is None:
-            lines = []
+        data, count = dumps_lines(batch), len(batch)
+        if data is None:
+            lines: list[bytes] = []
             yield from self._careful(batch, lines)
-        if not lines:
+            data, count = b"".join(line + b"\n" for line in lines), len(lines)
+        if not count:
             return
         try:
             if self._fh is None:
                 self._open()
-            self._fh.write(b"\n".join(lines))
-            self._fh.write(b"\n")
+            self._fh.write(data)
         except OSError as exc:
             raise self._error(exc) from None
-        self._written.inc(len(lines))
+        self._written.inc(count)
 
     def _error(self, exc: OSError) -> SinkError:
         """A write error naming the file (ENOSPC and EIO carry no file name of their own)."""

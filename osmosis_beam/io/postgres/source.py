@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import logging
 import queue
 import re
@@ -62,6 +61,7 @@ from osmosis_beam.core.secrets import redact_text, reveal
 from osmosis_beam.core.timefmt import MIN_MICROS, UTC
 from osmosis_beam.core.window import SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.postgres.decode import RowDecoder, loads_json
 from osmosis_beam.io.postgres.encoded import ENCODINGS, EncodedPlan, Unsupported, build_encoded_plan, typed_line
 from osmosis_beam.io.postgres.session import (
     DEFAULT_DEADLINES,
@@ -244,21 +244,10 @@ def _bytes_caster(value, cur):
 
 _BYTES = psycopg2.extensions.new_type(psycopg2.BINARY.values, "OSMOSIS_BYTES", _bytes_caster)
 _BYTES_ARRAY = psycopg2.extensions.new_array_type((1001,), "OSMOSIS_BYTES_ARRAY", _BYTES)
-_scan_json = json.JSONDecoder().scan_once
 
 
 def _json_caster(value, cur):
-    # The C scanner directly: json.loads adds two regex matches and two calls per value (3x slower),
-    # and jsonb text from the server has no surrounding whitespace.
-    if value is None:
-        return None
-    try:
-        obj, end = _scan_json(value, 0)
-        if end == len(value):
-            return obj
-    except StopIteration:
-        pass
-    return json.loads(value)
+    return None if value is None else loads_json(value)
 
 
 _JSON = psycopg2.extensions.new_type((114, 3802), "OSMOSIS_JSON", _json_caster)
@@ -755,32 +744,41 @@ class PostgresConnector(BaseConnector):
         key = names.index(self.cursor_field)
         fetch_size = self.config["fetch_size"]
         tail: list[tuple] = []  # the rows yielded last that share the last cursor value
+        decoder: RowDecoder | None = None  # made at the first fetch, from the result's column types
         cur = conn.cursor(name=f"osmosis_{uuid.uuid4().hex[:12]}")
         cur.itersize = fetch_size
+        RowDecoder.register(cur)  # json and jsonb arrive as text: the decoder parses them a batch at a time
+        fetcher: _Prefetch | None = None
         try:
             try:
                 cur.execute(statement, params)
+                fetcher = _Prefetch(cur, fetch_size)
                 while True:
                     try:
-                        rows = cur.fetchmany(fetch_size)
+                        rows = fetcher.next()
                     except _CAST_ERRORS as exc:
                         if isinstance(exc, psycopg2.Error) and getattr(exc, "pgcode", None):
                             raise
                         log.warning("%s %s: a value cannot be converted (%s); reading the rest row by row",
                                     self._what, self.plan.source, exc)
+                        fetcher.close(conn)
                         cur.close()
                         cur = None
-                        robust = self._read_robust(lo, hi, [dict(zip(names, row)) for row in tail])
+                        robust = self._read_robust(lo, hi, decoder.records(tail) if decoder is not None else [])
                         yield from _batched(robust, batch_size)
                         return
                     if not rows:
                         break
+                    if decoder is None:
+                        decoder = RowDecoder(names, [d.type_code for d in cur.description])
                     _update_tail(tail, rows, key)
                     for i in range(0, len(rows), batch_size):
-                        yield [dict(zip(names, row)) for row in rows[i : i + batch_size]]
+                        yield decoder.records(rows[i : i + batch_size])
             except psycopg2.Error as exc:
                 raise self._fail(exc, "read failed") from None
         finally:
+            if fetcher is not None:
+                fetcher.close(conn)
             try:
                 if cur is not None and not cur.closed:
                     cur.close()
@@ -1072,6 +1070,62 @@ class PostgresConnector(BaseConnector):
         shown = super().display()
         shown["dsn"] = describe_dsn(self._dsn)
         return shown
+
+
+class _Prefetch:
+    """The next ``FETCH`` of a named cursor runs in a thread while the reader decodes the rows of the last one.
+
+    psycopg2 waits for the server without holding the GIL, so the server prepares the next rows while Python
+    decodes, steps and encodes these. One fetched batch at most waits in the queue: memory stays at about
+    three fetches. A fetch that fails hands its exception to the reader, which raises it from ``next()``.
+    """
+
+    def __init__(self, cur, size: int) -> None:
+        self._cur, self._size = cur, size
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="osmosis-pg-fetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                rows = self._cur.fetchmany(self._size)
+                if not self._put((rows, None)) or not rows:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            self._put((None, exc))
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def next(self) -> list[tuple]:
+        """The rows of the next fetch (empty at the end of the result); raises what the fetch raised."""
+        rows, exc = self._queue.get()
+        if exc is not None:
+            raise exc
+        return rows
+
+    def close(self, conn) -> None:
+        """Stop fetching and wait for the thread; a fetch still running after a few seconds is cancelled."""
+        self._stop.set()
+        try:
+            self._queue.get_nowait()  # unblocks a waiting put
+        except queue.Empty:
+            pass
+        self._thread.join(timeout=5.0)
+        if self._thread.is_alive():
+            try:
+                conn.cancel()
+            except psycopg2.Error:
+                pass
+            self._thread.join()
 
 
 class _Stopped(Exception):
