@@ -234,10 +234,22 @@ class Bench:
             yaml_path = _yaml(w, "mongo_jsonl", source, sink)
             typed_path = _yaml(w, "mongo_jsonl_typed", source + "  path: typed\n", sink)  # under read:
             env = self.env(BENCH_MONGO_URI=server.uri)
+            # The server's own CPU time during each run (CongoDB is one Node process; none for an external server).
+            server_pid = server._proc.pid if server._proc is not None else None
+            started: dict[str, float] = {}
 
-            def reset(_name: str) -> None:
+            def reset(name: str) -> None:
                 shutil.rmtree(home, ignore_errors=True)
                 shutil.rmtree(out, ignore_errors=True)
+                started[name] = _process_cpu(server_pid)
+
+            summary = self._summary_check(docs)
+
+            def check(name: str, result: dict) -> None:
+                summary(name, result)
+                result["server_cpu"] = round(_process_cpu(server_pid) - started[name], 2)
+                print(f"    {name}: wall {result['wall']:.2f}s, CPU {result['cpu']:.2f}s, "
+                      f"server CPU {result['server_cpu']:.2f}s", file=sys.stderr)
 
             methods = {
                 "osmosis": (self.osmosis(yaml_path, home), env, False),
@@ -245,7 +257,7 @@ class Bench:
             }
             if self.args.mongo_typed:  # the typed path too (read.path: typed), for the zero-decode path's gain
                 methods["osmosis_typed"] = (self.osmosis(typed_path, home), env, False)
-            self.run_route("mongo_jsonl", docs, methods, reset, self._summary_check(docs))
+            self.run_route("mongo_jsonl", docs, methods, reset, check)
         finally:
             server.stop()
 
@@ -329,6 +341,17 @@ class Bench:
                     parts.append(f"| {size:,} | {r['wall']:.2f} | {', '.join(map(str, r['walls']))} | {r['cpu']:.2f} | {r['peak_mb']:.0f} |")
                 parts.append("")
         return "\n".join(parts)
+
+
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far (0 when there is none to see)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _feed(items: int) -> bytes:

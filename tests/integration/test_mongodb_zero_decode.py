@@ -313,3 +313,44 @@ def test_cli_says_which_path_ran_and_both_write_the_same(mongo_db, tmp_path, osm
     for result in runs.values():
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         assert summary["records_written"] == written and summary["dead_letter"] == dead
+
+
+@pytest.mark.parametrize("encoding", [None, "json"])
+def test_a_server_that_stops_answering_fails_the_read_at_query_timeout(encoding):
+    """A real server frozen mid-read (SIGSTOP): the next getMore gets no reply, and the read fails, retriable,
+    after ``query_timeout`` instead of hanging."""
+    import os
+    import signal
+    import time
+
+    from osmosis_beam.core.errors import RetriableConnectorError
+    from osmosis_beam.io.mongodb.source import MongoDBConnector
+    from tests.services import unavailable
+    from tests.services.mongo_server import MongoServer, available
+
+    ok, reason = available(install=True)
+    if not ok:
+        unavailable("MongoDB-wire server", reason)
+    server = MongoServer().start()
+    if server.external:
+        server.stop()
+        pytest.skip("needs a server of its own to freeze (not $OSMOSIS_TEST_MONGO_URI)")
+    try:
+        server.client()["d"]["events"].insert_many([{"ts": at(ms=i), "i": i} for i in range(30)])
+        src = MongoDBConnector({"uri": server.uri, "database": "d", "collection": "events", "cursor_field": "ts",
+                                "batch_size": 10, "query_timeout": "1500ms", "timeout": "2s"})
+        assert src.use_encoding(encoding) is None
+        reader = iter(src.read_window_batches(at(0), at(1), 10))
+        assert len(next(reader)) == 10
+        os.kill(server._proc.pid, signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            with pytest.raises(RetriableConnectorError) as err:
+                list(reader)
+        finally:
+            os.kill(server._proc.pid, signal.SIGCONT)
+        assert time.monotonic() - started < 30
+        assert "sent no reply within query_timeout (1.5s)" in str(err.value)
+        src.disconnect()
+    finally:
+        server.stop()

@@ -77,7 +77,7 @@ from osmosis_beam.core.errors import (
 from osmosis_beam.core.options import Option, suggest
 from osmosis_beam.core.records import DeadLetter, EncodedBatch, Record
 from osmosis_beam.core.secrets import redact_text, redact_url, reveal
-from osmosis_beam.core.timefmt import UTC, from_micros, to_micros, utcnow
+from osmosis_beam.core.timefmt import UTC, format_duration, from_micros, to_micros, utcnow
 from osmosis_beam.core.window import IncrementalSpec, SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
 from osmosis_beam.io.mongodb.encoded import FieldPlan, Unsupported, fast_codec_options, fast_lines, typed_line
@@ -140,12 +140,16 @@ def _extjson_options():
     )
 
 
-def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam"):
-    """A MongoClient that decodes dates as UTC-aware datetimes; errors name the URI without its password."""
+def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam", *, round_trip: dt.timedelta | None = None):
+    """A MongoClient that decodes dates as UTC-aware datetimes; errors name the URI without its password.
+
+    ``round_trip`` is the deadline of each server round trip once connected (``socketTimeoutMS``).
+    """
     pymongo = _pymongo()
     from bson.codec_options import DatetimeConversion
 
     ms = max(1, int(timeout.total_seconds() * 1000))
+    extra = {} if round_trip is None else {"socketTimeoutMS": max(1, int(round_trip.total_seconds() * 1000))}
     try:
         return pymongo.MongoClient(
             uri,
@@ -156,6 +160,7 @@ def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam"):
             tzinfo=UTC,
             uuidRepresentation="standard",
             datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+            **extra,
         )
     except Exception as exc:  # InvalidURI, ConfigurationError, DNS failures for mongodb+srv
         raise FatalConnectorError(
@@ -369,6 +374,8 @@ class MongoDBConnector(BaseConnector):
         Option("batch_size", "int", default=1000, minimum=1, help="documents per server round trip"),
         Option("sample_size", "int", default=1000, minimum=1, help="documents get_schema() samples"),
         Option("timeout", "duration", default=dt.timedelta(seconds=10), help="server selection and connect timeout"),
+        Option("query_timeout", "duration", default=dt.timedelta(minutes=10),
+               help="longest wait for one server reply (a find or getMore of the read); the run then fails, retriable"),
     )
     default_safety_lag: ClassVar[dt.timedelta] = dt.timedelta(seconds=5)
 
@@ -467,7 +474,7 @@ class MongoDBConnector(BaseConnector):
 
     def connect(self) -> None:
         if self._client is None:
-            self._client = new_client(self._uri, self.config["timeout"])
+            self._client = new_client(self._uri, self.config["timeout"], round_trip=self.config["query_timeout"])
 
     def disconnect(self) -> None:
         client, self._client = self._client, None
@@ -611,6 +618,12 @@ class MongoDBConnector(BaseConnector):
                     last = data
                     yield data
                 return
+            except errors.NetworkTimeout:  # the server did not answer in time: asking again would wait as long
+                raise RetriableConnectorError(
+                    f"{self._where}: MongoDB at {redact_url(self._uri)} sent no reply within query_timeout "
+                    f"({format_duration(self.config['query_timeout'])}); the next run retries (raise source.query_timeout "
+                    "for a slow query, or add an index on the cursor field)"
+                ) from None
             except (errors.CursorNotFound, errors.AutoReconnect) as exc:
                 failures += 1
                 if failures > _RESUME_ATTEMPTS or isinstance(exc, errors.ServerSelectionTimeoutError):
