@@ -239,7 +239,7 @@ def test_the_zero_decode_read_resumes_a_lost_cursor_after_the_last_batch(mongo_d
         def failed(self, event):
             pass
 
-    mongo_db.db.events.insert_many([{"ts": at(ms=i // 3), "i": i} for i in range(50)])
+    mongo_db.db.events.insert_many([{"ts": at(ms=i // 3), "i": i} for i in range(200)])
     listener = Cursors()
     src = mongo_db.source("events", batch_size=10)
     assert src.use_encoding("json") is None
@@ -253,7 +253,7 @@ def test_the_zero_decode_read_resumes_a_lost_cursor_after_the_last_batch(mongo_d
     finally:
         src.disconnect()
     assert listener.finds == 2
-    assert got == list(range(50))
+    assert got == list(range(200))
 
 
 def test_decimal128_text_is_the_drivers_decimal_text():

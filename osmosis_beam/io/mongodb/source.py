@@ -59,6 +59,12 @@ The ``_id`` and the cursor field are always read, whatever the ``projection`` sa
 and resumes on them); ``_id`` is dropped from the records again when the projection excludes it.
 A document that cannot be decoded goes to the dead-letter output instead of failing the run. A
 cursor lost mid-window (server restart, cursor timeout) is re-opened after the last document read.
+A thread of the read fetches the next raw batch while the last one is decoded; every server reply
+has a deadline (``query_timeout``), so a server that stops answering fails the run instead of hanging it.
+
+Into the ``jsonl`` sink with no steps (or only ``select``/``drop``/``rename``) the read takes the
+zero-decode path of ``encoded.py``: raw batches become JSON lines without the per-value conversions
+above, and the lines are the typed path's, value for value.
 """
 from __future__ import annotations
 
@@ -596,8 +602,13 @@ class MongoDBConnector(BaseConnector):
                 yield record
 
     def _raw_batches(self, lo, hi, projection) -> Iterator[bytes]:
+        """The raw BSON batches of the window's query, fetched by a thread of their own one batch ahead of
+        their decoding (the server prepares the next batch while this thread decodes the last)."""
+        return _prefetched(self._fetch_batches(lo, hi, projection), self.config["query_timeout"])
+
+    def _fetch_batches(self, lo, hi, projection) -> Iterator[bytes]:
         """The raw BSON batches of the window's query; a cursor lost mid-window is re-opened after the last
-        document of the last batch handed out (the consumer is done with a batch when it asks for the next)."""
+        document of the last batch fetched (every batch fetched is handed out, in order)."""
         from pymongo import errors
 
         collection = self._collection()
@@ -945,6 +956,62 @@ def _is_dbref(value: Any) -> bool:
 
 def _path_order(path: str) -> tuple:
     return (path != "_id", path)
+
+
+_END = object()
+_PREFETCH = 2  # batches fetched ahead of the one being decoded
+
+
+def _prefetched(batches: Iterator[bytes], deadline: dt.timedelta) -> Iterator[bytes]:
+    """``batches`` produced by a thread of their own, up to ``_PREFETCH`` ahead; errors arrive here, in order.
+
+    Closing the iterator stops the thread (it closes ``batches``, and so the cursor, itself). Every network
+    call of the thread has the client's deadlines, so a wait here ends with a batch or an error.
+    """
+    import queue
+    import threading
+
+    ready: queue.Queue = queue.Queue(maxsize=_PREFETCH)
+    stop = threading.Event()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for data in batches:
+                if not hand_over((data, None)):
+                    return
+            hand_over((_END, None))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the reading thread
+            hand_over((None, exc))
+        finally:
+            batches.close()
+
+    thread = threading.Thread(target=produce, name="osmosis-mongodb-fetch", daemon=True)
+    thread.start()
+    patience = deadline.total_seconds() + 30  # the thread's own calls end within the deadline
+    try:
+        while True:
+            try:
+                data, exc = ready.get(timeout=patience)
+            except queue.Empty:
+                raise RetriableConnectorError(
+                    f"the MongoDB read got no batch within {format_duration(deadline)} and its fetch thread is stuck"
+                ) from None
+            if exc is not None:
+                raise exc
+            if data is _END:
+                return
+            yield data
+    finally:
+        stop.set()
 
 
 def _offsets(data: bytes) -> list[int]:
