@@ -576,8 +576,10 @@ class MongoDBConnector(BaseConnector):
 
     def lower_bound(self, window: SyncWindow) -> dt.datetime | None:
         query = self._window_query(window.lo, window.hi)
+        # The smallest cursor needs no tie-break on _id: an index on the cursor alone answers it without a sort.
+        sort = [(self.cursor_field, 1)]
         try:
-            doc = self._collection().find_one(query, {self.cursor_field: 1}, sort=self._sort())
+            doc = self._collection().find_one(query, {self.cursor_field: 1}, sort=sort)
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc) from None
         if doc is None:
