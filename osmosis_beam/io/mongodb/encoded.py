@@ -25,7 +25,6 @@ from typing import Any, Iterable
 from osmosis_beam.core.encoding import dumps_bytes, has_non_finite
 from osmosis_beam.core.errors import ConfigError
 from osmosis_beam.core.records import DeadLetter, Record
-from osmosis_beam.core.timefmt import UTC
 from osmosis_beam.steps.fields import DropStep, RenameStep, SelectStep
 
 __all__ = ["FieldPlan", "Unsupported", "fast_codec_options", "fast_lines", "decimal128_text", "typed_line"]
@@ -95,13 +94,17 @@ def _plain(name: str) -> bool:
 
 
 def fast_codec_options():
-    """The typed path's codec options without its type registry: the C decoder alone, BSON types left as they are."""
+    """The typed path's codec options without its type registry: the C decoder alone, BSON types left as they are.
+
+    Dates come with the driver's own UTC ``tzinfo`` (no ``tzinfo`` given): the decoder then makes each datetime
+    aware directly instead of calling ``astimezone`` for every one (about a fifth of the decoding); orjson
+    writes them as it writes the typed path's, ``+00:00``.
+    """
     from bson.binary import UuidRepresentation
     from bson.codec_options import CodecOptions, DatetimeConversion
 
     return CodecOptions(
         tz_aware=True,
-        tzinfo=UTC,
         uuid_representation=UuidRepresentation.STANDARD,
         datetime_conversion=DatetimeConversion.DATETIME_AUTO,
     )
