@@ -714,11 +714,11 @@ class MongoDBConnector(BaseConnector):
                     yield item
                     continue
                 position, line = item
-                if position is None:  # an array of dates matched the window: it sorts by its first date
+                if position is None:  # an array of dates matched the window: it sorts by its smallest date
                     if prev is None:
                         raise FatalConnectorError(
                             f"{self._where}: a document has no single date in cursor field {self.cursor_field!r} "
-                            "(an array of dates?); read it with read.path: typed"
+                            "(an array of dates?); give each document one date there"
                         )
                     position = prev
                 prev = position
