@@ -46,6 +46,7 @@ from bench.pg_throughput import generate  # noqa: E402
 from tests.services.postgres_server import PostgresServer  # noqa: E402
 
 PY = sys.executable
+PG_ROUTES = ("pg_jsonl", "pg_jsonl_typed", "pg_parquet", "pg_pg_upsert", "pg_pg_append")
 BENCH = ROOT / "bench"
 TARGETS = {  # route -> (baseline label, target ratio: baseline time / osmosis time, at least)
     "pg_jsonl": ("psql COPY row_to_json", 0.6),
@@ -201,7 +202,7 @@ class Bench:
     def mongo_route(self, rows: int) -> None:
         from tests.services.mongo_server import MongoServer
 
-        docs = max(1, rows // 10)
+        docs = self.args.mongo_docs or max(1, rows // 10)
         server = MongoServer(os.environ.get("OSMOSIS_TEST_MONGO_URI")).start()
         try:
             client = server.client()
@@ -226,23 +227,37 @@ class Bench:
                 coll.insert_many(batch)
             coll.create_index("updated_at")
             w, out, home = self.work, self.work / "out", self.work / "home"
-            yaml_path = _yaml(
-                w, "mongo_jsonl",
-                "source:\n  type: mongodb\n  uri: ${BENCH_MONGO_URI}\n  database: bench\n  collection: events\n"
-                "  cursor_field: updated_at\n  batch_size: 5000\nincremental:\n  cursor_field: updated_at\n"
-                "  safety_lag: 0s\nread:\n  splits: 1\n  batch_size: 5000\n",
-                f"sink:\n  type: jsonl\n  path: {out}\n",
-            )
+            source = ("source:\n  type: mongodb\n  uri: ${BENCH_MONGO_URI}\n  database: bench\n  collection: events\n"
+                      "  cursor_field: updated_at\n  batch_size: 5000\nincremental:\n  cursor_field: updated_at\n"
+                      "  safety_lag: 0s\nread:\n  splits: 1\n  batch_size: 5000\n")
+            sink = f"sink:\n  type: jsonl\n  path: {out}\n"
+            yaml_path = _yaml(w, "mongo_jsonl", source, sink)
+            typed_path = _yaml(w, "mongo_jsonl_typed", source + "  path: typed\n", sink)  # under read:
             env = self.env(BENCH_MONGO_URI=server.uri)
+            # The server's own CPU time during each run (CongoDB is one Node process; none for an external server).
+            server_pid = server._proc.pid if server._proc is not None else None
+            started: dict[str, float] = {}
 
-            def reset(_name: str) -> None:
+            def reset(name: str) -> None:
                 shutil.rmtree(home, ignore_errors=True)
                 shutil.rmtree(out, ignore_errors=True)
+                started[name] = _process_cpu(server_pid)
 
-            self.run_route("mongo_jsonl", docs, {
+            summary = self._summary_check(docs)
+
+            def check(name: str, result: dict) -> None:
+                summary(name, result)
+                result["server_cpu"] = round(_process_cpu(server_pid) - started[name], 2)
+                print(f"    {name}: wall {result['wall']:.2f}s, CPU {result['cpu']:.2f}s, "
+                      f"server CPU {result['server_cpu']:.2f}s", file=sys.stderr)
+
+            methods = {
                 "osmosis": (self.osmosis(yaml_path, home), env, False),
                 "baseline": ([PY, str(BENCH / "baselines.py"), "pymongo", server.uri, str(w / "baseline.jsonl")], env, False),
-            }, reset, self._summary_check(docs))
+            }
+            if self.args.mongo_typed:  # the typed path too (read.path: typed), for the zero-decode path's gain
+                methods["osmosis_typed"] = (self.osmosis(typed_path, home), env, False)
+            self.run_route("mongo_jsonl", docs, methods, reset, check)
         finally:
             server.stop()
 
@@ -328,6 +343,17 @@ class Bench:
         return "\n".join(parts)
 
 
+def _process_cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) a process has used so far (0 when there is none to see)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _feed(items: int) -> bytes:
     import email.utils
 
@@ -353,6 +379,9 @@ def main() -> int:
     parser.add_argument("--routes", nargs="+", default=["pg_jsonl", "pg_jsonl_typed", "pg_parquet", "pg_pg_upsert",
                                                           "pg_pg_append", "mongo_jsonl", "rss", "launcher"])
     parser.add_argument("--rss-items", type=int, default=20000)
+    parser.add_argument("--mongo-docs", type=int, help="documents of the mongo_jsonl route (default: rows / 10)")
+    parser.add_argument("--mongo-typed", action="store_true",
+                        help="mongo_jsonl also runs osmosis on the typed path (read.path: typed)")
     parser.add_argument("--dlt-python", default=str(Path.home() / ".cache/osmosis-beam/bench-dlt-venv/bin/python"),
                         help="a Python with dlt 1.31 installed (the baseline's own virtualenv)")
     parser.add_argument("--out", help="write the Markdown tables to this file as well")
@@ -367,7 +396,8 @@ def main() -> int:
             bench.dsn = server.create_database("bench")
             for rows in args.rows:
                 print(f"{rows:,} rows ...", file=sys.stderr)
-                bench.pg_routes(rows)
+                if set(args.routes) & set(PG_ROUTES):
+                    bench.pg_routes(rows)
                 if "mongo_jsonl" in args.routes:
                     bench.mongo_route(rows)
             if "rss" in args.routes:

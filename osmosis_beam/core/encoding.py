@@ -20,7 +20,7 @@ import json
 import uuid
 from typing import Any
 
-__all__ = ["dumps", "dumps_bytes", "dumps_batch", "dumps_lines", "json_default", "format_timedelta"]
+__all__ = ["dumps", "dumps_bytes", "dumps_batch", "dumps_lines", "json_default", "format_timedelta", "has_non_finite"]
 
 
 def format_timedelta(value: dt.timedelta) -> str:
@@ -103,6 +103,11 @@ def _has_non_finite(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return any(_has_non_finite(v) for v in value)
     return False
+
+
+def has_non_finite(value: Any) -> bool:
+    """Whether ``value`` holds a NaN or an infinity anywhere (for encoders that write them as null, as orjson does)."""
+    return _has_non_finite(value)
 
 
 def dumps_bytes(record: Any) -> bytes:

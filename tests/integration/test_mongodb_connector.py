@@ -157,7 +157,7 @@ def test_lost_cursor_is_resumed_after_the_last_document(mongo_db):
         def failed(self, event):
             pass
 
-    mongo_db.db.events.insert_many([{"ts": at(ms=i // 3), "i": i} for i in range(50)])
+    mongo_db.db.events.insert_many([{"ts": at(ms=i // 3), "i": i} for i in range(200)])
     listener = Cursors()
     src = mongo_db.source("events", batch_size=10)
     src._client = pymongo.MongoClient(mongo_db.uri, event_listeners=[listener], tz_aware=True, tzinfo=UTC,
@@ -170,7 +170,7 @@ def test_lost_cursor_is_resumed_after_the_last_document(mongo_db):
     finally:
         src.disconnect()
     assert listener.finds == 2
-    assert got == list(range(50))
+    assert got == list(range(200))
 
 
 # -- values -------------------------------------------------------------------------------------------

@@ -59,6 +59,12 @@ The ``_id`` and the cursor field are always read, whatever the ``projection`` sa
 and resumes on them); ``_id`` is dropped from the records again when the projection excludes it.
 A document that cannot be decoded goes to the dead-letter output instead of failing the run. A
 cursor lost mid-window (server restart, cursor timeout) is re-opened after the last document read.
+A thread of the read fetches the next raw batch while the last one is decoded; every server reply
+has a deadline (``query_timeout``), so a server that stops answering fails the run instead of hanging it.
+
+Into the ``jsonl`` sink with no steps (or only ``select``/``drop``/``rename``) the read takes the
+zero-decode path of ``encoded.py``: raw batches become JSON lines without the per-value conversions
+above, and the lines are the typed path's, value for value.
 """
 from __future__ import annotations
 
@@ -75,11 +81,12 @@ from osmosis_beam.core.errors import (
     RetriableConnectorError,
 )
 from osmosis_beam.core.options import Option, suggest
-from osmosis_beam.core.records import DeadLetter, Record
+from osmosis_beam.core.records import DeadLetter, EncodedBatch, Record
 from osmosis_beam.core.secrets import redact_text, redact_url, reveal
-from osmosis_beam.core.timefmt import UTC, from_micros, to_micros, utcnow
+from osmosis_beam.core.timefmt import UTC, format_duration, from_micros, to_micros, utcnow
 from osmosis_beam.core.window import IncrementalSpec, SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.mongodb.encoded import FieldPlan, Unsupported, fast_codec_options, fast_lines, typed_line
 
 __all__ = ["MongoDBConnector"]
 
@@ -139,12 +146,16 @@ def _extjson_options():
     )
 
 
-def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam"):
-    """A MongoClient that decodes dates as UTC-aware datetimes; errors name the URI without its password."""
+def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam", *, round_trip: dt.timedelta | None = None):
+    """A MongoClient that decodes dates as UTC-aware datetimes; errors name the URI without its password.
+
+    ``round_trip`` is the deadline of each server round trip once connected (``socketTimeoutMS``).
+    """
     pymongo = _pymongo()
     from bson.codec_options import DatetimeConversion
 
     ms = max(1, int(timeout.total_seconds() * 1000))
+    extra = {} if round_trip is None else {"socketTimeoutMS": max(1, int(round_trip.total_seconds() * 1000))}
     try:
         return pymongo.MongoClient(
             uri,
@@ -155,6 +166,7 @@ def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam"):
             tzinfo=UTC,
             uuidRepresentation="standard",
             datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+            **extra,
         )
     except Exception as exc:  # InvalidURI, ConfigurationError, DNS failures for mongodb+srv
         raise FatalConnectorError(
@@ -368,6 +380,8 @@ class MongoDBConnector(BaseConnector):
         Option("batch_size", "int", default=1000, minimum=1, help="documents per server round trip"),
         Option("sample_size", "int", default=1000, minimum=1, help="documents get_schema() samples"),
         Option("timeout", "duration", default=dt.timedelta(seconds=10), help="server selection and connect timeout"),
+        Option("query_timeout", "duration", default=dt.timedelta(minutes=10),
+               help="longest wait for one server reply (a find or getMore of the read); the run then fails, retriable"),
     )
     default_safety_lag: ClassVar[dt.timedelta] = dt.timedelta(seconds=5)
 
@@ -406,6 +420,7 @@ class MongoDBConnector(BaseConnector):
             raise ConfigError(problems=problems)
         self._filter = from_extjson(config.get("filter") or {})
         self._clock_warned = False
+        self._fields: FieldPlan | None = None  # the zero-decode path's field steps (see use_encoding)
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> list[str]:
@@ -465,7 +480,7 @@ class MongoDBConnector(BaseConnector):
 
     def connect(self) -> None:
         if self._client is None:
-            self._client = new_client(self._uri, self.config["timeout"])
+            self._client = new_client(self._uri, self.config["timeout"], round_trip=self.config["query_timeout"])
 
     def disconnect(self) -> None:
         client, self._client = self._client, None
@@ -561,8 +576,10 @@ class MongoDBConnector(BaseConnector):
 
     def lower_bound(self, window: SyncWindow) -> dt.datetime | None:
         query = self._window_query(window.lo, window.hi)
+        # The smallest cursor needs no tie-break on _id: an index on the cursor alone answers it without a sort.
+        sort = [(self.cursor_field, 1)]
         try:
-            doc = self._collection().find_one(query, {self.cursor_field: 1}, sort=self._sort())
+            doc = self._collection().find_one(query, {self.cursor_field: 1}, sort=sort)
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc) from None
         if doc is None:
@@ -578,29 +595,48 @@ class MongoDBConnector(BaseConnector):
         memory holds one batch whatever the size of the window.
         """
         import bson
-        from pymongo import errors
 
         codec = record_codec_options()
+        for data in self._raw_batches(lo, hi, self._projection):
+            for _offset, record in self._decode_batch(bson, data, codec):
+                if not isinstance(record, DeadLetter) and self._drop_id:
+                    record.pop("_id", None)
+                yield record
+
+    def _raw_batches(self, lo, hi, projection) -> Iterator[bytes]:
+        """The raw BSON batches of the window's query, fetched by a thread of their own one batch ahead of
+        their decoding (the server prepares the next batch while this thread decodes the last)."""
+        return _prefetched(self._fetch_batches(lo, hi, projection), self.config["query_timeout"])
+
+    def _fetch_batches(self, lo, hi, projection) -> Iterator[bytes]:
+        """The raw BSON batches of the window's query; a cursor lost mid-window is re-opened after the last
+        document of the last batch fetched (every batch fetched is handed out, in order)."""
+        from pymongo import errors
+
         collection = self._collection()
         window = self._window_query(lo, hi)
         batch_size = self.config["batch_size"]
-        last: tuple[bytes, int] | None = None  # the raw batch and offset of the last document read
+        after: tuple[Any, Any] | None = None  # (cursor, _id) of the last document handed out
+        last: bytes | None = None
         failures = 0
         while True:
-            query = window if last is None else {"$and": [window, self._after(*self._sort_key(*last))]}
-            cursor = collection.find_raw_batches(query, self._projection, sort=self._sort(), batch_size=batch_size)
+            if last is not None:
+                after = self._last_key(last) or after
+                last = None
+            query = window if after is None else {"$and": [window, self._after(*after)]}
+            cursor = collection.find_raw_batches(query, projection, sort=self._sort(), batch_size=batch_size)
             try:
                 for data in cursor:
                     failures = 0
-                    for offset, record in self._decode_batch(bson, data, codec):
-                        if isinstance(record, DeadLetter):
-                            yield record
-                            continue
-                        last = (data, offset)
-                        if self._drop_id:
-                            record.pop("_id", None)
-                        yield record
+                    last = data
+                    yield data
                 return
+            except errors.NetworkTimeout:  # the server did not answer in time: asking again would wait as long
+                raise RetriableConnectorError(
+                    f"{self._where}: MongoDB at {redact_url(self._uri)} sent no reply within query_timeout "
+                    f"({format_duration(self.config['query_timeout'])}); the next run retries (raise source.query_timeout "
+                    "for a slow query, or add an index on the cursor field)"
+                ) from None
             except (errors.CursorNotFound, errors.AutoReconnect) as exc:
                 failures += 1
                 if failures > _RESUME_ATTEMPTS or isinstance(exc, errors.ServerSelectionTimeoutError):
@@ -613,8 +649,12 @@ class MongoDBConnector(BaseConnector):
 
     reads_batches = True  # sorted by the cursor: ReadWindow checks and claims at batch edges only
 
-    def read_window_batches(self, lo, hi, batch_size: int) -> Iterator[list[Record] | DeadLetter]:
-        """The documents of ``[lo, hi)`` in lists of up to ``batch_size`` (each server batch is decoded at once)."""
+    def read_window_batches(self, lo, hi, batch_size: int) -> Iterator[list[Record] | EncodedBatch | DeadLetter]:
+        """The documents of ``[lo, hi)`` in lists of up to ``batch_size`` (each server batch is decoded at once),
+        or as JSON lines (:class:`EncodedBatch`) on the zero-decode path."""
+        if self._fields is not None:
+            yield from self._read_json(lo, hi, batch_size)
+            return
         batch: list[Record] = []
         for item in self.read_window(lo, hi):
             if isinstance(item, DeadLetter):
@@ -626,6 +666,134 @@ class MongoDBConnector(BaseConnector):
                 batch = []
         if batch:
             yield batch
+
+    # -- the zero-decode read ---------------------------------------------------------------------------
+    encodings = ("json",)  # JSON lines in the jsonl sink's encoding, straight from raw BSON batches
+
+    def use_encoding(self, encoding: str | None, fields: tuple = ()) -> str | None:
+        """Read JSON lines instead of records (``encoding`` "json"), doing the ``fields`` steps; None to read typed.
+
+        Returns why it cannot (the read then stays typed), or None. Called on the launcher.
+        """
+        self._fields = None
+        if encoding is None:
+            return None
+        if encoding not in self.encodings:
+            return f"the mongodb source cannot write {encoding}"
+        try:
+            self._fields = FieldPlan.of(fields, self.cursor_field)
+        except Unsupported as exc:
+            return f"{self._where}: {exc}"
+        return None
+
+    def _read_json(self, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
+        """The zero-decode read: each raw batch decoded without the type registry and encoded by orjson.
+
+        Documents the fast encoder leaves alone (rare BSON types, NaN) are encoded by the typed path, one
+        by one; a batch with a document the driver cannot decode goes the typed path as a whole.
+        """
+        import bson
+
+        plan = self._fields
+        fast = fast_codec_options()
+        projection = self._projection if self._projection is not None else plan.projection()
+        prev: int | None = None
+        for data in self._raw_batches(lo, hi, projection):
+            try:
+                docs = bson.decode_all(data, codec_options=fast)
+            except Exception:  # noqa: BLE001 - an undecodable document: the typed path finds and dead-letters it
+                docs = None
+            if docs is None:
+                items = self._typed_items(data)
+            else:
+                items = self._fast_items(data, docs)
+            positions: list[int] = []
+            lines: list[str] = []
+            for item in items:
+                if isinstance(item, DeadLetter):
+                    yield item
+                    continue
+                position, line = item
+                if position is None:  # an array of dates matched the window: it sorts by its smallest date
+                    if prev is None:
+                        raise FatalConnectorError(
+                            f"{self._where}: a document has no single date in cursor field {self.cursor_field!r} "
+                            "(an array of dates?); give each document one date there"
+                        )
+                    position = prev
+                prev = position
+                positions.append(position)
+                lines.append(line)
+                if len(lines) >= batch_size:
+                    yield EncodedBatch("json", lines, positions)
+                    positions, lines = [], []
+            if lines:
+                yield EncodedBatch("json", lines, positions)
+
+    def _fast_items(self, data: bytes, docs: list[dict]) -> list[tuple[int, str] | DeadLetter]:
+        """``(position, line)`` per document of a decoded batch (a document the typed path must encode: its
+        line or dead letter from there)."""
+        positions = self._positions(docs)
+        if self._drop_id:
+            for doc in docs:
+                doc.pop("_id", None)
+        steps = self._fields
+        lines, failed = fast_lines(steps.apply(docs) if steps.steps else docs)
+        items: list = [(p, line.decode("utf-8") if line is not None else None) for p, line in zip(positions, lines)]
+        if failed:
+            import bson
+
+            offsets = _offsets(data)
+            codec = record_codec_options()
+            for i in failed:
+                raw = data[offsets[i]:offsets[i + 1]]
+                try:
+                    record = bson.decode(raw, codec_options=codec)
+                except Exception as exc:  # noqa: BLE001 - as the typed path: one bad document must not stop the run
+                    items[i] = DeadLetter("read: mongodb", f"cannot decode BSON document: {exc}", _raw_summary(raw))
+                    continue
+                line = self._typed_line(record)
+                items[i] = line if isinstance(line, DeadLetter) else (positions[i], line)
+        return items
+
+    def _typed_items(self, data: bytes) -> Iterator[tuple[int, str] | DeadLetter]:
+        """``(position, line)`` per document of a batch, all by the typed path (its dead letters included)."""
+        import bson
+
+        for _offset, record in self._decode_batch(bson, data, record_codec_options()):
+            if isinstance(record, DeadLetter):
+                yield record
+                continue
+            position = self.cursor_position(record)
+            line = self._typed_line(record)
+            yield line if isinstance(line, DeadLetter) else (position, line)
+
+    def _typed_line(self, record: Record) -> str | DeadLetter:
+        if self._drop_id:
+            record.pop("_id", None)
+        steps = self._fields
+        if steps.steps:
+            record = steps.apply([record])[0]
+        return typed_line(record)
+
+    def _positions(self, docs: list[dict]) -> list[int | None]:
+        """The cursor positions of freshly decoded documents (ObjectIds and dates as the driver gives them)."""
+        cursor = self.cursor_field
+        if cursor == "_id":
+            return [int.from_bytes(d["_id"].binary[:4], "big") * 1_000_000 if hasattr(d.get("_id"), "binary") else None
+                    for d in docs]
+        values = [d.get(cursor) for d in docs] if "." not in cursor else [get_path(d, cursor) for d in docs]
+        return [to_micros(v) if isinstance(v, dt.datetime) else None for v in values]
+
+    def _last_key(self, data: bytes) -> tuple[Any, Any] | None:
+        """The sort key of the last decodable document of a raw batch (None when there is none)."""
+        offsets = _offsets(data)
+        for start in reversed(offsets[:-1]):
+            try:
+                return self._sort_key(data, start)
+            except Exception:  # noqa: BLE001 - an undecodable document: the one before it
+                continue
+        return None
 
     def _decode_batch(self, bson: Any, data: bytes, codec: Any) -> Iterator[tuple[int, Record | DeadLetter]]:
         """``(offset, record)`` for each document of a raw batch; undecodable documents as dead letters."""
@@ -790,6 +958,73 @@ def _is_dbref(value: Any) -> bool:
 
 def _path_order(path: str) -> tuple:
     return (path != "_id", path)
+
+
+_END = object()
+_PREFETCH = 2  # batches fetched ahead of the one being decoded
+
+
+def _prefetched(batches: Iterator[bytes], deadline: dt.timedelta) -> Iterator[bytes]:
+    """``batches`` produced by a thread of their own, up to ``_PREFETCH`` ahead; errors arrive here, in order.
+
+    Closing the iterator stops the thread (it closes ``batches``, and so the cursor, itself). Every network
+    call of the thread has the client's deadlines, so a wait here ends with a batch or an error.
+    """
+    import queue
+    import threading
+
+    ready: queue.Queue = queue.Queue(maxsize=_PREFETCH)
+    stop = threading.Event()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for data in batches:
+                if not hand_over((data, None)):
+                    return
+            hand_over((_END, None))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the reading thread
+            hand_over((None, exc))
+        finally:
+            batches.close()
+
+    thread = threading.Thread(target=produce, name="osmosis-mongodb-fetch", daemon=True)
+    thread.start()
+    patience = deadline.total_seconds() + 30  # the thread's own calls end within the deadline
+    try:
+        while True:
+            try:
+                data, exc = ready.get(timeout=patience)
+            except queue.Empty:
+                raise RetriableConnectorError(
+                    f"the MongoDB read got no batch within {format_duration(deadline)} and its fetch thread is stuck"
+                ) from None
+            if exc is not None:
+                raise exc
+            if data is _END:
+                return
+            yield data
+    finally:
+        stop.set()
+
+
+def _offsets(data: bytes) -> list[int]:
+    """Where each document of a well-formed raw batch starts, and the batch's end."""
+    out = [0]
+    end = len(data)
+    offset = 0
+    while offset + 4 <= end:
+        offset += int.from_bytes(data[offset:offset + 4], "little")
+        out.append(offset)
+    return out
 
 
 def _raw_summary(raw: bytes) -> dict[str, Any]:
