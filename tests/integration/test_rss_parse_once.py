@@ -173,21 +173,43 @@ def test_a_run_writes_the_same_bytes_on_both_paths_and_says_which_ran(feed_serve
 
 
 _RELATIVE = (
-    '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" xml:base="http://base.example/dir/"><channel>'
+    '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" xml:base="http://base.example/dir/"'
+    ' xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel>'
     "<title>Relative</title><link>../home</link><description>d</description>"
     "<item><title>t</title><link>item/1</link><guid>2</guid><comments>c?x=1</comments>"
     "<description>&lt;a href=\"rel/x.html\"&gt;x&lt;/a&gt; &lt;img src=\"/i.png\"&gt;</description></item>"
     '<item xml:base="http://other.example/a/b/"><title>t2</title><link>../up</link><guid isPermaLink="false">k</guid>'
     "<enclosure url=\"media/e.mp3\" length=\"1\" type=\"audio/mpeg\"/></item>"
+    # Text the HTML passes get without markup, and with: whitespace, CR LF (from character references),
+    # '>' alone, unicode, an entity-escaped tag, CDATA markup, a script, an empty value.
+    "<item><title>  spaced  </title><guid>p1</guid><description>  plain text &#13;&#10;two lines  &#13;&#10; </description>"
+    "<content:encoded><![CDATA[ a > b, caf\u00e9 \U0001f600 ]]></content:encoded></item>"
+    "<item><guid>p2</guid><description>1 &amp;lt; 2 &amp;amp; x</description>"
+    "<content:encoded><![CDATA[<p onclick='x()'>hi<script>alert(1)</script><br/></p>&copy;]]></content:encoded></item>"
+    "<item><guid>p3</guid><description></description><content:encoded><![CDATA[<![CDATA[x]]]]><![CDATA[>]]></content:encoded></item>"
     "</channel></rss>"
+)
+_ATOM_TEXTS = (
+    '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom" xml:base="http://atom.example/x/">'
+    "<title type=\"html\">  A &amp;amp; B  </title><id>urn:f</id><updated>2024-01-01T00:00:00Z</updated>"
+    "<entry><id>e1</id><title type=\"text\">plain  </title><updated>2024-01-01T00:00:00Z</updated>"
+    "<summary type=\"html\">no markup at all\r\n  </summary>"
+    "<content type=\"xhtml\"><div xmlns=\"http://www.w3.org/1999/xhtml\">  only text  </div></content></entry>"
+    "<entry><id>e2</id><updated>2024-01-01T00:00:00Z</updated><summary type=\"html\">&lt;a href=\"r\"&gt;r&lt;/a&gt;</summary>"
+    "<content type=\"html\">   </content></entry>"
+    "</feed>"
 )
 
 
-@pytest.mark.parametrize("name", ["rss091.xml", "rss092.xml", "rss10.rdf", "rss20.xml", "atom10.xml", "latin1.xml", "relative"])
+@pytest.mark.parametrize("name", ["rss091.xml", "rss092.xml", "rss10.rdf", "rss20.xml", "atom10.xml", "latin1.xml",
+                                  "relative", "atom-texts", "bench"])
 @pytest.mark.parametrize("base", ["http://127.0.0.1:8080/feeds/f.xml", None])
-def test_the_memoized_url_join_parses_exactly_as_feedparser(name, base, monkeypatch):
-    """parse_feed is feedparser.parse: the same feed, the same entries, link for link (with and without a base)."""
-    body = _RELATIVE.encode() if name == "relative" else (FEEDS / name).read_bytes()
+def test_parse_feed_parses_exactly_as_feedparser(name, base, monkeypatch):
+    """parse_feed is feedparser.parse: the same feed, the same entries, value for value (with and without a base)."""
+    from bench.routes import _feed
+
+    bodies = {"relative": _RELATIVE.encode(), "atom-texts": _ATOM_TEXTS.encode(), "bench": _feed(50)}
+    body = bodies[name] if name in bodies else (FEEDS / name).read_bytes()
     headers = {"content-type": "application/rss+xml"}
     if base:
         headers["content-location"] = base
@@ -195,12 +217,14 @@ def test_the_memoized_url_join_parses_exactly_as_feedparser(name, base, monkeypa
     ours_again = parse_feed(body, dict(headers))  # with the cache warm
     from feedparser import mixin, urls
 
-    plain = urls._urljoin.__wrapped__  # the cache is in place: feedparser's own function sits behind it
-    monkeypatch.setattr(urls, "_urljoin", plain)
-    monkeypatch.setattr(mixin, "_urljoin", plain)
+    # The replacements are in place; feedparser's own functions sit behind them.
+    for module, attr in ((urls, "_urljoin"), (mixin, "_urljoin"), (mixin, "resolve_relative_uris"), (mixin, "_sanitize_html")):
+        monkeypatch.setattr(module, attr, getattr(module, attr).__wrapped__)
     theirs = feedparser.parse(body, response_headers=dict(headers))
     assert ours.entries and ours.entries == theirs.entries == ours_again.entries
     assert ours.feed == theirs.feed and ours.version == theirs.version and ours.bozo == theirs.bozo
     if name == "relative" and base:
         assert ours.entries[1].link == "http://other.example/a/up"
         assert 'href="http://base.example/dir/rel/x.html"' in ours.entries[0].summary
+        assert ours.entries[2].summary == "plain text \ntwo lines"  # the sanitizer strips, and writes CR LF as LF
+        assert "<script" not in ours.entries[3].content[0].value

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 from osmosis_beam.core.errors import FatalConnectorError, RetriableConnectorError
 from osmosis_beam.core.options import Option
 from osmosis_beam.core.secrets import redact_url
-from osmosis_beam.core.encoding import dumps_batch, dumps_bytes
+from osmosis_beam.core.encoding import dumps_bytes
 from osmosis_beam.core.records import DeadLetter, EncodedBatch, Record
 from osmosis_beam.core.timefmt import UTC, parse_http_date, parse_timestamp, utcnow
 from osmosis_beam.core.window import SyncWindow
@@ -419,21 +419,23 @@ class RSSConnector(BaseConnector):
         ids = ids or [None] * len(parsed.entries)
         entries = parsed.entries[:-1] if self._cut else parsed.entries
         out = []
+        get = dict.get  # FeedParserDict.get gives the same for these keys (none is an alias), in a Python call each
         for entry, verbatim_id in zip(entries, ids):
             # dict.get: the entry's own dates, without feedparser's deprecated updated -> published fallback
-            published = _struct_to_dt(dict.get(entry, "published_parsed"))
-            updated = _struct_to_dt(dict.get(entry, "updated_parsed"))
-            content = entry.get("content") or []
+            published = _struct_to_dt(get(entry, "published_parsed"))
+            updated = _struct_to_dt(get(entry, "updated_parsed"))
+            content = get(entry, "content") or []
+            link = get(entry, "link")
             record = {
-                "id": verbatim_id or entry.get("id") or entry.get("link") or _hash_entry(entry),
-                "title": entry.get("title"),
-                "link": entry.get("link"),
-                "summary": entry.get("summary"),
-                "content": content[0].get("value") if content else None,
-                "author": entry.get("author"),
+                "id": verbatim_id or get(entry, "id") or link or _hash_entry(entry),
+                "title": get(entry, "title"),
+                "link": link,
+                "summary": get(entry, "summary"),
+                "content": get(content[0], "value") if content else None,
+                "author": get(entry, "author"),
                 "published": published,
                 "updated": updated,
-                "tags": [t.get("term") for t in entry.get("tags", []) if t.get("term")],
+                "tags": [term for term in (get(t, "term") for t in get(entry, "tags", ())) if term],
                 "feed_title": feed_title,
                 "feed_url": self.url,
             }
@@ -548,15 +550,13 @@ class RSSConnector(BaseConnector):
             return f"the rss source cannot encode {encoding!r}"
         if fields:
             return "the rss source does no field steps while it encodes: the steps run on records"
-        entries = self._entries()
-        records = [rec for rec, _, _ in entries]
-        lines = dumps_batch(records)
-        if lines is None:  # a record the fast pass refuses: encode one by one, as the jsonl sink does then
-            try:
-                lines = [dumps_bytes(rec) for rec in records]
-            except (TypeError, ValueError) as exc:
-                return f"an entry cannot be encoded as JSON ({exc}): the read stays typed"
-        self._lines = [line.decode("utf-8") for line in lines]
+        try:
+            # One record at a time, each line decoded at once: orjson's output buffers are far larger than
+            # the line, and 20,000 of them alive at once cost 80 MB (the heap keeps them afterwards).
+            lines = [dumps_bytes(rec).decode("utf-8") for rec, _, _ in self._entries()]
+        except (TypeError, ValueError) as exc:  # the sink would dead-letter such a record: let it
+            return f"an entry cannot be encoded as JSON ({exc}): the read stays typed"
+        self._lines = lines
         self._encoding = "json"
         return None
 
