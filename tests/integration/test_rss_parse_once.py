@@ -12,6 +12,7 @@ import feedparser
 import pytest
 
 from osmosis_beam.core.encoding import dumps
+from osmosis_beam.core.errors import FatalConnectorError
 from osmosis_beam.core.records import DeadLetter, EncodedBatch
 from osmosis_beam.io.rss.feed import parse_feed
 from osmosis_beam.io.rss.source import RSSConnector
@@ -53,15 +54,20 @@ def _launcher(feed_server, body, path="/f.xml", **kwargs) -> RSSConnector:
     return launcher
 
 
-def _batches(connector, lo, hi, size=3):
-    records, dead = [], []
-    for item_ in connector.read_window_batches(lo, hi, size):
+def _read(connector, lo, hi, size=3):
+    """What the read DoFn gets: batches of JSON lines on the zero-decode path, else records; and the dead letters."""
+    out, dead = [], []
+    items = connector.read_window_batches(lo, hi, size) if connector.reads_batches else connector.read_window(lo, hi)
+    for item_ in items:
         if isinstance(item_, DeadLetter):
             dead.append(item_)
+        elif connector.reads_batches:
+            assert isinstance(item_, EncodedBatch) and item_.encoding == "json" and 0 < len(item_) <= size
+            out.extend(item_.lines)
         else:
-            assert 0 < len(item_) <= size
-            records.append(item_)
-    return records, dead
+            assert isinstance(item_, dict)
+            out.append(item_)
+    return out, dead
 
 
 def test_the_pickled_connector_carries_entries_not_the_body(feed_server):
@@ -86,22 +92,21 @@ def test_the_zero_decode_read_gives_the_typed_reads_records_as_the_jsonl_sinks_l
     """Both paths over one feed, on a worker: the same dead letters; each record's line is what the sink writes."""
     lo, hi = window
     typed = pickle.loads(pickle.dumps(_launcher(feed_server, _mixed_feed(), "/typed.xml")))
-    typed_batches, typed_dead = _batches(typed, lo, hi)
-    assert all(isinstance(b, list) for b in typed_batches)
+    assert typed.reads_batches is False
+    records, typed_dead = _read(typed, lo, hi)
 
     launcher = _launcher(feed_server, _mixed_feed(), "/encoded.xml")
     assert launcher.use_encoding("json") is None
     worker = pickle.loads(pickle.dumps(launcher))
     assert worker._entry_cache is None and worker._lines is None  # only the blob travels
-    encoded_batches, encoded_dead = _batches(worker, lo, hi)
-    assert all(isinstance(b, EncodedBatch) and b.encoding == "json" for b in encoded_batches)
+    assert worker.reads_batches is True
+    encoded, encoded_dead = _read(worker, lo, hi)
 
     def same_url(value):  # the two feeds are served at two paths
         return value.replace("/encoded.xml", "/typed.xml") if isinstance(value, str) else value
 
-    lines = [same_url(line) for b in encoded_batches for line in b.lines]
-    assert lines == [same_url(dumps(r)) for b in typed_batches for r in b]
-    assert [len(b) for b in encoded_batches] == [len(b) for b in typed_batches]
+    lines = [same_url(line) for line in encoded]
+    assert lines == [same_url(dumps(r)) for r in records]
     assert [(d.step, d.error) for d in encoded_dead] == [(d.step, d.error) for d in typed_dead]
     assert [{k: same_url(v) for k, v in d.record.items()} for d in encoded_dead] == [d.record for d in typed_dead]
     if window == (None, FAR):
@@ -122,8 +127,8 @@ def test_the_zero_decode_read_keeps_the_state_rules(feed_server):
         if encoded:
             assert launcher.use_encoding("json") is None
         worker = pickle.loads(pickle.dumps(launcher))
-        batches, dead = _batches(worker, T0 - 30 * dt.timedelta(minutes=1), T0 + h)  # lo after every past entry
-        lines = [line for b in batches for line in b.lines] if encoded else [dumps(r) for b in batches for r in b]
+        out, dead = _read(worker, T0 - 30 * dt.timedelta(minutes=1), T0 + h)  # lo after every past entry
+        lines = out if encoded else [dumps(r) for r in out]
         results.append(([line.replace(path, "") for line in lines], dead))
     (typed_lines, typed_dead), (encoded_lines, encoded_dead) = results
     assert encoded_lines == typed_lines and encoded_dead == typed_dead == []
@@ -139,8 +144,12 @@ def test_field_steps_and_other_encodings_keep_the_read_typed(feed_server):
     assert "field steps" in launcher.use_encoding("json", fields=(("select", {"fields": ["id"]}),))
     assert "cannot encode 'pgcopy'" in launcher.use_encoding("pgcopy")
     assert launcher.use_encoding(None) is None
-    records, _ = _batches(pickle.loads(pickle.dumps(launcher)), None, FAR)
-    assert records and all(isinstance(b, list) for b in records)
+    worker = pickle.loads(pickle.dumps(launcher))
+    assert worker.reads_batches is False
+    records, _ = _read(worker, None, FAR)
+    assert records and all(isinstance(r, dict) for r in records)
+    with pytest.raises(FatalConnectorError, match="zero-decode read"):
+        next(iter(worker.read_window_batches(None, FAR, 10)))
 
 
 def _pipeline_output(base: Path, url: str, read: dict | None):

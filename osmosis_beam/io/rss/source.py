@@ -5,7 +5,9 @@ Reads RSS 0.9x, 1.0, 2.0, Atom and CDF. The launcher fetches the feed once per r
 redirects by hand, URL credentials sent to their origin only) with a conditional GET
 (ETag / Last-Modified remembered per feed), so an unchanged feed costs one ``304`` and no Beam job,
 and parses it before the Beam job starts, so a document that is not a readable feed fails the run
-with a clear message. Entries are windowed on ``updated`` (or ``published``; see
+with a clear message. The workers get the parsed entries as one compressed blob (never the body): the
+records, or, on the zero-decode path (no steps, a ``jsonl`` sink), each entry's JSON line, encoded once by
+the sink's own encoder. Entries are windowed on ``updated`` (or ``published``; see
 ``incremental.cursor_field``; an entry without the one falls back to the other); entries without a
 date are delivered exactly once (their ids are remembered while they stay in the feed); with a
 ``lookback`` the entries re-read are deduplicated by id and date, while an entry whose date changed
@@ -502,22 +504,16 @@ class RSSConnector(BaseConnector):
                     f"rss {self.url}: the entries were shipped as JSON lines; read them with read_window_batches"
                 )
 
-    reads_batches = True  # one document: the window's entries in batches (JSON lines on the zero-decode path)
+    @property
+    def reads_batches(self) -> bool:  # type: ignore[override]
+        """True on the zero-decode path: the read yields the window's JSON lines in batches (read_window_batches)."""
+        return self._encoding == "json"
 
-    def read_window_batches(self, lo, hi, batch_size: int) -> Iterator[list[Record] | EncodedBatch | DeadLetter]:
+    def read_window_batches(self, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
+        """The zero-decode read (after ``use_encoding("json")``): the window's entries as batches of JSON lines."""
         if self._encoding != "json":
-            batch: list[Record] = []
-            for item in self.read_window(lo, hi):
-                if isinstance(item, DeadLetter):
-                    yield item
-                    continue
-                batch.append(item)
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-            if batch:
-                yield batch
-            return
+            raise FatalConnectorError(f"rss {self.url}: read_window_batches is the zero-decode read; call "
+                                      "use_encoding('json') on the launcher first, or read records with read_window")
         self._entry_meta()  # unpacks the blob on a worker
         lines = self._lines
         chunk: list[str] = []
