@@ -161,6 +161,16 @@ class _ReadWindowFn(beam.DoFn):
         if not tracker.try_claim(restriction.start):
             return
         size = self._batch_size
+        if connector.reads_batches:  # batches (or pre-encoded lines) as the connector cut them
+            for item in connector.read_window_batches(lo, hi, size):
+                if isinstance(item, DeadLetter):
+                    yield self._dead_letter(item)
+                elif item:
+                    self._read_inc(len(item))
+                    yield item
+            tracker.try_claim(restriction.stop)  # marks the restriction done
+            self._advance(mark, restriction.stop)
+            return
         batch: list[Record] = []
         for item in connector.read_window(lo, hi):
             if isinstance(item, DeadLetter):
