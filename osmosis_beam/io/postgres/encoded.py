@@ -281,7 +281,6 @@ def typed_line(record: Record) -> str | DeadLetter:
 
 
 # Shared with the Arrow read of the Parquet sink (io/postgres/arrow.py), which builds its own SELECT list.
-position_sql = _position
 quote_ident = _ident
 type_info = _type_info
 resolve_type = _resolve

@@ -944,8 +944,8 @@ class PostgresConnector(BaseConnector):
     def _read_arrow(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
         """The zero-decode read for the Parquet sink: COPY CSV rows turned into Arrow tables, batch by batch.
 
-        Rows the server flagged are decoded by the typed path's casters (robust ones: a value Python cannot
-        represent becomes the same dead letter as on the typed path).
+        A batch holding a value pyarrow will not parse as the typed path reads it is decoded by the typed
+        path's casters (robust ones: a value Python cannot represent is the same dead letter as there).
         """
         caster = self._conn().cursor()
         for robust in _ROBUST_CASTERS:
@@ -957,7 +957,8 @@ class PostgresConnector(BaseConnector):
                 record[k] = record[k].text
             return DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record)
 
-        decoder = ArrowDecoder(self._encoded, caster.cast, _unreadable_fields, dead_letter)
+        decoder = ArrowDecoder(self._encoded, cast=caster.cast, unreadable=_unreadable_fields, dead_letter=dead_letter,
+                               position=lambda value: self.cursor_position({self.cursor_field: value}))
         try:
             yield from decode_rows(decoder, self._copy_rows(statement, lo, hi, batch_size, "(FORMAT csv)"))
         finally:
