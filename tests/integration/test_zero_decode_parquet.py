@@ -319,3 +319,28 @@ def test_cli_says_which_path_ran_and_the_switch_forces_typed(pg_dsn, tmp_path, o
                         home_dir=tmp_path / "home3", env=env)
     assert again.returncode == 0, again.stderr
     assert "typed path (public.every_type: column 'span' has a type the Arrow path does not carry" in again.stderr
+
+
+def test_an_arrow_read_stopped_early_ends_the_copy_and_the_next_read_is_whole(pg_dsn):
+    """A split can take the rest of a sub-window: the COPY stops, and the connection is fine afterwards."""
+    execute(
+        pg_dsn,
+        "CREATE TABLE many (id integer PRIMARY KEY, updated_at timestamptz NOT NULL, v text)",
+        "INSERT INTO many SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 ms', repeat('x', 50) "
+        "FROM generate_series(1, 50000) AS g",
+    )
+    connector = source(pg_dsn, table="many")
+    assert connector.use_encoding("arrow") is None
+    connector.connect()
+    try:
+        batches = connector.read_window_batches(None, utc(2030, 1, 1), 1000)
+        first = next(batches)
+        assert isinstance(first, EncodedBatch) and isinstance(first.lines, pa.Table) and len(first) == 1000
+        assert first.position(0) == 1704067200001000 and first.positions[-1] == 1704067201000000
+        head = first.head(1704067200000500 + 1000)  # what the read keeps when a claim fails mid-batch
+        assert len(head) == 1 and head.lines.column("id").to_pylist() == [1]
+        batches.close()
+        total = sum(len(b) for b in connector.read_window_batches(None, utc(2030, 1, 1), 1000))
+    finally:
+        connector.disconnect()
+    assert total == 50000

@@ -33,11 +33,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Iterator, Mapping
 
+from osmosis_beam.core.errors import FatalConnectorError
 from osmosis_beam.core.records import DeadLetter, EncodedBatch
 from osmosis_beam.io.files.arrow import Col, build_table, value_col
 from osmosis_beam.io.postgres.encoded import Unsupported, project, quote_ident, resolve_type, type_info
 
-__all__ = ["ARROW", "ArrowPlan", "build_arrow_plan", "decode_rows"]
+__all__ = ["ARROW", "ArrowPlan", "ArrowDecoder", "build_arrow_plan"]
 
 #: The encoding name shared by the PostgreSQL source and the Parquet sink.
 ARROW = "arrow"
@@ -210,7 +211,14 @@ class ArrowDecoder:
         except pa.ArrowInvalid:  # a value the typed path reads its own way: decode this batch as it does
             data.seek(0)
             read, parse, convert = self._text_options
-            yield from self._typed(pcsv.read_csv(data, read_options=read, parse_options=parse, convert_options=convert))
+            try:
+                text = pcsv.read_csv(data, read_options=read, parse_options=parse, convert_options=convert)
+            except pa.ArrowInvalid as exc:
+                raise FatalConnectorError(
+                    f"postgres source: cannot split the COPY output into its {len(self._plan.csv_columns)} columns "
+                    f"({exc}); set read.path: typed in the pipeline to read without the Arrow path"
+                ) from None
+            yield from self._typed(text)
             return
         yield EncodedBatch(ARROW, self._table(table), self._positions(table))
 
@@ -285,8 +293,3 @@ class ArrowDecoder:
             positions.append(position)
         yield from flush()
 
-
-def decode_rows(decoder: ArrowDecoder, chunks: Iterable[list[bytes]]) -> Iterator[EncodedBatch | DeadLetter]:
-    """Every chunk of CSV rows decoded in turn."""
-    for rows in chunks:
-        yield from decoder.decode(rows)

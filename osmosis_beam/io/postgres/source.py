@@ -63,7 +63,7 @@ from osmosis_beam.core.timefmt import MIN_MICROS, UTC
 from osmosis_beam.core.window import SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
 from osmosis_beam.io.files.arrow import declared_decimals
-from osmosis_beam.io.postgres.arrow import ARROW, ArrowDecoder, ArrowPlan, build_arrow_plan, decode_rows
+from osmosis_beam.io.postgres.arrow import ARROW, ArrowDecoder, ArrowPlan, build_arrow_plan
 from osmosis_beam.io.postgres.encoded import ENCODINGS, EncodedPlan, Unsupported, build_encoded_plan, typed_line
 from osmosis_beam.io.postgres.session import (
     DEFAULT_DEADLINES,
@@ -959,9 +959,12 @@ class PostgresConnector(BaseConnector):
 
         decoder = ArrowDecoder(self._encoded, cast=caster.cast, unreadable=_unreadable_fields, dead_letter=dead_letter,
                                position=lambda value: self.cursor_position({self.cursor_field: value}))
+        chunks = self._copy_rows(statement, lo, hi, batch_size, "(FORMAT csv)")
         try:
-            yield from decode_rows(decoder, self._copy_rows(statement, lo, hi, batch_size, "(FORMAT csv)"))
+            for rows in chunks:
+                yield from decoder.decode(rows)
         finally:
+            chunks.close()  # a reader that stopped early (a split took the rest) ends the COPY now
             caster.close()
 
     def _copy_rows(self, statement: str, lo, hi, batch_size: int, options: str = "") -> Iterator[list[bytes]]:
