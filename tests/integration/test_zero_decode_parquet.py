@@ -344,3 +344,21 @@ def test_an_arrow_read_stopped_early_ends_the_copy_and_the_next_read_is_whole(pg
     finally:
         connector.disconnect()
     assert total == 50000
+
+
+def test_a_pinned_schema_keeps_the_typed_path_and_says_why(pg_dsn, tmp_path):
+    from osmosis_beam.config import load_pipeline
+    from osmosis_beam.sync.path import choose_path
+
+    execute(pg_dsn, "CREATE TABLE every_type (id integer, updated_at timestamptz, v numeric(6, 2))")
+    for extra, expected in (("", ("arrow", "the postgres source writes arrow for the parquet sink")),
+                            ('  schema: {v: "decimal(10,2)"}\n', (None, "the parquet sink pins column types (sink.schema)"))):
+        path = _pipeline_yaml(tmp_path / "p.yaml", tmp_path / "out")
+        path.write_text(path.read_text() + extra)
+        spec = load_pipeline(path, env={"ZD_DSN": pg_dsn})
+        connector = source(pg_dsn, table="every_type")
+        sink = ParquetSink(spec.sink.options, pipeline_id="t")
+        sink.use_schema(connector.get_schema())
+        encoding, why = choose_path(spec, connector, sink)
+        assert encoding == expected[0] and expected[1] in why, why
+        assert sink.encoding == encoding

@@ -89,8 +89,8 @@ class ParquetSink(StagedFileSink):
 
     def __init__(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         super().__init__(options, **kwargs)
-        if self.config["schema"]:
-            self.encodings = ()  # pinned column types are checked value by value: the typed path
+        if self.config["schema"]:  # pinned column types are checked value by value: the typed path
+            self.typed_only = "pins column types (sink.schema), which it checks value by value"
 
     def use_schema(self, schema: Mapping[str, Any] | None) -> None:
         """Take the declared precision of decimal columns from a PostgreSQL source's schema."""
