@@ -103,7 +103,7 @@ def _run(connector, sink: ParquetSink, run_id: str, window: SyncWindow, *, split
             lambda b: kinds.add("arrow" if isinstance(b, EncodedBatch) and not isinstance(b.lines, list) else "typed"))
         written = read.records | "Write" >> sink.write(run_id)
         (read.dead_letter, written.dead_letter) | beam.Flatten() | beam.Map(dead.add)
-    sink.publish(run_id, window_hi=window.hi)
+    sink.publish(run_id, window_hi=window.hi if isinstance(window.hi, dt.datetime) else utc(2024, 1, 1))
     return dead.take(), kinds.take()
 
 
@@ -362,3 +362,25 @@ def test_a_pinned_schema_keeps_the_typed_path_and_says_why(pg_dsn, tmp_path):
         encoding, why = choose_path(spec, connector, sink)
         assert encoding == expected[0] and expected[1] in why, why
         assert sink.encoding == encoding
+
+
+@pytest.mark.parametrize("cursor_type, timezone", [("timestamp", "Europe/Paris"), ("date", None), ("bigint", None)])
+def test_every_cursor_kind_gives_the_typed_output(pg_dsn, tmp_path, cursor_type, timezone):
+    """Positions come from the parsed cursor column: naive timestamps read in their zone, dates, integers."""
+    value = {"timestamp": "timestamp '2024-03-30 12:00:00' + (g / 3) * interval '1 hour'",
+             "date": "date '2024-01-01' + g / 5", "bigint": "g / 2"}[cursor_type]
+    execute(pg_dsn, f"CREATE TABLE every_type (id integer, updated_at {cursor_type}, p point, tv tsvector, n numeric(8, 3))",
+            f"INSERT INTO every_type SELECT g, {value}, point(g, -g), to_tsvector('simple', 'row ' || g), g / 8.0 "
+            "FROM generate_series(1, 1500) AS g")
+    options = {"timezone": timezone} if timezone else {}
+    window = SyncWindow(0, 600) if cursor_type == "bigint" else SyncWindow(utc(2024, 1, 1), utc(2024, 4, 10))
+    results = _paths(pg_dsn, tmp_path, window, splits=3, batch_size=100, **options)
+    arrow, dead, kinds, _ = results["arrow"]
+    typed = results["typed"][0]
+    assert not dead and set(kinds) == {"arrow"}
+    assert arrow.schema == typed.schema
+    _assert_same_rows(_rows(arrow), _rows(typed))
+    # The window end holds: ids 1..1199 below 600 (g / 2); 100 days of g / 5 days; g / 3 hours after 2024-03-30 12:00 in Paris (UTC+2
+    # after the DST change) below 2024-04-10 00:00 UTC: 253 hours, g <= 761.
+    expected = {"bigint": 1199, "date": 499, "timestamp": 761}[cursor_type]
+    assert arrow.num_rows == expected and _rows(arrow)[1]["p"] == "(1,-1)"

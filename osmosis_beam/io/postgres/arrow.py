@@ -33,6 +33,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Iterator, Mapping
 
+import psycopg2.extensions
+
 from osmosis_beam.core.errors import FatalConnectorError
 from osmosis_beam.core.records import DeadLetter, EncodedBatch
 from osmosis_beam.io.files.arrow import Col, build_table, value_col
@@ -99,6 +101,8 @@ def _column(oid: int, category: str, what: str, declared: tuple[int, int] | None
         return Col("timestamp_naive"), "timestamp_naive"
     if oid in _TEXT_LIKE or (oid >= _FIRST_USER_OID and category in ("E", "S", "U")):
         return Col("string"), "string"  # enums, citext, inet, money, xml, ...: psycopg2 returns their text
+    if oid < _FIRST_USER_OID and oid not in psycopg2.extensions.string_types:
+        return Col("string"), "string"  # point, tsvector, ...: no psycopg2 caster, so the typed value is this text
     raise Unsupported(f"{what} has a type the Arrow path does not carry exactly (type oid {oid}, category {category!r})")
 
 
