@@ -40,7 +40,7 @@ from osmosis_beam.core.records import DeadLetter, EncodedBatch
 from osmosis_beam.io.files.arrow import Col, build_table, value_col
 from osmosis_beam.io.postgres.encoded import Unsupported, project, quote_ident, resolve_type, type_info
 
-__all__ = ["ARROW", "ArrowPlan", "ArrowDecoder", "build_arrow_plan"]
+__all__ = ["ARROW", "ArrowPlan", "ArrowDecoder", "Positions", "build_arrow_plan"]
 
 #: The encoding name shared by the PostgreSQL source and the Parquet sink.
 ARROW = "arrow"
@@ -184,6 +184,33 @@ def _csv_options(plan: ArrowPlan, *, as_text: bool = False):
     )
 
 
+class Positions:
+    """A batch's cursor positions as a numpy int64 array, read as a sequence of Python ints.
+
+    The read looks at the first and the last, and bisects when a claim cuts a batch: converting a million
+    positions into Python ints up front cost 0.6 s per million rows.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values) -> None:
+        self._values = values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Positions(self._values[index])
+        return int(self._values[index])
+
+    def __getstate__(self):
+        return self._values
+
+    def __setstate__(self, values) -> None:
+        self._values = values
+
+
 class ArrowDecoder:
     """Turns batches of CSV rows (bytes, one row each) of an :class:`ArrowPlan` into EncodedBatch / DeadLetter items.
 
@@ -226,15 +253,13 @@ class ArrowDecoder:
             return
         yield EncodedBatch(ARROW, self._table(table), self._positions(table))
 
-    def _positions(self, table) -> list[int]:
+    def _positions(self, table) -> "Positions":
         import pyarrow as pa
 
-        cursor = table.column(self._plan.cursor)
-        if self._plan.kind == "integer":
-            return cursor.to_pylist()
+        cursor = table.column(self._plan.cursor)  # never NULL: the window's WHERE compares it
         if self._plan.kind == "date":
-            return [None if d is None else d * 86_400_000_000 for d in cursor.cast(pa.int32()).to_pylist()]
-        return cursor.cast(pa.int64()).to_pylist()  # timestamp[us, UTC]: epoch microseconds
+            return Positions(cursor.cast(pa.int32()).to_numpy().astype("int64") * 86_400_000_000)
+        return Positions(cursor.cast(pa.int64()).to_numpy())  # integers; timestamp[us, UTC] is epoch microseconds
 
     def _table(self, table):
         import pyarrow as pa
