@@ -305,6 +305,8 @@ def test_cli_says_which_path_ran_and_the_switch_forces_typed(pg_dsn, tmp_path, o
     assert auto.returncode == 0, auto.stderr
     assert "zero-decode arrow path (no step needs Python values: the postgres source writes arrow for the parquet sink)" \
         in auto.stderr, auto.stderr
+    assert "postgres source public.every_type: Arrow columns id int, updated_at timestamp, " in auto.stderr
+    assert "n122 decimal(12,2), n3810 decimal(38,10), n50 decimal(50,5)" in auto.stderr
     typed = osmosis_cli("-v", "run", _pipeline_yaml(tmp_path / "typed.yaml", tmp_path / "typed", "read: {path: typed}"),
                         home_dir=tmp_path / "home2", env=env)
     assert typed.returncode == 0, typed.stderr

@@ -863,6 +863,7 @@ class PostgresConnector(BaseConnector):
                 self._encoded = build_arrow_plan(
                     conn, base, plan.columns, plan.oids, self.cursor_field, plan.kind, fields, declared=declared
                 )
+                log.info("%s %s: Arrow columns %s", self._what, plan.source, self._encoded.describe())
             else:
                 self._encoded = build_encoded_plan(
                     conn, encoding, base, plan.columns, plan.oids, self.cursor_field, plan.kind, fields,
