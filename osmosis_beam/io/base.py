@@ -198,6 +198,8 @@ class BaseSink:
     encodings: ClassVar[tuple[str, ...]] = ()
     #: The encoding the run chose (``use_encoding``), or None for records.
     encoding: str | None = None
+    #: Why this sink takes records only, though its type has ``encodings`` (e.g. a pinned schema), for ``-v``.
+    typed_only: str | None = None
 
     def use_encoding(self, encoding: str | None) -> None:
         """Launcher side, before ``write``: the batches will be ``encoding`` (one of ``encodings``), or records."""

@@ -43,6 +43,8 @@ def _choose(spec: PipelineSpec, connector: BaseConnector, sink: BaseSink) -> tup
     for step in spec.steps:
         if step.name not in PUSHABLE:
             return None, f"step {step.label} needs Python values"
+    if sink.typed_only:
+        return None, f"the {sink.type_name} sink {sink.typed_only}"
     shared = [e for e in sink.encodings if e in connector.encodings]
     if not shared:
         return None, f"the {connector.type_name} source has no encoding the {sink.type_name} sink stores as it is"

@@ -83,7 +83,14 @@ class ParquetSink(StagedFileSink):
         Option("schema", "dict", default={}, help="pin column types: {field: TYPE}"),
     )
     wants_schema = True  # a PostgreSQL source's numeric(p,s) columns become decimal(p,s), not decimal(38,s)
+    #: Arrow tables a source builds in the column types the typed path derives (the zero-decode path).
+    encodings = ("arrow",)
     _declared: dict = {}
+
+    def __init__(self, options: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(options, **kwargs)
+        if self.config["schema"]:  # pinned column types are checked value by value: the typed path
+            self.typed_only = "pins column types (sink.schema), which it checks value by value"
 
     def use_schema(self, schema: Mapping[str, Any] | None) -> None:
         """Take the declared precision of decimal columns from a PostgreSQL source's schema."""

@@ -10,7 +10,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from osmosis_beam.core.errors import ConfigError, SinkError
-from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
+from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter, EncodedBatch
 from osmosis_beam.io.files.arrow import (
     NULL,
     SUFFIX,
@@ -49,11 +49,19 @@ class _WriteParquetFn(beam.DoFn):
         self._tmp = self._final = None
         self._pending: list = []
         self._pending_rows = 0
+        self._pending_arrow = False  # the pending tables came as Arrow from the source (their schema is theirs)
 
     # One batch: find each record's columns; a record with a conflicting value is a dead letter.
     def process(self, batch):
         import pyarrow as pa
 
+        if isinstance(batch, EncodedBatch):  # the zero-decode path: an Arrow table in the typed path's types
+            if not isinstance(batch.lines, list):
+                self._append_arrow(batch.lines)
+                return
+            batch = batch.lines  # records the source decoded as the typed path does (values it must check)
+        if self._pending and self._pending_arrow:
+            self._guarded(self._roll)  # the typed records' schema is their own: a file of their own
         schema = dict(self._schema)
         kept = []
         for record in batch:
@@ -119,6 +127,22 @@ class _WriteParquetFn(beam.DoFn):
         if self._pending_rows >= self._row_group_size:
             self._guarded(self._flush)
 
+    def _append_arrow(self, table) -> None:
+        """Buffer a table the source built with the column types the typed path would derive."""
+        if not table.num_rows:
+            return
+        table = table.replace_schema_metadata(self._metadata)
+        if self._pending and not self._pending_arrow:
+            self._guarded(self._roll)
+        if self._file_schema is not None and not table.schema.equals(self._file_schema, check_metadata=True):
+            self._guarded(self._roll)
+        self._pending.append(table)
+        self._pending_arrow = True
+        self._pending_rows += table.num_rows
+        self._written.inc(table.num_rows)
+        if self._pending_rows >= self._row_group_size:
+            self._guarded(self._flush)
+
     def _guarded(self, write) -> None:
         """Run a write; a failing disk (ENOSPC, EIO) becomes a SinkError naming the file."""
         try:
@@ -148,10 +172,12 @@ class _WriteParquetFn(beam.DoFn):
         if not self._pending:
             return
         target = self._file_schema
-        if target is None:
+        if target is None and self._pending_arrow:
+            target = self._pending[0].schema
+        elif target is None:
             target = pa.schema([col.arrow_field(name) for name, col in self._schema.items()], metadata=self._metadata)
-        tables = [conform(t, target) for t in self._pending]
-        self._pending, self._pending_rows = [], 0
+        tables = self._pending if self._pending_arrow else [conform(t, target) for t in self._pending]
+        self._pending, self._pending_rows, self._pending_arrow = [], 0, False
         if self._writer is None:
             os.makedirs(self._staging, exist_ok=True)
             part = uuid.uuid4().hex

@@ -278,3 +278,9 @@ def typed_line(record: Record) -> str | DeadLetter:
         return dumps_bytes(record).decode("utf-8")
     except (TypeError, ValueError) as exc:
         return DeadLetter("sink: jsonl", f"cannot encode as JSON: {exc}", repr(record))
+
+
+# Shared with the Arrow read of the Parquet sink (io/postgres/arrow.py), which builds its own SELECT list.
+quote_ident = _ident
+type_info = _type_info
+resolve_type = _resolve

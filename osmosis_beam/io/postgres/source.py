@@ -61,6 +61,8 @@ from osmosis_beam.core.secrets import redact_text, reveal
 from osmosis_beam.core.timefmt import MIN_MICROS, UTC
 from osmosis_beam.core.window import SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
+from osmosis_beam.io.files.arrow import declared_decimals
+from osmosis_beam.io.postgres.arrow import ARROW, ArrowDecoder, ArrowPlan, build_arrow_plan
 from osmosis_beam.io.postgres.decode import RowDecoder, loads_json
 from osmosis_beam.io.postgres.encoded import ENCODINGS, EncodedPlan, Unsupported, build_encoded_plan, typed_line
 from osmosis_beam.io.postgres.session import (
@@ -326,7 +328,7 @@ class PostgresConnector(BaseConnector):
 
     type_name = "postgres"
     reads_batches = True  # WHERE cursor >= lo AND cursor < hi ORDER BY cursor: the fast read path
-    encodings = ENCODINGS  # the zero-decode path: server-built JSON lines, COPY text rows
+    encodings = ENCODINGS + (ARROW,)  # the zero-decode path: server-built JSON lines, COPY text rows, Arrow tables
     options = (
         Option("dsn", "str", required=True, secret=True,
                help="postgresql://user:password@host:5432/dbname or libpq keywords; put the password in ${ENV}"),
@@ -376,7 +378,7 @@ class PostgresConnector(BaseConnector):
             # No cursor: every run reads the whole relation as one piece (pair with an upsert sink).
             self.splittable = False
         self._plan: _Plan | None = None
-        self._encoded: EncodedPlan | None = None
+        self._encoded: EncodedPlan | ArrowPlan | None = None
         self._zone = zoneinfo.ZoneInfo(self.config["timezone"]) if self.config.get("timezone") else None
 
     # -- connection -------------------------------------------------------------------------------
@@ -732,7 +734,7 @@ class PostgresConnector(BaseConnector):
             return
         which = "window" if lo is not None else "from"
         if self._encoded is not None:
-            read = self._read_json if self._encoded.encoding == "json" else self._read_copy
+            read = {"json": self._read_json, "pgcopy": self._read_copy, ARROW: self._read_arrow}[self._encoded.encoding]
             yield from read(self._encoded.select[which], lo, hi, batch_size)
             return
         yield from self._read(plan.select[which], lo, hi, batch_size)
@@ -839,7 +841,7 @@ class PostgresConnector(BaseConnector):
             self.disconnect()
 
     def use_encoding(self, encoding: str | None, fields: tuple = ()) -> str | None:
-        """Read pre-encoded ``encoding`` (``json``, ``pgcopy``) instead of Python values; None to read typed.
+        """Read pre-encoded ``encoding`` (``json``, ``pgcopy``, ``arrow``) instead of Python values; None to read typed.
 
         ``fields``: ``select``/``drop``/``rename`` steps done in the query. Returns why it cannot (the read
         then stays typed), or None. Called on the launcher.
@@ -850,12 +852,20 @@ class PostgresConnector(BaseConnector):
         plan = self.plan
         if plan.kind is None:
             return "the source has no cursor field (a whole-table read stays typed)"
+        # The Parquet sink gives a decimal column the numeric(p,s) the source's schema declares for its field.
+        declared = declared_decimals(self.get_schema()) if encoding == ARROW else {}
         conn = self._conn()
         try:
-            self._encoded = build_encoded_plan(
-                conn, encoding, {k: plan.select[k] for k in ("window", "from")}, plan.columns, plan.oids,
-                self.cursor_field, plan.kind, fields,
-            )
+            base = {k: plan.select[k] for k in ("window", "from")}
+            if encoding == ARROW:
+                self._encoded = build_arrow_plan(
+                    conn, base, plan.columns, plan.oids, self.cursor_field, plan.kind, fields, declared=declared
+                )
+                log.info("%s %s: Arrow columns %s", self._what, plan.source, self._encoded.describe())
+            else:
+                self._encoded = build_encoded_plan(
+                    conn, encoding, base, plan.columns, plan.oids, self.cursor_field, plan.kind, fields,
+                )
         except Unsupported as exc:
             return f"{plan.source}: {exc}"
         except psycopg2.Error as exc:
@@ -925,22 +935,54 @@ class PostgresConnector(BaseConnector):
         return positions, lines, dead
 
     def _read_copy(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch]:
-        """The zero-decode read for PostgreSQL sinks: COPY text rows (position first), streamed in batches.
+        """The zero-decode read for PostgreSQL sinks: COPY text rows (position first), streamed in batches."""
+        columns = tuple(field for field, _ in self._encoded.projection)
+        for lines in self._copy_rows(statement, lo, hi, batch_size):
+            yield EncodedBatch("pgcopy", lines, None, columns)
 
-        ``COPY ... TO STDOUT`` runs in a thread of its own that hands batches over through a small queue,
-        so the sink writes one batch while the next arrives, and memory stays flat.
+    def _read_arrow(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
+        """The zero-decode read for the Parquet sink: COPY CSV rows turned into Arrow tables, batch by batch.
+
+        A batch holding a value pyarrow will not parse as the typed path reads it is decoded by the typed
+        path's casters (robust ones: a value Python cannot represent is the same dead letter as there).
+        """
+        caster = self._conn().cursor()
+        for robust in _ROBUST_CASTERS:
+            psycopg2.extensions.register_type(robust, caster)
+
+        def dead_letter(record: Record, bad: list[str]) -> DeadLetter:
+            errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
+            for k in bad:
+                record[k] = record[k].text
+            return DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record)
+
+        decoder = ArrowDecoder(self._encoded, cast=caster.cast, unreadable=_unreadable_fields, dead_letter=dead_letter,
+                               position=lambda value: self.cursor_position({self.cursor_field: value}))
+        chunks = self._copy_rows(statement, lo, hi, batch_size, "(FORMAT csv)")
+        try:
+            for rows in chunks:
+                yield from decoder.decode(rows)
+        finally:
+            chunks.close()  # a reader that stopped early (a split took the rest) ends the COPY now
+            caster.close()
+
+    def _copy_rows(self, statement: str, lo, hi, batch_size: int, options: str = "") -> Iterator[list[bytes]]:
+        """``COPY (statement) TO STDOUT options`` as lists of ``batch_size`` rows (bytes, one row each).
+
+        The COPY runs in a thread of its own that hands batches over through a small queue, so the sink
+        writes one batch while the next arrives, and memory stays flat.
         """
         conn = self._conn()
-        columns = tuple(field for field, _ in self._encoded.projection)
         with conn.cursor() as cur:
             text = cur.mogrify(statement, self._params(lo, hi)).decode("utf-8")
         chunks = _CopyBatches(batch_size)
         failure: list[BaseException] = []
+        copy = f"COPY ({text}) TO STDOUT" + (f" {options}" if options else "")
 
         def pump() -> None:
             try:
                 with conn.cursor() as cur:
-                    cur.copy_expert(f"COPY ({text}) TO STDOUT", chunks, size=1 << 16)
+                    cur.copy_expert(copy, chunks, size=1 << 16)
                 chunks.flush()
             except BaseException as exc:  # handed to the reading thread
                 failure.append(exc)
@@ -955,7 +997,7 @@ class PostgresConnector(BaseConnector):
                 lines = chunks.get()
                 if lines is None:
                     break
-                yield EncodedBatch("pgcopy", lines, None, columns)
+                yield lines
             finished = True  # a reader closed early (a split took the rest) ends the COPY and ignores its error
         finally:
             if not finished:
