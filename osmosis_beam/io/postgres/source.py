@@ -870,47 +870,38 @@ class PostgresConnector(BaseConnector):
         return None
 
     def _read_json(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
-        """The zero-decode read for JSON lines: ``(position, line[, typed columns])`` rows from the server."""
-        conn = self._conn()
-        fetch_size = self.config["fetch_size"]
-        fallback = self._encoded.fallback
-        cur = conn.cursor(name=f"osmosis_{uuid.uuid4().hex[:12]}")
-        cur.itersize = fetch_size
-        for caster in _ROBUST_CASTERS:  # only the rows the server flagged carry typed values
-            psycopg2.extensions.register_type(caster, cur)
-        try:
-            try:
-                cur.execute(statement, self._params(lo, hi))
-                while True:
-                    rows = cur.fetchmany(fetch_size)
-                    if not rows:
-                        break
-                    for i in range(0, len(rows), batch_size):
-                        chunk = rows[i : i + batch_size]
-                        positions = [r[0] for r in chunk]
-                        lines = [r[1] for r in chunk]
-                        if fallback and None in lines:
-                            positions, lines, dead = self._typed_rows(chunk)
-                            yield from dead
-                            if not lines:
-                                continue
-                        yield EncodedBatch("json", lines, positions)
-            except psycopg2.Error as exc:
-                raise self._fail(exc, "read failed") from None
-        finally:
-            self._end_read(conn, cur)
+        """The zero-decode read for JSON lines: ``(position, line[, typed columns])`` rows, streamed by COPY.
 
-    def _typed_rows(self, chunk: list[tuple]) -> tuple[list[int], list[str], list[DeadLetter]]:
-        """Lines for a chunk in which the server sent some rows typed: those are encoded as the typed path does."""
+        ``COPY (SELECT ...) TO STDOUT`` keeps the server producing rows while this process writes the
+        previous batch (a server-side cursor's FETCH leaves one side idle at each round trip). Lines are
+        bytes in UTF-8; a row the server flagged (line NULL) carries its typed columns as text, which the
+        casters of the typed read decode, so it is encoded by the typed path's own code.
+        """
+        conn = self._conn()
+        encoded = self._encoded
+        casters = _Casters(conn, dict(zip(self.plan.columns, self.plan.oids)), encoded.typed_columns)
+        for rows in self._copy_rows(statement, lo, hi, batch_size):
+            positions, lines, flagged = _json_rows(rows, conn.encoding)
+            if flagged:
+                positions, lines, dead = self._typed_rows(positions, lines, flagged, casters)
+                yield from dead
+                if not lines:
+                    continue
+            yield EncodedBatch("json", lines, positions)
+
+    def _typed_rows(self, positions: list[int], lines: list, flagged: dict[int, list], casters: "_Casters"
+                    ) -> tuple[list[int], list[bytes], list[DeadLetter]]:
+        """A batch in which the server sent some rows typed (``flagged``: index -> text values): those rows
+        are decoded by the typed read's casters and encoded as the typed path does."""
         encoded = self._encoded
         names = encoded.typed_columns
-        positions: list[int] = []
-        lines: list[str] = []
+        out_positions: list[int] = []
+        out_lines: list[bytes] = []
         dead: list[DeadLetter] = []
-        for row in chunk:
-            line = row[1]
-            if line is None:
-                record = encoded.project(dict(zip(names, row[2:])))
+        for i, (position, line) in enumerate(zip(positions, lines)):
+            values = flagged.get(i)
+            if values is not None:
+                record = encoded.project(dict(zip(names, casters.cast(values))))
                 bad = _unreadable_fields(record)
                 if bad:
                     errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
@@ -918,22 +909,29 @@ class PostgresConnector(BaseConnector):
                         record[k] = record[k].text
                     dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record))
                     continue
-                line = typed_line(record)
-                if isinstance(line, DeadLetter):
-                    dead.append(line)
+                text = typed_line(record)
+                if isinstance(text, DeadLetter):
+                    dead.append(text)
                     continue
-            positions.append(row[0])
-            lines.append(line)
-        return positions, lines, dead
+                line = text.encode("utf-8")
+            out_positions.append(position)
+            out_lines.append(line)
+        return out_positions, out_lines, dead
 
     def _read_copy(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch]:
-        """The zero-decode read for PostgreSQL sinks: COPY text rows (position first), streamed in batches.
+        """The zero-decode read for PostgreSQL sinks: COPY text rows (position first), streamed in batches."""
+        columns = tuple(field for field, _ in self._encoded.projection)
+        for lines in self._copy_rows(statement, lo, hi, batch_size):
+            yield EncodedBatch("pgcopy", lines, None, columns)
 
-        ``COPY ... TO STDOUT`` runs in a thread of its own that hands batches over through a small queue,
-        so the sink writes one batch while the next arrives, and memory stays flat.
+    def _copy_rows(self, statement: str, lo, hi, batch_size: int) -> Iterator[list[bytes]]:
+        """``COPY (statement) TO STDOUT`` in the text format, as lists of ``batch_size`` raw rows.
+
+        The COPY runs in a thread of its own that hands batches over through a small queue, so the caller
+        handles one batch while the next arrives, and memory stays flat. It is one statement: the server's
+        ``statement_timeout`` (and the client deadline past it) bounds the whole sub-window's read.
         """
         conn = self._conn()
-        columns = tuple(field for field, _ in self._encoded.projection)
         with conn.cursor() as cur:
             text = cur.mogrify(statement, self._params(lo, hi)).decode("utf-8")
         chunks = _CopyBatches(batch_size)
@@ -957,7 +955,7 @@ class PostgresConnector(BaseConnector):
                 lines = chunks.get()
                 if lines is None:
                     break
-                yield EncodedBatch("pgcopy", lines, None, columns)
+                yield lines
             finished = True  # a reader closed early (a split took the rest) ends the COPY and ignores its error
         finally:
             if not finished:
@@ -1072,6 +1070,108 @@ class PostgresConnector(BaseConnector):
         shown = super().display()
         shown["dsn"] = describe_dsn(self._dsn)
         return shown
+
+
+# COPY's text format escapes a backslash, the delimiter and the control characters \b \f \n \r \t \v
+# (COPY FROM reads any other escaped character as itself); a field that is exactly \N is NULL.
+_COPY_ESCAPE = re.compile(rb"\\(.)", re.S)
+_COPY_CHARS = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+
+
+def _copy_unescape(field: bytes) -> bytes:
+    """One field of a COPY text row as the value's own text (bytes)."""
+    if b"\\" not in field:
+        return field
+    return _COPY_ESCAPE.sub(lambda m: _COPY_CHARS.get(m.group(1), m.group(1)), field)
+
+
+def _json_rows(rows: list[bytes], encoding: str) -> tuple[list[int], list, dict[int, list]]:
+    """Positions and JSON lines (UTF-8 bytes) of COPY rows ``position \t line``.
+
+    A row the server flagged sends the record of its typed columns instead of the line (``(v1,v2,...)``
+    where a line starts with ``{``): it gets None as its line, and its typed values (the server's text of
+    each, None for NULL) in the returned ``{index: values}``.
+    """
+    positions: list[int] = []
+    lines: list = []
+    flagged: dict[int, list] = {}
+    for row in rows:
+        tab = row.index(b"\t")
+        positions.append(int(row[:tab]))
+        line = row[tab + 1 : -1]  # without the newline
+        if b"\\" in line:
+            line = _copy_unescape(line)
+        if line[:1] == b"(":
+            flagged[len(lines)] = _record_fields(line.decode(_PY_ENCODINGS.get(encoding, "utf-8")))
+            line = None
+        lines.append(line)
+    if encoding not in ("UTF8", "SQL_ASCII"):  # the session sends another encoding: lines are written in UTF-8
+        codec = _PY_ENCODINGS.get(encoding, "utf-8")
+        lines = [line if line is None else line.decode(codec).encode("utf-8") for line in lines]
+    return positions, lines, flagged
+
+
+def _record_fields(text: str) -> list[str | None]:
+    """The fields of a record's text form, ``(1,"a b",,"x""y")``: each value's text, None for NULL.
+
+    PostgreSQL's record output quotes a value that is empty or holds a quote, backslash, comma,
+    parenthesis or white space, doubling quotes and backslashes inside; NULL is nothing at all.
+    """
+    fields: list[str | None] = []
+    i, n = 1, len(text) - 1  # inside the parentheses
+    while True:
+        if i < n and text[i] == '"':
+            i += 1
+            out = []
+            while True:
+                c = text[i]
+                if c == "\\":
+                    out.append(text[i + 1])
+                    i += 2
+                elif c == '"' and text[i + 1] == '"':
+                    out.append('"')
+                    i += 2
+                elif c == '"':
+                    i += 1
+                    break
+                else:
+                    out.append(c)
+                    i += 1
+            fields.append("".join(out))
+        else:
+            j = text.find(",", i, n)
+            j = n if j < 0 else j
+            fields.append(text[i:j] or None)
+            i = j
+        if i >= n:
+            return fields
+        i += 1  # the comma
+
+
+_PY_ENCODINGS = psycopg2.extensions.encodings  # PostgreSQL's encoding names -> Python codecs
+
+
+class _Casters:
+    """Decodes the text of typed columns exactly as the typed read's cursor would (same casters, same order)."""
+
+    def __init__(self, conn, oid_of: Mapping[str, int], columns: list[str]) -> None:
+        self._cur = conn.cursor()  # never executes: holds the cursor-level casters, as the typed read registers them
+        for caster in _ROBUST_CASTERS:
+            psycopg2.extensions.register_type(caster, self._cur)
+        found = []
+        for column in columns:
+            oid = oid_of[column]
+            found.append(
+                self._cur.string_types.get(oid)
+                or conn.string_types.get(oid)
+                or psycopg2.extensions.string_types.get(oid)
+                or psycopg2.extensions.UNICODE
+            )
+        self._casters = found
+
+    def cast(self, values: list) -> list:
+        cur = self._cur
+        return [caster(value, cur) if value is not None else None for caster, value in zip(self._casters, values)]
 
 
 class _Stopped(Exception):
