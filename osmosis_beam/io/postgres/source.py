@@ -722,6 +722,37 @@ class PostgresConnector(BaseConnector):
             return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
         return value.astimezone(UTC)
 
+    def split_points(self, lo: int, hi: int, splits: int) -> tuple[int, ...] | None:
+        """Cut points from the table's statistics (``pg_stats.histogram_bounds`` of the cursor column, which
+        ``ANALYZE`` keeps in equal-count buckets), so sub-windows hold about as many rows each; None when
+        the source is a query, the cursor is a ``timestamp`` read in a zone, or there are no statistics."""
+        plan = self.plan
+        if plan.table is None or plan.kind not in ("timestamptz", "date", "integer") or splits < 2:
+            return None
+        element = {"timestamptz": "timestamptz", "date": "date", "integer": "bigint"}[plan.kind]
+        python_range = "" if plan.kind == "integer" else " AND b > '0001-01-02' AND b < '9999-12-30'"
+        try:
+            rows = self._query(
+                f"SELECT b FROM pg_catalog.pg_stats s, unnest(s.histogram_bounds::text::{element}[]) AS b "
+                "WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s AND s.attname = %(column)s" + python_range,
+                {"schema": plan.table[0], "table": plan.table[1], "column": self.cursor_field},
+                doing="cannot read the cursor column's statistics",
+            )
+        except ConnectorError as exc:  # statistics only place the cuts: without them the window is cut evenly
+            log.info("%s", exc)
+            return None
+        bounds = []
+        for (value,) in rows:
+            if plan.kind == "date":
+                value = dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
+            position = self.cursor_position({self.cursor_field: value}) if plan.kind != "integer" else int(value)
+            if lo < position < hi:
+                bounds.append(position)
+        bounds.sort()  # a partitioned table has two histograms (with and without its partitions)
+        if len(bounds) < splits - 1:
+            return None
+        return tuple(sorted({bounds[(len(bounds) * k) // splits] for k in range(1, splits)}))
+
     # -- the read (workers) -------------------------------------------------------------------------
     def read_window(self, lo, hi) -> Iterator[Record | DeadLetter]:
         """The rows whose cursor lies in ``[lo, hi)``, in cursor order, as dicts."""
