@@ -150,6 +150,8 @@ def _time_text(e: str) -> str:
 
 def _scalar(e: str, oid: int, category: str, what: str) -> tuple[str, str | None]:
     """(expression, exotic condition or None) of one scalar of base type ``oid``."""
+    if oid == _JSON:  # json keeps its text as written: a raw line break between tokens would end the JSONL line
+        return f"translate(({e})::text, E'\\n\\r\\t', '   ')::json", None  # strings never hold them raw
     if oid in _AS_IS:
         return e, None
     if oid == _OID:  # row_to_json writes an oid as text; psycopg2 reads it as an int
