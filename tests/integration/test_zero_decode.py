@@ -422,3 +422,27 @@ def test_splits_read_on_two_threads_give_the_same_output(pg_dsn, tmp_path, osmos
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         assert summary["records_written"] == 2504 and summary["dead_letter"] == 3
     assert outputs[1] == outputs[2] and len(outputs[2]) == 2504
+
+
+def test_a_zero_decode_copy_past_statement_timeout_fails_clearly(pg_dsn):
+    """The COPY of a sub-window is one statement: past statement_timeout the server cancels it, and the read
+    fails with the deadline named (a retriable error), never hangs; the connection stays usable."""
+    from osmosis_beam.core.errors import RetriableConnectorError
+
+    execute(
+        pg_dsn,
+        "CREATE TABLE slow (id integer PRIMARY KEY, updated_at timestamptz NOT NULL)",
+        "INSERT INTO slow SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 s' FROM generate_series(1, 400) g",
+    )
+    connector = source(pg_dsn, query="SELECT id, updated_at, pg_sleep(0.01) IS NULL AS slept FROM slow",
+                       statement_timeout="1s")
+    assert connector.use_encoding("json") is None
+    connector.connect()
+    try:
+        with pytest.raises(RetriableConnectorError) as caught:
+            for _ in connector.read_window_batches(utc(2024, 1, 1), utc(2024, 1, 2), 50):
+                pass
+        assert "statement_timeout (1s)" in str(caught.value) and pg_dsn.split("@")[0].split(":")[-1] not in str(caught.value)
+        assert connector._query("SELECT 1") == [(1,)]
+    finally:
+        connector.disconnect()
