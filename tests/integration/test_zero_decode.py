@@ -166,6 +166,17 @@ def test_every_row_is_read_once_when_splits_cut_ties(pg_dsn, tmp_path):
     records, dead, kinds = _read_to_jsonl(zero, SyncWindow(utc(2024, 1, 1), utc(2024, 1, 1, 0, 5)), tmp_path / "z", splits=5)
     assert not dead and set(kinds) == {"encoded"}
     assert sorted(r["id"] for r in records) == list(range(1, 2100))  # id 2100 lies at 00:05:00 = hi: next window
+    # A batch cut where a split moved the stop keeps exactly the lines before it (ties stay together).
+    zero.connect()
+    try:
+        batch = next(iter(zero.read_window_batches(utc(2024, 1, 1), utc(2024, 1, 1, 0, 5), 1000)))
+    finally:
+        zero.disconnect()
+    stop = batch.position(500)
+    head = batch.head(stop)
+    ids = [json.loads(line)["id"] for line in head.lines]
+    assert ids == list(range(1, len(ids) + 1)) and all(p < stop for p in head.positions)
+    assert batch.position(len(head)) == stop and list(head.positions) == list(batch.positions)[: len(head)]
 
 
 def test_unsupported_types_stay_typed_with_the_reason(pg_dsn):

@@ -33,6 +33,7 @@ In Python::
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import datetime as dt
 import json
@@ -901,12 +902,12 @@ class PostgresConnector(BaseConnector):
         return None
 
     def _read_json(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
-        """The zero-decode read for JSON lines: ``(position, line[, typed columns])`` rows, streamed by COPY.
+        """The zero-decode read for JSON lines: ``(position, line)`` rows, streamed by COPY.
 
         ``COPY (SELECT ...) TO STDOUT`` keeps the server producing rows while this process writes the
         previous batch (a server-side cursor's FETCH leaves one side idle at each round trip). Lines are
-        bytes in UTF-8; a row the server flagged (line NULL) carries its typed columns as text, which the
-        casters of the typed read decode, so it is encoded by the typed path's own code.
+        UTF-8 bytes; a row the server flagged sends the record of its typed columns in place of its line,
+        whose values the typed read's casters decode, so it is encoded by the typed path's own code.
         """
         conn = self._conn()
         encoded = self._encoded
@@ -1116,13 +1117,18 @@ def _copy_unescape(field: bytes) -> bytes:
     return _COPY_ESCAPE.sub(lambda m: _COPY_CHARS.get(m.group(1), m.group(1)), field)
 
 
-def _json_rows(rows: list[bytes], encoding: str) -> tuple[list[int], list, dict[int, list]]:
+def _json_rows(rows: list[bytes], encoding: str) -> tuple[Any, list, dict[int, list]]:
     """Positions and JSON lines (UTF-8 bytes) of COPY rows ``position \t line``.
 
     A row the server flagged sends the record of its typed columns instead of the line (``(v1,v2,...)``
     where a line starts with ``{``): it gets None as its line, and its typed values (the server's text of
     each, None for NULL) in the returned ``{index: values}``.
     """
+    blob = b"".join(rows)
+    if b"\\" not in blob and b"\t(" not in blob and encoding in ("UTF8", "SQL_ASCII"):
+        # Nothing escaped, nothing flagged: cut each row after its position; positions are parsed only
+        # where the read looks (the batch's edges, and a cut when a split moves the stop).
+        return _RowPositions(rows), [row[row.index(b"\t") + 1 : -1] for row in rows], {}
     positions: list[int] = []
     lines: list = []
     flagged: dict[int, list] = {}
@@ -1140,6 +1146,27 @@ def _json_rows(rows: list[bytes], encoding: str) -> tuple[list[int], list, dict[
         codec = _PY_ENCODINGS.get(encoding, "utf-8")
         lines = [line if line is None else line.decode(codec).encode("utf-8") for line in lines]
     return positions, lines, flagged
+
+
+class _RowPositions(collections.abc.Sequence):
+    """The cursor positions of COPY rows (``position \t ...``), each parsed when asked for."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[bytes]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._rows)))]
+        row = self._rows[index]
+        return int(row[: row.index(b"\t")])
+
+    def __reduce__(self):  # a batch that crosses to another worker carries its positions as a plain list
+        return list, (list(self),)
 
 
 def _record_fields(text: str) -> list[str | None]:
