@@ -457,3 +457,30 @@ def test_a_zero_decode_copy_past_statement_timeout_fails_clearly(pg_dsn):
         assert connector._query("SELECT 1") == [(1,)]
     finally:
         connector.disconnect()
+
+
+def test_a_latin1_database_gives_utf8_lines_equal_to_the_typed_path(pg_server, pg_dsn, tmp_path):
+    """A server that sends another encoding than UTF-8: the lines are transcoded, so the file is UTF-8 as the
+    typed path writes it."""
+    execute(pg_dsn, "CREATE DATABASE zd_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    try:
+        dsn = pg_server.dsn_for("zd_latin1")
+        execute(
+            dsn,
+            "CREATE TABLE words (id integer PRIMARY KEY, updated_at timestamptz NOT NULL, w text, n numeric)",
+            "INSERT INTO words VALUES (1, '2024-01-01 00:00:00+00', 'café naïve ß', 1.5), "
+            "(2, '2024-01-01 00:00:01+00', 'back\\slash é', 0.0000001)",  # row 2 is flagged (1E-7)
+        )
+        window = SyncWindow(utc(2024, 1, 1), utc(2024, 1, 2))
+        results = {}
+        for path in ("typed", "zero"):
+            connector = source(dsn, table="words")
+            assert connector.use_encoding(None if path == "typed" else "json") is None
+            _, dead, _ = _read_to_jsonl(connector, window, tmp_path / path, splits=1)
+            assert not dead
+            results[path] = b"".join(p.read_bytes() for p in sorted((tmp_path / path).glob("part-*.jsonl")))
+        assert [json.loads(x) for x in results["zero"].splitlines()] == [json.loads(x) for x in results["typed"].splitlines()]
+        first = json.loads(results["zero"].splitlines()[0])
+        assert first["w"] == "café naïve ß" and json.loads(results["zero"].splitlines()[1])["n"] == "1E-7"
+    finally:
+        execute(pg_dsn, "DROP DATABASE IF EXISTS zd_latin1 WITH (FORCE)")  # a worker may still hold a connection

@@ -409,6 +409,9 @@ class PostgresConnector(BaseConnector):
             return
         conn = open_connection(self._dsn, self._what, deadlines=deadlines_from(self.config))
         try:
+            # Text in UTF-8 whatever the database's encoding: the zero-decode path writes the server's bytes.
+            if conn.encoding != "UTF8":
+                conn.set_client_encoding("UTF8")
             # One consistent snapshot per read; read-only guards a `query` against writes.
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True, autocommit=False)
             if self._plan is None:
@@ -913,7 +916,7 @@ class PostgresConnector(BaseConnector):
         encoded = self._encoded
         casters = _Casters(conn, dict(zip(self.plan.columns, self.plan.oids)), encoded.typed_columns)
         for rows in self._copy_rows(statement, lo, hi, batch_size):
-            positions, lines, flagged = _json_rows(rows, conn.encoding)
+            positions, lines, flagged = _json_rows(rows)
             if flagged:
                 positions, lines, dead = self._typed_rows(positions, lines, flagged, casters)
                 yield from dead
@@ -1117,15 +1120,15 @@ def _copy_unescape(field: bytes) -> bytes:
     return _COPY_ESCAPE.sub(lambda m: _COPY_CHARS.get(m.group(1), m.group(1)), field)
 
 
-def _json_rows(rows: list[bytes], encoding: str) -> tuple[Any, list, dict[int, list]]:
-    """Positions and JSON lines (UTF-8 bytes) of COPY rows ``position \t line``.
+def _json_rows(rows: list[bytes]) -> tuple[Any, list, dict[int, list]]:
+    """Positions and JSON lines (UTF-8 bytes: the connection's client encoding) of COPY rows ``position \t line``.
 
     A row the server flagged sends the record of its typed columns instead of the line (``(v1,v2,...)``
     where a line starts with ``{``): it gets None as its line, and its typed values (the server's text of
     each, None for NULL) in the returned ``{index: values}``.
     """
     blob = b"".join(rows)
-    if b"\\" not in blob and b"\t(" not in blob and encoding in ("UTF8", "SQL_ASCII"):
+    if b"\\" not in blob and b"\t(" not in blob:
         # Nothing escaped, nothing flagged: cut each row after its position; positions are parsed only
         # where the read looks (the batch's edges, and a cut when a split moves the stop).
         return _RowPositions(rows), [row[row.index(b"\t") + 1 : -1] for row in rows], {}
@@ -1139,12 +1142,9 @@ def _json_rows(rows: list[bytes], encoding: str) -> tuple[Any, list, dict[int, l
         if b"\\" in line:
             line = _copy_unescape(line)
         if line[:1] == b"(":
-            flagged[len(lines)] = _record_fields(line.decode(_PY_ENCODINGS.get(encoding, "utf-8")))
+            flagged[len(lines)] = _record_fields(line.decode("utf-8"))
             line = None
         lines.append(line)
-    if encoding not in ("UTF8", "SQL_ASCII"):  # the session sends another encoding: lines are written in UTF-8
-        codec = _PY_ENCODINGS.get(encoding, "utf-8")
-        lines = [line if line is None else line.decode(codec).encode("utf-8") for line in lines]
     return positions, lines, flagged
 
 
@@ -1204,9 +1204,6 @@ def _record_fields(text: str) -> list[str | None]:
         if i >= n:
             return fields
         i += 1  # the comma
-
-
-_PY_ENCODINGS = psycopg2.extensions.encodings  # PostgreSQL's encoding names -> Python codecs
 
 
 class _Casters:
