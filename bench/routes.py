@@ -15,6 +15,8 @@ Routes and baselines:
 
 - ``pg_jsonl``: ``osmosis run`` postgres -> jsonl, no steps (the zero-decode path) vs
   ``psql \\copy (SELECT row_to_json(t) FROM events t ORDER BY updated_at) TO file``.
+- ``pg_jsonl_2``: the same pipeline read in 2 splits on 2 worker threads of the direct runner (two
+  connections, so two server backends, at once; the baseline uses one), same baseline.
 - ``pg_jsonl_typed``: the same with a Python ``map`` step (the typed path) vs a plain psycopg2 loop.
 - ``pg_parquet``: postgres -> parquet vs dlt ``sql_table`` (pyarrow backend) into Parquet, run from the
   benchmark's own virtualenv (``--dlt-python``; dlt is not a dependency of the package).
@@ -50,6 +52,7 @@ PG_ROUTES = ("pg_jsonl", "pg_jsonl_typed", "pg_parquet", "pg_pg_upsert", "pg_pg_
 BENCH = ROOT / "bench"
 TARGETS = {  # route -> (baseline label, target ratio: baseline time / osmosis time, at least)
     "pg_jsonl": ("psql COPY row_to_json", 0.6),
+    "pg_jsonl_2": ("psql COPY row_to_json", 0.6),
     "pg_jsonl_typed": ("plain psycopg2 loop", 2.0),
     "pg_parquet": ("dlt sql_table (pyarrow) -> parquet", 3.0),
     "pg_pg_upsert": ("psql COPY TO | psql COPY FROM", 0.5),
@@ -134,6 +137,8 @@ class Bench:
         w = self.work
         out, home = w / "out", w / "home"
         plain = _yaml(w, "pg_jsonl", _PG_SOURCE, f"sink:\n  type: jsonl\n  path: {out}\n")
+        two = _yaml(w, "pg_jsonl_2", _PG_SOURCE.replace("splits: 1", "splits: 2"), f"sink:\n  type: jsonl\n  path: {out}\n",
+                    "runner: {name: direct, options: {workers: 2, direct_running_mode: multi_threading}}\n")
         typed = _yaml(w, "pg_jsonl_typed", _PG_SOURCE, f"sink:\n  type: jsonl\n  path: {out}\n",
                       "steps:\n  - python: bench_steps:tag\n")
         parquet = _yaml(w, "pg_parquet", _PG_SOURCE, f"sink:\n  type: parquet\n  path: {out}\n")
@@ -158,6 +163,11 @@ class Bench:
             measure(self.osmosis(plain, home), env)
             samples = [measure(self.osmosis(plain, home), env) for _ in range(self.args.repeat)]
             self.results.setdefault("nochange", {})[rows] = {"osmosis": _median(samples)}
+        if "pg_jsonl_2" in wanted:
+            self.run_route("pg_jsonl_2", rows, {
+                "osmosis": (self.osmosis(two, home), env, False),
+                "baseline": (["psql", self.dsn, "-qAt", "-c", copy_sql], env, False),
+            }, reset, check)
         if "pg_jsonl_typed" in wanted:
             self.run_route("pg_jsonl_typed", rows, {
                 "osmosis": (self.osmosis(typed, home), env, False),

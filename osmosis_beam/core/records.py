@@ -39,8 +39,8 @@ class DeadLetter:
 class EncodedBatch:
     """Records already in a sink's encoding (the zero-decode path): one encoded line per record.
 
-    ``encoding`` names the form: ``"json"``, JSON text in osmosis's encoding, one object per line, with each
-    record's cursor position in ``positions``; ``"pgcopy"``, rows of PostgreSQL's COPY text format (bytes,
+    ``encoding`` names the form: ``"json"``, JSON text in osmosis's encoding (UTF-8 bytes, or str), one
+    object per line, with each record's cursor position in ``positions``; ``"pgcopy"``, rows of PostgreSQL's COPY text format (bytes,
     each ending in a newline) whose first column is the cursor position, then ``columns``. Positions are
     in cursor order, so the splittable read claims and cuts these batches by exactly the rules it applies
     to lists of dicts.

@@ -120,6 +120,14 @@ class BaseConnector(DataConnector):
         """Optional: the smallest cursor in ``window``, used only to place split points when ``lo`` is open."""
         return None
 
+    def split_points(self, lo: int, hi: int, splits: int) -> tuple[int, ...] | None:
+        """Optional: up to ``splits - 1`` cursor positions in ``(lo, hi)`` that cut the records into even parts.
+
+        Positions are epoch microseconds (or the integer cursor). None (the default) cuts the window into
+        equal spans of time instead. Only where the read is cut changes; every record is still read once.
+        """
+        return None
+
     def end_state(self, window: SyncWindow) -> dict[str, Any] | None:
         """The connector state to store with the watermark when the run commits (no secrets)."""
         return None

@@ -359,6 +359,9 @@ class ReadWindow(beam.PTransform):
         hi = self._window.hi_micros
         if lo <= MIN_MICROS or hi - lo < self._splits:
             return ()
+        even = self._connector.split_points(lo, hi, self._splits)  # where the records are, if it knows
+        if even:
+            return tuple(sorted({p for p in even if lo < p < hi}))
         step = (hi - lo) / self._splits
         return tuple(sorted({int(lo + step * i) for i in range(1, self._splits)}))
 

@@ -166,6 +166,17 @@ def test_every_row_is_read_once_when_splits_cut_ties(pg_dsn, tmp_path):
     records, dead, kinds = _read_to_jsonl(zero, SyncWindow(utc(2024, 1, 1), utc(2024, 1, 1, 0, 5)), tmp_path / "z", splits=5)
     assert not dead and set(kinds) == {"encoded"}
     assert sorted(r["id"] for r in records) == list(range(1, 2100))  # id 2100 lies at 00:05:00 = hi: next window
+    # A batch cut where a split moved the stop keeps exactly the lines before it (ties stay together).
+    zero.connect()
+    try:
+        batch = next(iter(zero.read_window_batches(utc(2024, 1, 1), utc(2024, 1, 1, 0, 5), 1000)))
+    finally:
+        zero.disconnect()
+    stop = batch.position(500)
+    head = batch.head(stop)
+    ids = [json.loads(line)["id"] for line in head.lines]
+    assert ids == list(range(1, len(ids) + 1)) and all(p < stop for p in head.positions)
+    assert batch.position(len(head)) == stop and list(head.positions) == list(batch.positions)[: len(head)]
 
 
 def test_unsupported_types_stay_typed_with_the_reason(pg_dsn):
@@ -305,3 +316,171 @@ def test_a_copy_read_stopped_early_ends_cleanly_and_the_next_read_is_whole(pg_ds
     finally:
         connector.disconnect()
     assert total == 50000
+
+
+_AWKWARD = r"""
+CREATE TABLE awkward (
+    id integer PRIMARY KEY, updated_at timestamptz NOT NULL, t text, j json, jb jsonb, ta text[], n numeric,
+    c char(3), by bytea, ip inet
+);
+INSERT INTO awkward VALUES
+ (1, '2024-01-01 00:00:00+00', E'back\\slash \\\\ "quoted" tab\there new\nline cr\rend \b\f\v \u0001 ☃ 𝄞',
+  E'{\n\t"a" :\r\n [1, "x\\ty", "\\\\"]\n}', '{"k": "v\\\\w \"q\" \\n", "n": 1.0}', ARRAY[E'a\tb', 'c"d', E'e\\f', NULL, ''],
+  1.5, 'ab', '\x5c09', '10.0.0.1'),
+ -- flagged (a decimal Python writes as 1E-7): the typed columns come as one record, with every character the
+ -- record format quotes
+ (2, '2024-01-01 00:00:01+00', E'(paren), "quote" \\ back, comma,  spaces \t\n ☃', '{"x": [1, 2]}',
+  '{"(": ")", "\\\\": ","}', ARRAY['(', ')', ',', '"', E'\\', ' ', '', NULL], 0.0000001, '  ', '\x28295c', '::1'),
+ (3, '2024-01-01 00:00:01+00', '', 'null', 'null', '{}', 0.00000015, NULL, '\x', NULL),
+ (4, '2024-01-01 00:00:02.5+00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+"""
+
+
+def test_copy_transport_gives_the_servers_lines_byte_for_byte(pg_dsn, tmp_path):
+    """COPY's text escaping is undone exactly: each line is the server's JSON text, byte for byte, and a
+    flagged row's typed record (quotes, commas, parentheses, backslashes, empty and NULL values) decodes
+    to what the typed read gets, so its line is the typed path's line."""
+    execute(pg_dsn, _AWKWARD)
+    zero = source(pg_dsn, table="awkward")
+    assert zero.use_encoding("json") is None and zero._encoded.fallback
+    window = SyncWindow(utc(2024, 1, 1), utc(2024, 1, 2))
+    zero.connect()
+    try:
+        batches = list(zero.read_window_batches(window.lo, window.hi, 2))
+        params = zero._params(window.lo, window.hi)
+        with zero._conn().cursor() as cur:  # the same statement, rows as psycopg2 returns them (no COPY)
+            cur.execute(zero._encoded.select["window"], params)
+            reference = cur.fetchall()
+        zero._conn().rollback()
+    finally:
+        zero.disconnect()
+    assert all(isinstance(b, EncodedBatch) for b in batches)
+    positions = [p for b in batches for p in b.positions]
+    lines = [line for b in batches for line in b.lines]
+    assert positions == [row[0] for row in reference]
+    flagged = [i for i, row in enumerate(reference) if row[1].startswith("(")]
+    assert flagged == [1, 2]  # rows 2 and 3 (1E-7, 1.5E-7)
+    for i, row in enumerate(reference):
+        if i not in flagged:
+            assert lines[i] == row[1].encode("utf-8"), f"row {i + 1} differs"
+    assert b"\n" not in lines[0] and b"\r" not in lines[0]  # a json value's raw line breaks would cut the JSONL line
+    first = json.loads(lines[0])
+    assert first["t"].startswith("back\\slash \\\\ \"quoted\" tab\there new\nline") and first["j"]["a"] == [1, "x\ty", "\\"]
+
+    typed = source(pg_dsn, table="awkward")
+    typed.use_encoding(None)
+    typed.connect()
+    try:
+        records = list(typed.read_window(window.lo, window.hi))
+    finally:
+        typed.disconnect()
+    from osmosis_beam.core.encoding import dumps_bytes
+
+    for i in flagged:
+        assert lines[i] == dumps_bytes(records[i]), f"flagged row {i + 1} differs from the typed path"
+    assert json.loads(lines[1])["ta"] == ["(", ")", ",", '"', "\\", " ", "", None]
+    assert json.loads(lines[1])["n"] == "1E-7" and json.loads(lines[2])["n"] == "1.5E-7"
+    assert json.loads(lines[1])["by"] == "KClc" and json.loads(lines[2])["t"] == "" and json.loads(lines[2])["by"] == ""
+
+    # And through the sink: the part file is exactly the lines.
+    records_out, dead, kinds = _read_to_jsonl(zero, window, tmp_path / "z", splits=1)
+    assert not dead and set(kinds) == {"encoded"}
+    written = b"".join(p.read_bytes() for p in sorted((tmp_path / "z").glob("part-*.jsonl")))
+    assert written == b"\n".join(lines) + b"\n"
+
+
+def test_split_points_follow_the_rows(pg_dsn, tmp_path):
+    """The table's statistics place the cuts: a year-long window whose rows sit in one hour splits evenly."""
+    execute(
+        pg_dsn,
+        "CREATE TABLE skewed (id integer PRIMARY KEY, updated_at timestamptz NOT NULL, v text)",
+        "INSERT INTO skewed SELECT g, timestamptz '2024-06-01 00:00:00+00' + g * interval '100 ms', 'v' || g "
+        "FROM generate_series(1, 30000) AS g",
+        "CREATE INDEX ON skewed (updated_at)",
+        "ANALYZE skewed",
+    )
+    zero = source(pg_dsn, table="skewed")
+    assert zero.use_encoding("json") is None
+    window = SyncWindow(utc(2024, 1, 1), utc(2025, 1, 1))
+    read = ReadWindow(zero, window, splits=3)
+    tasks = read.tasks()
+    assert len(tasks) == 3
+    counts = [fetch(pg_dsn, "SELECT count(*) FROM skewed WHERE updated_at >= to_timestamp(%s / 1e6) "
+                            "AND updated_at < to_timestamp(%s / 1e6)", (t.lo, t.hi))[0][0] for t in tasks]
+    assert sum(counts) == 30000 and min(counts) > 30000 // 6, counts  # even cuts put every row in one split
+    records, dead, _ = _read_to_jsonl(zero, window, tmp_path / "z", splits=3)
+    assert not dead and sorted(r["id"] for r in records) == list(range(1, 30001))
+    # A query has no statistics: the window is cut into equal spans of time, as before.
+    query = source(pg_dsn, query="SELECT * FROM skewed")
+    assert query.split_points(window.lo_micros, window.hi_micros, 3) is None
+
+
+def test_splits_read_on_two_threads_give_the_same_output(pg_dsn, tmp_path, osmosis_cli):
+    """The zero-decode read on two worker threads (two connections at once) writes what one thread writes."""
+    execute(pg_dsn, _TABLE, _ROWS, "ANALYZE every_type")
+    env = {"ZD_DSN": pg_dsn}
+    outputs = {}
+    for workers in (1, 2):
+        yaml_path = _pipeline_yaml(tmp_path / f"w{workers}.yaml", "ZD_DSN", tmp_path / f"out{workers}",
+                                   "read: {splits: 2, batch_size: 100}")
+        yaml_path.write_text(yaml_path.read_text() + "runner: {name: direct, options: "
+                             f"{{workers: {workers}, direct_running_mode: multi_threading}}}}\n")
+        result = osmosis_cli("-v", "run", yaml_path, home_dir=tmp_path / f"home{workers}", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "zero-decode json path" in result.stderr
+        lines = [x for f in (tmp_path / f"out{workers}").rglob("part-*.jsonl") for x in f.read_bytes().splitlines()]
+        outputs[workers] = sorted(lines)
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        assert summary["records_written"] == 2504 and summary["dead_letter"] == 3
+    assert outputs[1] == outputs[2] and len(outputs[2]) == 2504
+
+
+def test_a_zero_decode_copy_past_statement_timeout_fails_clearly(pg_dsn):
+    """The COPY of a sub-window is one statement: past statement_timeout the server cancels it, and the read
+    fails with the deadline named (a retriable error), never hangs; the connection stays usable."""
+    from osmosis_beam.core.errors import RetriableConnectorError
+
+    execute(
+        pg_dsn,
+        "CREATE TABLE slow (id integer PRIMARY KEY, updated_at timestamptz NOT NULL)",
+        "INSERT INTO slow SELECT g, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 s' FROM generate_series(1, 400) g",
+    )
+    connector = source(pg_dsn, query="SELECT id, updated_at, pg_sleep(0.01) IS NULL AS slept FROM slow",
+                       statement_timeout="1s")
+    assert connector.use_encoding("json") is None
+    connector.connect()
+    try:
+        with pytest.raises(RetriableConnectorError) as caught:
+            for _ in connector.read_window_batches(utc(2024, 1, 1), utc(2024, 1, 2), 50):
+                pass
+        assert "statement_timeout (1s)" in str(caught.value) and pg_dsn.split("@")[0].split(":")[-1] not in str(caught.value)
+        assert connector._query("SELECT 1") == [(1,)]
+    finally:
+        connector.disconnect()
+
+
+def test_a_latin1_database_gives_utf8_lines_equal_to_the_typed_path(pg_server, pg_dsn, tmp_path):
+    """A server that sends another encoding than UTF-8: the lines are transcoded, so the file is UTF-8 as the
+    typed path writes it."""
+    execute(pg_dsn, "CREATE DATABASE zd_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+    try:
+        dsn = pg_server.dsn_for("zd_latin1")
+        execute(
+            dsn,
+            "CREATE TABLE words (id integer PRIMARY KEY, updated_at timestamptz NOT NULL, w text, n numeric)",
+            "INSERT INTO words VALUES (1, '2024-01-01 00:00:00+00', 'café naïve ß', 1.5), "
+            "(2, '2024-01-01 00:00:01+00', 'back\\slash é', 0.0000001)",  # row 2 is flagged (1E-7)
+        )
+        window = SyncWindow(utc(2024, 1, 1), utc(2024, 1, 2))
+        results = {}
+        for path in ("typed", "zero"):
+            connector = source(dsn, table="words")
+            assert connector.use_encoding(None if path == "typed" else "json") is None
+            _, dead, _ = _read_to_jsonl(connector, window, tmp_path / path, splits=1)
+            assert not dead
+            results[path] = b"".join(p.read_bytes() for p in sorted((tmp_path / path).glob("part-*.jsonl")))
+        assert [json.loads(x) for x in results["zero"].splitlines()] == [json.loads(x) for x in results["typed"].splitlines()]
+        first = json.loads(results["zero"].splitlines()[0])
+        assert first["w"] == "café naïve ß" and json.loads(results["zero"].splitlines()[1])["n"] == "1E-7"
+    finally:
+        execute(pg_dsn, "DROP DATABASE IF EXISTS zd_latin1 WITH (FORCE)")  # a worker may still hold a connection

@@ -49,11 +49,16 @@ class _WriteJSONLFn(beam.DoFn):
                 raise TypeError(f"the jsonl sink cannot write {batch.encoding!r} batches")
             if not batch.lines:
                 return
-            if self._fh is None:
-                self._open()
-            self._fh.write("\n".join(batch.lines).encode("utf-8"))
-            self._fh.write(b"\n")
-            self._written.inc(len(batch.lines))
+            lines = batch.lines  # UTF-8 bytes (text from a source that builds str lines is encoded here)
+            blob = b"\n".join(lines) if isinstance(lines[0], bytes) else "\n".join(lines).encode("utf-8")
+            try:
+                if self._fh is None:
+                    self._open()
+                self._fh.write(blob)
+                self._fh.write(b"\n")
+            except OSError as exc:
+                raise self._error(exc) from None
+            self._written.inc(len(lines))
             return
         data, count = dumps_lines(batch), len(batch)
         if data is None:

@@ -9,7 +9,9 @@ only to encode it again is the whole cost of a sync. Two encodings avoid it:
   as base64 without line breaks, jsonb as it is. A row holding a value whose typed form differs (a float
   NaN, a date Python cannot represent, a decimal that Python writes in exponent form, a multi-dimensional
   array of timestamps, ...) is flagged by the server and sent typed instead: it is decoded and encoded
-  by the typed path's own code, so both paths give the same output value for value.
+  by the typed path's own code, so both paths give the same output value for value. Such a row comes as
+  the record of its typed columns (``(v1,v2,...)``, each value in its type's text form) in place of the
+  line, which the connector decodes with the typed read's casters.
 - ``pgcopy`` (for the postgres sink): ``COPY (SELECT position, columns ...) TO STDOUT`` in the text
   format, which the sink feeds to ``COPY ... FROM STDIN`` of its stage table: values never leave
   PostgreSQL's own text form.
@@ -20,7 +22,7 @@ by the server exactly, so the splittable read claims and cuts batches by its usu
 Example::
 
     from osmosis_beam.io.postgres.encoded import json_plan
-    statement, fallback = json_plan(conn, plan, "window")   # SELECT position, line, [typed columns] ...
+    statement, fallback = json_plan(conn, plan, "window")   # SELECT position, line (or typed record) ...
 """
 from __future__ import annotations
 
@@ -64,7 +66,7 @@ class EncodedPlan:
 
     encoding: str
     select: dict[str, str]
-    fallback: bool  # json: rows flagged by the server carry their typed columns after the line
+    fallback: bool  # json: rows flagged by the server send the record of their typed columns instead of the line
     typed_columns: list[str] = dataclasses.field(default_factory=list)  # those columns, in order
     projection: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)  # (field, column)
 
@@ -148,6 +150,8 @@ def _time_text(e: str) -> str:
 
 def _scalar(e: str, oid: int, category: str, what: str) -> tuple[str, str | None]:
     """(expression, exotic condition or None) of one scalar of base type ``oid``."""
+    if oid == _JSON:  # json keeps its text as written: a raw line break between tokens would end the JSONL line
+        return f"translate(({e})::text, E'\\n\\r\\t', '   ')::json", None  # strings never hold them raw
     if oid in _AS_IS:
         return e, None
     if oid == _OID:  # row_to_json writes an oid as text; psycopg2 reads it as an int
@@ -262,10 +266,11 @@ def build_encoded_plan(
     line = f"row_to_json(_e)::text"
     lateral = f"CROSS JOIN LATERAL (SELECT {', '.join(exprs)}) AS _e"
     if exotics:
+        # One expression, so the flag is evaluated once per row (a LATERAL column would be inlined into every
+        # use): a flagged row sends its typed columns as one record, '(v1,v2,...)', where a line starts with '{'.
         flag = " OR ".join(exotics)
-        typed = ", ".join(f"CASE WHEN _k.x THEN {s}{_ident(c)} END" for c in typed_columns)
-        head = f"SELECT {pos}, CASE WHEN _k.x THEN NULL ELSE {line} END, {typed}"
-        lateral = f"CROSS JOIN LATERAL (SELECT COALESCE({flag}, false) AS x) AS _k " + lateral
+        typed = ", ".join(s + _ident(c) for c in typed_columns)
+        head = f"SELECT {pos}, CASE WHEN COALESCE({flag}, false) THEN ROW({typed})::text ELSE {line} END"
     else:
         head = f"SELECT {pos}, {line}"
     select = {name: f"{head} FROM ({text}) AS _s {lateral}{order}" for name, text in base_select.items()}

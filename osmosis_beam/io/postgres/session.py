@@ -86,7 +86,8 @@ def deadline_options(option_class: Any) -> tuple:
         option_class("connect_timeout", "duration", default=dt.timedelta(seconds=d.connect_timeout),
                      help="how long connecting may take"),
         option_class("statement_timeout", "duration", default=dt.timedelta(seconds=d.statement_timeout),
-                     help="longest statement (one FETCH of a read, one merge); the client gives up 10s later"),
+                     help="longest statement (one FETCH of a typed read, one COPY of a zero-decode sub-window, "
+                          "one merge); the client gives up 10s later"),
         option_class("lock_timeout", "duration", default=dt.timedelta(seconds=d.lock_timeout),
                      help="longest wait for a lock (a table under ACCESS EXCLUSIVE fails the run after this)"),
     )

@@ -33,6 +33,7 @@ In Python::
 """
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import datetime as dt
 import logging
@@ -399,6 +400,9 @@ class PostgresConnector(BaseConnector):
             return
         conn = open_connection(self._dsn, self._what, deadlines=deadlines_from(self.config))
         try:
+            # Text in UTF-8 whatever the database's encoding: the zero-decode path writes the server's bytes.
+            if conn.encoding != "UTF8":
+                conn.set_client_encoding("UTF8")
             # One consistent snapshot per read; read-only guards a `query` against writes.
             conn.set_session(isolation_level="REPEATABLE READ", readonly=True, autocommit=False)
             if self._plan is None:
@@ -713,6 +717,37 @@ class PostgresConnector(BaseConnector):
             return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
         return value.astimezone(UTC)
 
+    def split_points(self, lo: int, hi: int, splits: int) -> tuple[int, ...] | None:
+        """Cut points from the table's statistics (``pg_stats.histogram_bounds`` of the cursor column, which
+        ``ANALYZE`` keeps in equal-count buckets), so sub-windows hold about as many rows each; None when
+        the source is a query, the cursor is a ``timestamp`` read in a zone, or there are no statistics."""
+        plan = self.plan
+        if plan.table is None or plan.kind not in ("timestamptz", "date", "integer") or splits < 2:
+            return None
+        element = {"timestamptz": "timestamptz", "date": "date", "integer": "bigint"}[plan.kind]
+        python_range = "" if plan.kind == "integer" else " AND b > '0001-01-02' AND b < '9999-12-30'"
+        try:
+            rows = self._query(
+                f"SELECT b FROM pg_catalog.pg_stats s, unnest(s.histogram_bounds::text::{element}[]) AS b "
+                "WHERE s.schemaname = %(schema)s AND s.tablename = %(table)s AND s.attname = %(column)s" + python_range,
+                {"schema": plan.table[0], "table": plan.table[1], "column": self.cursor_field},
+                doing="cannot read the cursor column's statistics",
+            )
+        except ConnectorError as exc:  # statistics only place the cuts: without them the window is cut evenly
+            log.info("%s", exc)
+            return None
+        bounds = []
+        for (value,) in rows:
+            if plan.kind == "date":
+                value = dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
+            position = self.cursor_position({self.cursor_field: value}) if plan.kind != "integer" else int(value)
+            if lo < position < hi:
+                bounds.append(position)
+        bounds.sort()  # a partitioned table has two histograms (with and without its partitions)
+        if len(bounds) < splits - 1:
+            return None
+        return tuple(sorted({bounds[(len(bounds) * k) // splits] for k in range(1, splits)}))
+
     # -- the read (workers) -------------------------------------------------------------------------
     def read_window(self, lo, hi) -> Iterator[Record | DeadLetter]:
         """The rows whose cursor lies in ``[lo, hi)``, in cursor order, as dicts."""
@@ -878,47 +913,38 @@ class PostgresConnector(BaseConnector):
         return None
 
     def _read_json(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
-        """The zero-decode read for JSON lines: ``(position, line[, typed columns])`` rows from the server."""
-        conn = self._conn()
-        fetch_size = self.config["fetch_size"]
-        fallback = self._encoded.fallback
-        cur = conn.cursor(name=f"osmosis_{uuid.uuid4().hex[:12]}")
-        cur.itersize = fetch_size
-        for caster in _ROBUST_CASTERS:  # only the rows the server flagged carry typed values
-            psycopg2.extensions.register_type(caster, cur)
-        try:
-            try:
-                cur.execute(statement, self._params(lo, hi))
-                while True:
-                    rows = cur.fetchmany(fetch_size)
-                    if not rows:
-                        break
-                    for i in range(0, len(rows), batch_size):
-                        chunk = rows[i : i + batch_size]
-                        positions = [r[0] for r in chunk]
-                        lines = [r[1] for r in chunk]
-                        if fallback and None in lines:
-                            positions, lines, dead = self._typed_rows(chunk)
-                            yield from dead
-                            if not lines:
-                                continue
-                        yield EncodedBatch("json", lines, positions)
-            except psycopg2.Error as exc:
-                raise self._fail(exc, "read failed") from None
-        finally:
-            self._end_read(conn, cur)
+        """The zero-decode read for JSON lines: ``(position, line)`` rows, streamed by COPY.
 
-    def _typed_rows(self, chunk: list[tuple]) -> tuple[list[int], list[str], list[DeadLetter]]:
-        """Lines for a chunk in which the server sent some rows typed: those are encoded as the typed path does."""
+        ``COPY (SELECT ...) TO STDOUT`` keeps the server producing rows while this process writes the
+        previous batch (a server-side cursor's FETCH leaves one side idle at each round trip). Lines are
+        UTF-8 bytes; a row the server flagged sends the record of its typed columns in place of its line,
+        whose values the typed read's casters decode, so it is encoded by the typed path's own code.
+        """
+        conn = self._conn()
+        encoded = self._encoded
+        casters = _Casters(conn, dict(zip(self.plan.columns, self.plan.oids)), encoded.typed_columns)
+        for rows in self._copy_rows(statement, lo, hi, batch_size):
+            positions, lines, flagged = _json_rows(rows)
+            if flagged:
+                positions, lines, dead = self._typed_rows(positions, lines, flagged, casters)
+                yield from dead
+                if not lines:
+                    continue
+            yield EncodedBatch("json", lines, positions)
+
+    def _typed_rows(self, positions: list[int], lines: list, flagged: dict[int, list], casters: "_Casters"
+                    ) -> tuple[list[int], list[bytes], list[DeadLetter]]:
+        """A batch in which the server sent some rows typed (``flagged``: index -> text values): those rows
+        are decoded by the typed read's casters and encoded as the typed path does."""
         encoded = self._encoded
         names = encoded.typed_columns
-        positions: list[int] = []
-        lines: list[str] = []
+        out_positions: list[int] = []
+        out_lines: list[bytes] = []
         dead: list[DeadLetter] = []
-        for row in chunk:
-            line = row[1]
-            if line is None:
-                record = encoded.project(dict(zip(names, row[2:])))
+        for i, (position, line) in enumerate(zip(positions, lines)):
+            values = flagged.get(i)
+            if values is not None:
+                record = encoded.project(dict(zip(names, casters.cast(values))))
                 bad = _unreadable_fields(record)
                 if bad:
                     errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
@@ -926,13 +952,14 @@ class PostgresConnector(BaseConnector):
                         record[k] = record[k].text
                     dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record))
                     continue
-                line = typed_line(record)
-                if isinstance(line, DeadLetter):
-                    dead.append(line)
+                text = typed_line(record)
+                if isinstance(text, DeadLetter):
+                    dead.append(text)
                     continue
-            positions.append(row[0])
-            lines.append(line)
-        return positions, lines, dead
+                line = text.encode("utf-8")
+            out_positions.append(position)
+            out_lines.append(line)
+        return out_positions, out_lines, dead
 
     def _read_copy(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch]:
         """The zero-decode read for PostgreSQL sinks: COPY text rows (position first), streamed in batches."""
@@ -967,10 +994,11 @@ class PostgresConnector(BaseConnector):
             caster.close()
 
     def _copy_rows(self, statement: str, lo, hi, batch_size: int, options: str = "") -> Iterator[list[bytes]]:
-        """``COPY (statement) TO STDOUT options`` as lists of ``batch_size`` rows (bytes, one row each).
+        """``COPY (statement) TO STDOUT options`` (the text format by default) as lists of ``batch_size`` raw rows.
 
-        The COPY runs in a thread of its own that hands batches over through a small queue, so the sink
-        writes one batch while the next arrives, and memory stays flat.
+        The COPY runs in a thread of its own that hands batches over through a small queue, so the caller
+        handles one batch while the next arrives, and memory stays flat. It is one statement: the server's
+        ``statement_timeout`` (and the client deadline past it) bounds the whole sub-window's read.
         """
         conn = self._conn()
         with conn.cursor() as cur:
@@ -1168,6 +1196,128 @@ class _Prefetch:
             except psycopg2.Error:
                 pass
             self._thread.join()
+
+
+# COPY's text format escapes a backslash, the delimiter and the control characters \b \f \n \r \t \v
+# (COPY FROM reads any other escaped character as itself); a field that is exactly \N is NULL.
+_COPY_ESCAPE = re.compile(rb"\\(.)", re.S)
+_COPY_CHARS = {b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"v": b"\v"}
+
+
+def _copy_unescape(field: bytes) -> bytes:
+    """One field of a COPY text row as the value's own text (bytes)."""
+    if b"\\" not in field:
+        return field
+    return _COPY_ESCAPE.sub(lambda m: _COPY_CHARS.get(m.group(1), m.group(1)), field)
+
+
+def _json_rows(rows: list[bytes]) -> tuple[Any, list, dict[int, list]]:
+    """Positions and JSON lines (UTF-8 bytes: the connection's client encoding) of COPY rows ``position \t line``.
+
+    A row the server flagged sends the record of its typed columns instead of the line (``(v1,v2,...)``
+    where a line starts with ``{``): it gets None as its line, and its typed values (the server's text of
+    each, None for NULL) in the returned ``{index: values}``.
+    """
+    blob = b"".join(rows)
+    if b"\\" not in blob and b"\t(" not in blob:
+        # Nothing escaped, nothing flagged: cut each row after its position; positions are parsed only
+        # where the read looks (the batch's edges, and a cut when a split moves the stop).
+        return _RowPositions(rows), [row[row.index(b"\t") + 1 : -1] for row in rows], {}
+    positions: list[int] = []
+    lines: list = []
+    flagged: dict[int, list] = {}
+    for row in rows:
+        tab = row.index(b"\t")
+        positions.append(int(row[:tab]))
+        line = row[tab + 1 : -1]  # without the newline
+        if b"\\" in line:
+            line = _copy_unescape(line)
+        if line[:1] == b"(":
+            flagged[len(lines)] = _record_fields(line.decode("utf-8"))
+            line = None
+        lines.append(line)
+    return positions, lines, flagged
+
+
+class _RowPositions(collections.abc.Sequence):
+    """The cursor positions of COPY rows (``position \t ...``), each parsed when asked for."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[bytes]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self._rows)))]
+        row = self._rows[index]
+        return int(row[: row.index(b"\t")])
+
+    def __reduce__(self):  # a batch that crosses to another worker carries its positions as a plain list
+        return list, (list(self),)
+
+
+def _record_fields(text: str) -> list[str | None]:
+    """The fields of a record's text form, ``(1,"a b",,"x""y")``: each value's text, None for NULL.
+
+    PostgreSQL's record output quotes a value that is empty or holds a quote, backslash, comma,
+    parenthesis or white space, doubling quotes and backslashes inside; NULL is nothing at all.
+    """
+    fields: list[str | None] = []
+    i, n = 1, len(text) - 1  # inside the parentheses
+    while True:
+        if i < n and text[i] == '"':
+            i += 1
+            out = []
+            while True:
+                c = text[i]
+                if c == "\\":
+                    out.append(text[i + 1])
+                    i += 2
+                elif c == '"' and text[i + 1] == '"':
+                    out.append('"')
+                    i += 2
+                elif c == '"':
+                    i += 1
+                    break
+                else:
+                    out.append(c)
+                    i += 1
+            fields.append("".join(out))
+        else:
+            j = text.find(",", i, n)
+            j = n if j < 0 else j
+            fields.append(text[i:j] or None)
+            i = j
+        if i >= n:
+            return fields
+        i += 1  # the comma
+
+
+class _Casters:
+    """Decodes the text of typed columns exactly as the typed read's cursor would (same casters, same order)."""
+
+    def __init__(self, conn, oid_of: Mapping[str, int], columns: list[str]) -> None:
+        self._cur = conn.cursor()  # never executes: holds the cursor-level casters, as the typed read registers them
+        for caster in _ROBUST_CASTERS:
+            psycopg2.extensions.register_type(caster, self._cur)
+        found = []
+        for column in columns:
+            oid = oid_of[column]
+            found.append(
+                self._cur.string_types.get(oid)
+                or conn.string_types.get(oid)
+                or psycopg2.extensions.string_types.get(oid)
+                or psycopg2.extensions.UNICODE
+            )
+        self._casters = found
+
+    def cast(self, values: list) -> list:
+        cur = self._cur
+        return [caster(value, cur) if value is not None else None for caster, value in zip(self._casters, values)]
 
 
 class _Stopped(Exception):
