@@ -62,7 +62,14 @@ from osmosis_beam.core.secrets import redact_text, reveal
 from osmosis_beam.core.timefmt import MIN_MICROS, UTC
 from osmosis_beam.core.window import SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
-from osmosis_beam.io.postgres.encoded import ENCODINGS, EncodedPlan, Unsupported, build_encoded_plan, typed_line
+from osmosis_beam.io.postgres.encoded import (
+    ENCODINGS,
+    EncodedPlan,
+    Unsupported,
+    build_encoded_plan,
+    run_steps,
+    typed_line,
+)
 from osmosis_beam.io.postgres.session import (
     DEFAULT_DEADLINES,
     Deadlines,
@@ -633,8 +640,10 @@ class PostgresConnector(BaseConnector):
         if kind is None:
             return {}
         if kind == "date":
-            return {"lo": _ceil_date(lo), "hi": _ceil_date(hi)}
+            return {"lo": _ceil_date(lo), "hi": _ceil_date(hi), **(self._encoded.params if self._encoded else {})}
         params: dict[str, Any] = {"lo": lo, "hi": hi}
+        if self._encoded is not None and self._encoded.params:
+            params.update(self._encoded.params)  # the values of pushed filter steps, bound as parameters
         if kind == "timestamp":
             params["lo_naive"] = None if lo is None else lo.astimezone(self._zone).replace(tzinfo=None) - _ZONE_SLACK
             params["hi_naive"] = hi.astimezone(self._zone).replace(tzinfo=None) + _ZONE_SLACK
@@ -843,8 +852,9 @@ class PostgresConnector(BaseConnector):
     def use_encoding(self, encoding: str | None, fields: tuple = ()) -> str | None:
         """Read pre-encoded ``encoding`` (``json``, ``pgcopy``) instead of Python values; None to read typed.
 
-        ``fields``: ``select``/``drop``/``rename`` steps done in the query. Returns why it cannot (the read
-        then stays typed), or None. Called on the launcher.
+        ``fields``: the steps done in the query, ``(name, config[, label, on_error])``: ``select``/``drop``/
+        ``rename``, and ``filter``/``cast`` where they translate exactly (``io/postgres/pushdown.py``).
+        Returns why it cannot (the read then stays typed), or None. Called on the launcher.
         """
         self._encoded = None
         if encoding is None:
@@ -854,9 +864,12 @@ class PostgresConnector(BaseConnector):
             return "the source has no cursor field (a whole-table read stays typed)"
         conn = self._conn()
         try:
+            not_null, utf8 = frozenset(), True
+            if any(step[0] in ("filter", "cast") for step in fields):
+                not_null, utf8 = self._column_facts(conn)
             self._encoded = build_encoded_plan(
                 conn, encoding, {k: plan.select[k] for k in ("window", "from")}, plan.columns, plan.oids,
-                self.cursor_field, plan.kind, fields,
+                self.cursor_field, plan.kind, fields, not_null, utf8,
             )
         except Unsupported as exc:
             return f"{plan.source}: {exc}"
@@ -869,11 +882,27 @@ class PostgresConnector(BaseConnector):
                 self.disconnect()
         return None
 
+    def _column_facts(self, conn) -> tuple[frozenset[str], bool]:
+        """The columns declared NOT NULL (a table's; none for a query), and whether the database is UTF8."""
+        with conn.cursor() as cur:
+            cur.execute("SHOW server_encoding")
+            utf8 = cur.fetchone()[0].upper() in ("UTF8", "UTF-8")
+            if self._plan.table is None:
+                return frozenset(), utf8
+            cur.execute(
+                "SELECT a.attname FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND a.attnotnull AND NOT a.attisdropped",
+                self._plan.table,
+            )
+            return frozenset(r[0] for r in cur.fetchall()), utf8
+
     def _read_json(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
         """The zero-decode read for JSON lines: ``(position, line[, typed columns])`` rows from the server."""
         conn = self._conn()
         fetch_size = self.config["fetch_size"]
         fallback = self._encoded.fallback
+        steps = self._encoded.steps is not None  # pushed filter/cast: '' marks a row a filter dropped
         cur = conn.cursor(name=f"osmosis_{uuid.uuid4().hex[:12]}")
         cur.itersize = fetch_size
         for caster in _ROBUST_CASTERS:  # only the rows the server flagged carry typed values
@@ -889,28 +918,41 @@ class PostgresConnector(BaseConnector):
                         chunk = rows[i : i + batch_size]
                         positions = [r[0] for r in chunk]
                         lines = [r[1] for r in chunk]
-                        if fallback and None in lines:
-                            positions, lines, dead = self._typed_rows(chunk)
+                        dropped = None
+                        if fallback and (None in lines or (steps and "" in lines)):
+                            positions, lines, dropped, dead = self._typed_rows(chunk)
                             yield from dead
-                            if not lines:
+                            if not lines and not dropped:
                                 continue
-                        yield EncodedBatch("json", lines, positions)
+                        yield EncodedBatch("json", lines, positions, dropped=dropped)
             except psycopg2.Error as exc:
                 raise self._fail(exc, "read failed") from None
         finally:
             self._end_read(conn, cur)
 
-    def _typed_rows(self, chunk: list[tuple]) -> tuple[list[int], list[str], list[DeadLetter]]:
-        """Lines for a chunk in which the server sent some rows typed: those are encoded as the typed path does."""
+    def _typed_rows(self, chunk: list[tuple]) -> tuple[list[int], list[str], list[int] | None, list[DeadLetter]]:
+        """Lines for a chunk in which the server sent some rows typed: those are encoded as the typed path does.
+
+        With pushed filter/cast steps, a typed row carries every column and goes through the steps themselves
+        (kept, dropped, or a dead letter, as on the typed path), and ``''`` marks a row a filter dropped;
+        the positions of the dropped rows come back third (None without steps), still read and claimed.
+        """
         encoded = self._encoded
         names = encoded.typed_columns
+        steps = encoded.steps
         positions: list[int] = []
         lines: list[str] = []
+        dropped: list[int] | None = [] if steps is not None else None
         dead: list[DeadLetter] = []
         for row in chunk:
             line = row[1]
+            if line == "" and steps is not None:
+                dropped.append(row[0])
+                continue
             if line is None:
-                record = encoded.project(dict(zip(names, row[2:])))
+                record = dict(zip(names, row[2:]))
+                if steps is None:
+                    record = encoded.project(record)
                 bad = _unreadable_fields(record)
                 if bad:
                     errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
@@ -918,13 +960,22 @@ class PostgresConnector(BaseConnector):
                         record[k] = record[k].text
                     dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record))
                     continue
+                if steps is not None:
+                    record = run_steps(steps, record)
+                    if not isinstance(record, dict):
+                        if record is not None:
+                            dead.append(record)
+                        dropped.append(row[0])
+                        continue
                 line = typed_line(record)
                 if isinstance(line, DeadLetter):
                     dead.append(line)
+                    if dropped is not None:
+                        dropped.append(row[0])  # read, as the typed path counts it; the sink cannot encode it
                     continue
             positions.append(row[0])
             lines.append(line)
-        return positions, lines, dead
+        return positions, lines, dropped, dead
 
     def _read_copy(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch]:
         """The zero-decode read for PostgreSQL sinks: COPY text rows (position first), streamed in batches.
@@ -934,6 +985,7 @@ class PostgresConnector(BaseConnector):
         """
         conn = self._conn()
         columns = tuple(field for field, _ in self._encoded.projection)
+        filtered = self._encoded.steps is not None
         with conn.cursor() as cur:
             text = cur.mogrify(statement, self._params(lo, hi)).decode("utf-8")
         chunks = _CopyBatches(batch_size)
@@ -957,7 +1009,12 @@ class PostgresConnector(BaseConnector):
                 lines = chunks.get()
                 if lines is None:
                     break
-                yield EncodedBatch("pgcopy", lines, None, columns)
+                dropped = None
+                if filtered:  # rows a pushed filter dropped come as b"d<position>\t...": read, not written
+                    dropped = [int(line[1 : line.index(b"\t")]) for line in lines if line[:1] == b"d"]
+                    if dropped:
+                        lines = [line for line in lines if line[:1] != b"d"]
+                yield EncodedBatch("pgcopy", lines, None, columns, dropped=dropped)
             finished = True  # a reader closed early (a split took the rest) ends the COPY and ignores its error
         finally:
             if not finished:
