@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from osmosis_beam.config import StepSpec
+from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.core.records import DeadLetter, EncodedBatch
 from osmosis_beam.io.postgres.encoded import typed_line
 from osmosis_beam.io.postgres.sink import PostgresSink
-from osmosis_beam.steps.base import StepContext
+from osmosis_beam.steps.base import StepContext, error_text
 from osmosis_beam.steps.pipeline import StepChain, build_step
 from tests.integration.pg_support import (  # noqa: F401  (fixtures)
     execute,
@@ -31,7 +32,6 @@ from tests.integration.pg_support import (  # noqa: F401  (fixtures)
     utc,
     write_through_beam,
 )
-from osmosis_beam.core.window import SyncWindow
 
 _TABLE = """
 CREATE TABLE pd (
@@ -99,6 +99,7 @@ _CASTS = [
      {"drop": ["t"]}],
     [{"cast": {"nothing": "int"}}, {"select": ["id", "updated_at", "nothing"]}, {"filter": "nothing is None"}],
 ]
+_COPY_FILTERS = ["nn > 4", "i4 is not None and i4 > 4 or t == 'zebra'", "b is None or not b"]
 _TYPED_CASTS = {
     "float": [{"cast": {"f8": "str"}}], "text to int": [{"cast": {"t": "int"}}],
     "a map": [{"map": {"x": "nn + 1"}}],
@@ -140,17 +141,59 @@ def table(pg_module_database):
     return pg_module_database, rows, dead
 
 
-def _typed(rows, read_dead, specs) -> tuple[list[dict], list[tuple], int]:
-    chain = StepChain()
+def _key(steps: list) -> str:
+    return json.dumps(steps, sort_keys=True)
+
+
+def _through_steps(rows: list[dict], steps: list) -> tuple[list[dict], list[dict]]:
+    """The typed path's step runner on each record: the built steps in order; a step that raises makes the
+    record a dead letter with the step's label and error (what the Beam step does to a failing batch)."""
     context = StepContext(pipeline_id="pd", cursor_field="updated_at")
-    for spec in specs:
-        chain.add_step(build_step(spec, None, context), label=spec.label, on_error=spec.on_error)
-    out = chain.execute(rows, batch_size=50)
-    lines, sink_dead = [], []
-    for record in out:  # as the jsonl sink encodes them (a float NaN is its dead letter)
-        line = typed_line(record)
-        (sink_dead.append(line.to_dict()) if isinstance(line, DeadLetter) else lines.append(json.loads(line)))
-    return lines, sorted(map(_letter, read_dead + chain.last_dead_letters + sink_dead)), len(rows)
+    built = [(spec, build_step(spec, None, context)) for spec in _specs(steps)]
+    kept, dead = [], []
+    for record in rows:
+        out = [dict(record)]
+        for spec, step in built:
+            try:
+                out = step.process(out)
+            except Exception as exc:  # noqa: BLE001
+                dead.append(DeadLetter(spec.label, error_text(exc), out[0]).to_dict())
+                out = []
+            if not out:
+                break
+        kept += out
+    return kept, dead
+
+
+@pytest.fixture(scope="module")
+def typed(table):
+    """The typed path's result of every case: kept records, their JSON lines, dead letters, rows read."""
+    _, rows, read_dead = table
+    cases = [[{"filter": e}] for e in _FILTERS] + _CASTS + [[{"filter": e}] for e in _COPY_FILTERS]
+    results = {}
+    for steps in cases:
+        kept, dead = _through_steps(rows, steps)
+        lines, sink_dead = [], []
+        for record in kept:  # as the jsonl sink encodes them (a float NaN is its dead letter)
+            line = typed_line(record)
+            (sink_dead.append(line.to_dict()) if isinstance(line, DeadLetter) else lines.append(json.loads(line)))
+        results[_key(steps)] = (kept, lines, sorted(map(_letter, read_dead + dead + sink_dead)), len(rows))
+    return results
+
+
+def test_the_reference_is_what_the_step_chain_does_on_beam(table, typed):
+    """The per-record reference above gives what the real StepChain gives on the in-process runner."""
+    _, rows, read_dead = table
+    for steps in ([{"filter": "i4 > 3"}], _CASTS[9]):
+        chain = StepChain()
+        for spec in _specs(steps):
+            chain.add_step(build_step(spec, None, StepContext()), label=spec.label, on_error=spec.on_error)
+        out = chain.execute(rows, batch_size=50)
+        kept, _, dead, _ = typed[_key(steps)]
+        assert sorted(map(repr, out)) == sorted(map(repr, kept))
+        assert sorted(map(_letter, read_dead + chain.last_dead_letters)) == [
+            d for d in dead if not d[0].startswith("sink")
+        ]
 
 
 def _pushed(dsn, specs, encoding="json"):
@@ -175,7 +218,7 @@ def _pushed(dsn, specs, encoding="json"):
 
 def _same(typed, pushed) -> None:
     lines, dead, read = pushed
-    want_lines, want_dead, want_read = typed
+    _, want_lines, want_dead, want_read = typed
     assert sorted(lines, key=lambda r: r["id"] if "id" in r else 0) == sorted(want_lines, key=lambda r: r["id"] if "id" in r else 0)
     assert [list(r) for r in lines] == [list(r) for r in want_lines]  # the same key order (and count)
     assert dead == want_dead
@@ -183,13 +226,10 @@ def _same(typed, pushed) -> None:
 
 
 @pytest.mark.parametrize("expression", _FILTERS)
-def test_a_pushed_filter_equals_the_typed_path(table, expression):
-    dsn, rows, read_dead = table
-    specs = _specs([{"filter": expression}])
-    pushed = _pushed(dsn, specs)
+def test_a_pushed_filter_equals_the_typed_path(table, typed, expression):
+    pushed = _pushed(table[0], _specs([{"filter": expression}]))
     assert not isinstance(pushed, str), f"{expression!r} was not pushed: {pushed}"
-    typed = _typed(rows, read_dead, specs)
-    _same(typed, pushed)
+    _same(typed[_key([{"filter": expression}])], pushed)
 
 
 @pytest.mark.parametrize("expression", sorted(_TYPED_FILTERS))
@@ -200,12 +240,10 @@ def test_a_filter_without_an_exact_sql_twin_stays_typed_and_says_why(table, expr
 
 
 @pytest.mark.parametrize("steps", _CASTS, ids=lambda s: json.dumps(s)[:70])
-def test_pushed_casts_and_mixed_steps_equal_the_typed_path(table, steps):
-    dsn, rows, read_dead = table
-    specs = _specs(steps)
-    pushed = _pushed(dsn, specs)
+def test_pushed_casts_and_mixed_steps_equal_the_typed_path(table, typed, steps):
+    pushed = _pushed(table[0], _specs(steps))
     assert not isinstance(pushed, str), f"{steps!r} was not pushed: {pushed}"
-    _same(_typed(rows, read_dead, specs), pushed)
+    _same(typed[_key(steps)], pushed)
 
 
 @pytest.mark.parametrize("name", sorted(_TYPED_CASTS))
@@ -227,13 +265,13 @@ def test_filters_in_the_copy_path_only_where_no_row_needs_python(table):
     assert why is not None and "step 1: cast" in why
 
 
-@pytest.mark.parametrize("expression", ["nn > 4", "i4 is not None and i4 > 4 or t == 'zebra'", "b is None or not b"])
-def test_postgres_copy_path_with_a_pushed_filter_equals_typed(table, expression):
+@pytest.mark.parametrize("expression", _COPY_FILTERS)
+def test_postgres_copy_path_with_a_pushed_filter_equals_typed(table, typed, expression):
     """PostgreSQL -> PostgreSQL: the COPY path with the filter in its query writes the table the typed path writes."""
-    dsn, rows, _ = table
+    dsn = table[0]
     specs = _specs([{"filter": expression}])
     window = SyncWindow(LO, HI)
-    typed_rows = StepChain().add_step(build_step(specs[0]), label=specs[0].label).execute(rows)
+    typed_rows = typed[_key([{"filter": expression}])][0]
     results = {}
     run = uuid.uuid4().hex[:8]  # each run id publishes once per target table
     for path in ("typed", "pgcopy"):

@@ -327,7 +327,8 @@ class _Translator:
     def call(self, node: ast.Call) -> _Value:
         func = node.func
         if isinstance(func, ast.Name) and func.id in _CONSTANT_CALLS and func.id not in self.fields:
-            if node.keywords and func.id != "datetime" or any(not isinstance(a, (ast.Constant, ast.UnaryOp, ast.Attribute, ast.Name)) for a in node.args):
+            names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n is not func]
+            if any(name in self.fields for name in names) or any(isinstance(n, ast.Call) and n is not node for n in ast.walk(node)):
                 raise self.no(node, f"{func.id}() with arguments that are not literals")
             try:
                 value = eval(compile(ast.Expression(node), "<filter>", "eval"), {"__builtins__": {}}, dict(EXPRESSION_HELPERS))  # noqa: S307
