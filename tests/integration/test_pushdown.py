@@ -345,3 +345,13 @@ def test_a_run_with_pushed_steps_counts_and_writes_what_the_typed_run_does(table
                         home_dir=tmp_path / "home-o", env={"PD_DSN": dsn})
     assert other.returncode == 0, other.stderr
     assert "typed path (public.pd: step 1: filter 'nn * 2 > 5': arithmetic is not pushed" in other.stderr
+
+
+def test_on_error_fail_fails_the_read_as_the_typed_step_fails_the_run(table):
+    """A row the Python step raises on, with on_error: fail, stops the pushed read with the typed path's error."""
+    from osmosis_beam.steps.base import StepFailed
+
+    dsn = table[0]
+    specs = _specs([{"filter": "i4 > 3", "on_error": "fail"}])
+    with pytest.raises(StepFailed, match=r"step 1: filter failed: TypeError: '>' not supported between instances of 'NoneType' and 'int'"):
+        _pushed(dsn, specs)

@@ -253,6 +253,8 @@ class _Translator:
                 return "num"  # a float literal against an int/numeric field: its exact value, as a numeric
             if other.is_const and other.kind == "int" and abs(other.const) <= _FLOAT_EXACT:
                 return "float"
+            if other.is_const:
+                raise self.no(node, "a float field compared with a number a float cannot hold exactly")
             raise self.no(node, "a float field compared with an integer or numeric one (SQL rounds that side to float)")
         raise self.no(node, f"a comparison between {left.kind} and {right.kind} (Python raises or answers False, SQL converts)")
 
