@@ -14,12 +14,16 @@ import uuid
 from pathlib import Path
 
 import pytest
+from apache_beam.io.restriction_trackers import OffsetRange
 
 from osmosis_beam.config import StepSpec
-from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.core.records import DeadLetter, EncodedBatch
+from osmosis_beam.core.timefmt import to_micros
+from osmosis_beam.core.window import SyncWindow
+from osmosis_beam.io.base import BaseConnector
 from osmosis_beam.io.postgres.encoded import typed_line
 from osmosis_beam.io.postgres.sink import PostgresSink
+from osmosis_beam.io.read import _ReadTask, _ReadWindowFn, _WindowRestrictionProvider
 from osmosis_beam.steps.base import StepContext, error_text
 from osmosis_beam.steps.pipeline import StepChain, build_step
 from tests.integration.pg_support import (  # noqa: F401  (fixtures)
@@ -355,3 +359,52 @@ def test_on_error_fail_fails_the_read_as_the_typed_step_fails_the_run(table):
     specs = _specs([{"filter": "i4 > 3", "on_error": "fail"}])
     with pytest.raises(StepFailed, match=r"step 1: filter failed: TypeError: '>' not supported between instances of 'NoneType' and 'int'"):
         _pushed(dsn, specs)
+
+
+class _EncodedWithDrops(BaseConnector):
+    """300 rows, 3 per cursor position; every 4th row dropped by a (pushed) filter: read, but no line."""
+
+    type_name = "encoded_drops"
+    cursor_fields = ("ts",)
+    reads_batches = True
+
+    def read_window_batches(self, lo, hi, batch_size):
+        rows = [(i, _T0_US + (i // 3) * 10) for i in range(300)]
+        rows = [(i, p) for i, p in rows if (lo is None or p >= to_micros(lo)) and p < to_micros(hi)]
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            kept = [(i, p) for i, p in chunk if i % 4]
+            yield EncodedBatch("json", [json.dumps({"id": i}) for i, _ in kept], [p for _, p in kept],
+                               dropped=[p for i, p in chunk if not i % 4])
+
+
+_T0_US = 1_704_067_200_000_000
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.4, 0.9])
+def test_a_dynamic_split_counts_each_dropped_row_once_and_never_writes_it(fraction):
+    """The read claims and counts the rows a pushed filter dropped as it does kept ones, across a split."""
+    task = _ReadTask(_T0_US, _T0_US + 10_000, ())
+    fn = _ReadWindowFn(_EncodedWithDrops({}), batch_size=7)
+    counts: list[int] = []
+    fn._read_inc = counts.append  # the number of rows the read counts as read, per emitted batch
+    provider = _WindowRestrictionProvider()
+
+    def drive(restriction, split_after=None):
+        tracker = provider.create_tracker(restriction)
+        lines, residual = [], None
+        for item in fn.process(task, tracker=tracker):
+            assert isinstance(item, EncodedBatch) and item.dropped is None and item.lines  # sinks get lines only
+            lines += [json.loads(x)["id"] for x in item.lines]
+            if split_after is not None and residual is None and len(lines) >= split_after:
+                split = tracker.try_split(fraction)
+                if split:
+                    residual = split[1]
+        tracker.check_done()
+        return lines, residual
+
+    first, residual = drive(OffsetRange(task.lo, task.hi), split_after=40)
+    assert residual is not None
+    rest, _ = drive(residual)
+    assert sorted(first + rest) == [i for i in range(300) if i % 4]  # every kept row exactly once
+    assert sum(counts) == 300  # every row read once, dropped ones included, as the typed path counts them
