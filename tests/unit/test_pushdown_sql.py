@@ -77,3 +77,10 @@ def test_casts_that_can_fail_flag_their_rows():
     assert translate_cast("k", "string", FIELDS["k"]) == (Ref('(_s."k")::text', 25, False), [])
     with pytest.raises(Unsupported, match="not pushed"):
         translate_cast("f", "str", FIELDS["f"])
+
+
+def test_text_ordering_and_lengths_need_a_utf8_database():
+    for expression in ("t > 'a'", "len(t) > 1", "t.startswith('a')"):
+        with pytest.raises(Unsupported, match="UTF8"):
+            translate_filter(expression, FIELDS, {}, utf8=False)
+    assert translate_filter("t == 'a'", FIELDS, {}, utf8=False)[1] == []  # equality is exact under "C" anyway

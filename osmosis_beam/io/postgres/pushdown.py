@@ -341,6 +341,8 @@ class _Translator:
             arg = self.value(node.args[0])
             if arg.kind != "str" or arg.is_const:
                 raise self.no(node, "len() is pushed for text fields only")
+            if not self.utf8:
+                raise self.no(node, "len() counts what Python counts only in a UTF8 database")
             unsure = arg.unsure + ([f"{arg.sql} IS NULL"] if arg.nullable else [])  # len(None) raises
             return _Value(f"char_length({arg.sql})", "int", arg.nullable, unsure)
         if isinstance(func, ast.Attribute) and func.attr in ("startswith", "endswith") and len(node.args) == 1 and not node.keywords:
@@ -348,6 +350,8 @@ class _Translator:
             prefix = node.args[0]
             if target.kind != "str" or target.is_const or not (isinstance(prefix, ast.Constant) and isinstance(prefix.value, str)):
                 raise self.no(node, f".{func.attr}() is pushed for a text field and one text literal only")
+            if not self.utf8:
+                raise self.no(node, f".{func.attr}() matches Python's only in a UTF8 database")
             unsure = target.unsure + ([f"{target.sql} IS NULL"] if target.nullable else [])  # None.startswith raises
             param = self.bind(prefix.value, "str")
             side = "left" if func.attr == "startswith" else "right"

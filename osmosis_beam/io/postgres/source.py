@@ -1011,7 +1011,7 @@ class PostgresConnector(BaseConnector):
                     break
                 dropped = None
                 if filtered:  # rows a pushed filter dropped come as b"d<position>\t...": read, not written
-                    dropped = [int(line[1 : line.index(b"\t")]) for line in lines if line[:1] == b"d"]
+                    dropped = [int(line[1:].split(b"\t", 1)[0]) for line in lines if line[:1] == b"d"]
                     if dropped:
                         lines = [line for line in lines if line[:1] != b"d"]
                 yield EncodedBatch("pgcopy", lines, None, columns, dropped=dropped)
