@@ -15,9 +15,11 @@ arithmetic (SQL integers overflow where Python's do not; Decimal arithmetic roun
 ``lower``/``upper`` (Unicode case mapping differs), regular expressions, subscripts, ``record``, and
 comparisons across types (Python raises or answers False where SQL converts).
 
-A ``cast`` is pushed for ``int``, ``str`` and ``decimal[(p,s)]`` of integer and numeric columns, and ``str``
-of text columns: the value SQL computes is encoded as the typed path encodes Python's result; values the
-cast rejects on the typed path (a fraction to int, too many digits for decimal(p,s), NaN) are ``unsure``.
+A ``cast`` is pushed where the value SQL computes is encoded as the typed path encodes Python's result:
+``int`` of integer, numeric and boolean fields; ``decimal[(p,s)]`` of integer and numeric ones; ``str`` of
+text, integer, numeric, boolean, date and timestamptz ones; ``bool`` of boolean and integer ones; ``date``
+and ``datetime`` between date and timestamptz (in UTC); ``json`` of json/jsonb. Values the cast rejects on
+the typed path (a fraction to int, too many digits for decimal(p,s), NaN, 2 to bool) are ``unsure``.
 
 Parameters are bound (``%(pd0)s``), never spliced into the text.
 
@@ -42,7 +44,7 @@ from osmosis_beam.steps.expressions import EXPRESSION_HELPERS
 __all__ = ["Ref", "translate_filter", "translate_cast", "Unsupported"]
 
 _BOOL, _INT8, _INT2, _INT4, _TEXT, _VARCHAR, _NAME = 16, 20, 21, 23, 25, 1043, 19
-_FLOAT8, _NUMERIC, _DATE, _TIMESTAMPTZ = 701, 1700, 1082, 1184
+_FLOAT8, _NUMERIC, _DATE, _TIMESTAMPTZ, _JSON, _JSONB = 701, 1700, 1082, 1184, 114, 3802
 
 _KIND = {
     _BOOL: "bool", _INT8: "int", _INT2: "int", _INT4: "int", _TEXT: "str", _VARCHAR: "str", _NAME: "str",
@@ -68,6 +70,7 @@ class Ref:
     oid: int
     nullable: bool = True
     column: str | None = None  # the source column it is (None: derived by a cast, or a NULL constant)
+    comparable: bool = True  # False: the SQL value is encoded as the cast's result, but is not of its type
 
     @property
     def kind(self) -> str | None:
@@ -285,6 +288,8 @@ class _Translator:
                     return _Value("NULL", "none", True, [], None, True)
                 if ref.kind is None:
                     raise self.no(node, "a field whose PostgreSQL type has no pushed comparison")
+                if not ref.comparable:
+                    raise self.no(node, "a field cast to str from another type (filter before the cast)")
                 return _Value(ref.sql, ref.kind, ref.nullable and ref.sql not in self.not_null, [])
             if node.id == "record":
                 raise self.no(node, "'record' (the whole record) has no SQL twin")
@@ -384,20 +389,37 @@ def translate_cast(field: str, spec: str, ref: Ref) -> tuple[Ref, list[str]]:
     Python's result on every row that no unsure condition flags; flagged rows (the values the cast rejects
     on the typed path) go typed.
     """
-    kind, precision, scale = CastStep({field: spec}).targets()[0][1:4]
+    kind, precision, scale, tz = CastStep({field: spec}).targets()[0][1:5]
     source, e = ref.kind, ref.sql
     if ref.oid == 0:
         return ref, []  # null stays null
+    utc = tz is None or getattr(tz, "key", None) == "UTC"  # other zones: PostgreSQL's tzdata may not be Python's
     # NaN and the infinities: scale() is NULL for them only (Decimal of them fails the cast in Python).
     not_finite = f"({e} IS NOT NULL AND scale({e}) IS NULL)"
-    if kind == "str" and source == "int":
-        return Ref(f"({e})::text", _TEXT, ref.nullable), []
-    if kind in ("str", "int") and source == ("str" if kind == "str" else "int"):
-        return ref, []  # already that type: the cast returns the value as it is
+    same = {"str": "str", "int": "int", "bool": "bool", "date": "date", "datetime": "ts"}
+    if same.get(kind) == source or (kind == "json" and ref.oid in (_JSON, _JSONB)):
+        return ref, []  # already that type (an aware datetime stays the same instant): the value as it is
+    if kind == "str":
+        if source == "int":
+            return Ref(f"({e})::text", _TEXT, ref.nullable), []
+        if source == "bool":
+            return Ref(f"(CASE {e} WHEN true THEN 'true' WHEN false THEN 'false' END)", _TEXT, ref.nullable), []
+        if source in ("num", "date", "ts"):
+            # str(Decimal), date.isoformat(), datetime.isoformat(): exactly how the zero-decode path writes
+            # these types, so the value is encoded as it is (and a later filter may not compare it as text).
+            return Ref(e, ref.oid, ref.nullable, None, comparable=False), []
     if kind == "int" and source == "num":
         # int(Decimal) of a whole number; a fraction, NaN or an infinity is a dead letter on the typed path.
         # trunc() has scale 0, so the server writes it as a JSON number, as the typed path writes an int.
         return Ref(f"trunc({e})", _INT8, ref.nullable), [f"({not_finite} OR {e} <> trunc({e}))"]
+    if kind == "int" and source == "bool":
+        return Ref(f"({e})::integer", _INT4, ref.nullable), []
+    if kind == "bool" and source == "int":
+        return Ref(f"({e} = 1)", _BOOL, ref.nullable), [f"({e} IS NOT NULL AND {e} NOT IN (0, 1))"]
+    if kind == "date" and source == "ts" and utc:
+        return Ref(f"(({e}) AT TIME ZONE 'UTC')::date", _DATE, ref.nullable), []
+    if kind == "datetime" and source == "date" and utc:
+        return Ref(f"((({e})::timestamp) AT TIME ZONE 'UTC')", _TIMESTAMPTZ, ref.nullable), []
     if kind == "decimal" and source in ("int", "num"):
         if scale is None:
             if source == "int":
