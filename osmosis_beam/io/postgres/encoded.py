@@ -359,7 +359,7 @@ def _plan_with_steps(conn, encoding, base_select, columns, oids, cursor, kind, f
                 raise Unsupported("rename: the postgres sink takes its column types from the source's columns")
             items.append(f"CASE WHEN _f.keep THEN {ref.sql} END")
         head = f"SELECT CASE WHEN _f.keep THEN ({pos})::text ELSE 'd' || ({pos})::text END, {', '.join(items)}"
-        lateral = f"CROSS JOIN LATERAL (SELECT COALESCE({keep}, false) AS keep) AS _f"
+        lateral = f"CROSS JOIN LATERAL (SELECT COALESCE({keep}, false) AS keep OFFSET 0) AS _f"
         select = {n: f"{head} FROM ({text}) AS _s {lateral}{order}" for n, text in base_select.items()}
         return EncodedPlan(encoding, select, False, [], [(f, r.column) for f, r in state], params, chain)
     exprs = []
@@ -402,7 +402,7 @@ def _plan_with_steps(conn, encoding, base_select, columns, oids, cursor, kind, f
     typed = ", ".join(f"CASE WHEN _k.x THEN {s}{_ident(c)} END" for c in columns)
     head = f"SELECT {pos}, CASE WHEN _k.x THEN NULL WHEN NOT _k.keep THEN '' ELSE {line} END, {typed}"
     lateral = (
-        f"CROSS JOIN LATERAL (SELECT COALESCE({flag}, false) AS x, COALESCE({keep}, false) AS keep) AS _k "
+        f"CROSS JOIN LATERAL (SELECT COALESCE({flag}, false) AS x, COALESCE({keep}, false) AS keep OFFSET 0) AS _k "
         f"CROSS JOIN LATERAL (SELECT {', '.join(exprs)}) AS _e"
     )
     select = {n: f"{head} FROM ({text}) AS _s {lateral}{order}" for n, text in base_select.items()}
