@@ -18,6 +18,9 @@ Routes and baselines:
 - ``pg_jsonl_2``: the same pipeline read in 2 splits on 2 worker threads of the direct runner (two
   connections, so two server backends, at once; the baseline uses one), same baseline.
 - ``pg_jsonl_typed``: the same with a Python ``map`` step (the typed path) vs a plain psycopg2 loop.
+- ``pg_jsonl_filter``: the same with a ``filter`` step the source does in its query (the zero-decode path) vs
+  ``psql \\copy`` of ``row_to_json`` with the same condition in its WHERE; ``osmosis_typed`` runs the same
+  pipeline with ``read.path: typed`` (the filter in Python), interleaved, for the pushdown's own gain.
 - ``pg_parquet``: postgres -> parquet vs dlt ``sql_table`` (pyarrow backend) into Parquet, run from the
   benchmark's own virtualenv (``--dlt-python``; dlt is not a dependency of the package).
 - ``pg_pg_upsert``/``pg_pg_append``: postgres -> postgres vs ``psql \\copy ... to stdout | psql \\copy ... from stdin``.
@@ -54,6 +57,7 @@ TARGETS = {  # route -> (baseline label, target ratio: baseline time / osmosis t
     "pg_jsonl": ("psql COPY row_to_json", 0.6),
     "pg_jsonl_2": ("psql COPY row_to_json", 0.6),
     "pg_jsonl_typed": ("plain psycopg2 loop", 2.0),
+    "pg_jsonl_filter": ("psql COPY row_to_json WHERE <the filter>", 0.6),
     "pg_parquet": ("dlt sql_table (pyarrow) -> parquet", 3.0),
     "pg_pg_upsert": ("psql COPY TO | psql COPY FROM", 0.5),
     "pg_pg_append": ("psql COPY TO | psql COPY FROM", 0.5),
@@ -168,6 +172,25 @@ class Bench:
                 "osmosis": (self.osmosis(two, home), env, False),
                 "baseline": (["psql", self.dsn, "-qAt", "-c", copy_sql], env, False),
             }, reset, check)
+        if "pg_jsonl_filter" in wanted:
+            # A filter on NOT NULL columns, kept by 3 rows in 8: pushed into the query's SQL.
+            steps = "steps:\n  - filter: \"kind in ['click', 'purchase'] and amount > 250\"\n"
+            pushed = _yaml(w, "pg_jsonl_filter", _PG_SOURCE, f"sink:\n  type: jsonl\n  path: {out}\n", steps)
+            forced = _yaml(w, "pg_jsonl_filter_typed", _PG_SOURCE.replace("splits: 1", "splits: 1\n  path: typed"),
+                           f"sink:\n  type: jsonl\n  path: {out}\n", steps)
+            where = "kind IN ('click', 'purchase') AND amount > 250"
+            filter_sql = (r"\copy (SELECT row_to_json(t) FROM events t WHERE " + where + " ORDER BY updated_at) TO "
+                          + f"'{w / 'baseline.jsonl'}'")
+            conn = psycopg2.connect(self.dsn)
+            with conn.cursor() as cur:
+                cur.execute(f"SELECT count(*) FROM events WHERE {where}")
+                kept = cur.fetchone()[0]
+            conn.close()
+            self.run_route("pg_jsonl_filter", rows, {
+                "osmosis": (self.osmosis(pushed, home), env, False),
+                "osmosis_typed": (self.osmosis(forced, home), env, False),
+                "baseline": (["psql", self.dsn, "-qAt", "-c", filter_sql], env, False),
+            }, reset, self._summary_check(kept))
         if "pg_jsonl_typed" in wanted:
             self.run_route("pg_jsonl_typed", rows, {
                 "osmosis": (self.osmosis(typed, home), env, False),

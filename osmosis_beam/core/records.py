@@ -43,20 +43,40 @@ class EncodedBatch:
     object per line, with each record's cursor position in ``positions``; ``"pgcopy"``, rows of PostgreSQL's COPY text format (bytes,
     each ending in a newline) whose first column is the cursor position, then ``columns``. Positions are
     in cursor order, so the splittable read claims and cuts these batches by exactly the rules it applies
-    to lists of dicts.
+    to lists of dicts. ``dropped`` holds the positions of rows a filter done in the source's query left
+    out: they were read (the read counts and claims them as the typed path does) but have no line.
     """
 
-    __slots__ = ("encoding", "lines", "positions", "columns")
+    __slots__ = ("encoding", "lines", "positions", "columns", "dropped")
 
     def __init__(self, encoding: str, lines: list, positions: list[int] | None = None,
-                 columns: tuple[str, ...] | None = None) -> None:
+                 columns: tuple[str, ...] | None = None, dropped: list[int] | None = None) -> None:
         self.encoding, self.lines, self.positions, self.columns = encoding, lines, positions, columns
+        self.dropped = dropped or None
 
     def __len__(self) -> int:
         return len(self.lines)
 
     def __bool__(self) -> bool:
-        return bool(self.lines)
+        return bool(self.lines) or bool(self.dropped)
+
+    @property
+    def read_count(self) -> int:
+        """The rows read into this batch: its lines and the rows a pushed filter dropped."""
+        return len(self.lines) + (len(self.dropped) if self.dropped else 0)
+
+    def bounds(self) -> tuple[int, int]:
+        """The first and last cursor position of the rows read into this batch (dropped ones included)."""
+        ends = [self.position(0), self.position(-1)] if self.lines else []
+        if self.dropped:
+            ends += [self.dropped[0], self.dropped[-1]]
+        return min(ends), max(ends)
+
+    def written(self) -> "EncodedBatch":
+        """The batch without the dropped rows' positions (what a sink takes)."""
+        if not self.dropped:
+            return self
+        return EncodedBatch(self.encoding, self.lines, self.positions, self.columns)
 
     def position(self, index: int) -> int:
         """The cursor position of the record at ``index``."""
@@ -72,13 +92,15 @@ class EncodedBatch:
             positions = [self.position(i) for i in range(len(self.lines))]
         n = bisect.bisect_left(positions, stop)
         kept = None if self.positions is None else positions[:n]
-        return EncodedBatch(self.encoding, self.lines[:n], kept, self.columns)
+        dropped = self.dropped[: bisect.bisect_left(self.dropped, stop)] if self.dropped else None
+        return EncodedBatch(self.encoding, self.lines[:n], kept, self.columns, dropped)
 
     def __getstate__(self):
-        return (self.encoding, self.lines, self.positions, self.columns)
+        return (self.encoding, self.lines, self.positions, self.columns, self.dropped)
 
     def __setstate__(self, state) -> None:
-        self.encoding, self.lines, self.positions, self.columns = state
+        self.encoding, self.lines, self.positions, self.columns = state[:4]
+        self.dropped = state[4] if len(state) > 4 else None
 
     def __repr__(self) -> str:
         return f"EncodedBatch({self.encoding!r}, {len(self.lines)} records)"

@@ -156,8 +156,9 @@ class BaseConnector(DataConnector):
     def use_encoding(self, encoding: str | None, fields: tuple = ()) -> str | None:
         """Launcher side: read ``encoding`` (one of ``encodings``) instead of records, or None to read typed.
 
-        ``fields`` are ``(step name, config)`` pairs of ``select``/``drop``/``rename`` steps the encoded
-        records must already reflect. Returns why it cannot (the run then reads typed), or None. A connector
+        ``fields`` are the pipeline's steps as ``(step name, config, label, on_error)``, which the encoded
+        records must already reflect: ``select``/``drop``/``rename``, and ``filter``/``cast`` that the source
+        does exactly. Returns why it cannot, naming the step (the run then reads typed), or None. A connector
         that accepts yields :class:`~osmosis_beam.core.records.EncodedBatch` objects from
         :meth:`read_window_batches`.
         """

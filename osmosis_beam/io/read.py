@@ -263,7 +263,7 @@ class _ReadWindowFn(beam.DoFn):
                 continue
             encoded = isinstance(batch, EncodedBatch)  # the zero-decode path: positions come with the lines
             if encoded:
-                first, last = batch.position(0), batch.position(-1)
+                first, last = batch.bounds()  # with the rows a filter in the query dropped: read and claimed
             else:
                 first, last = position(batch[0]), position(batch[-1])
             if first is None or last is None:
@@ -286,10 +286,13 @@ class _ReadWindowFn(beam.DoFn):
                 out = batch.head(stop) if encoded else [r for r in batch if position(r) < stop]
                 done = True
             if out:
-                self._read_inc(len(out))
+                self._read_inc(out.read_count if encoded else len(out))
                 if claimed is not None:
                     self._advance(mark, claimed)
-                yield out
+                if encoded:
+                    out = out.written()
+                if out:
+                    yield out
             if done:
                 return
         tracker.try_claim(restriction.stop)  # marks the restriction done

@@ -14,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Iterable, Mapping
 
-from osmosis_beam.core.errors import ConfigError, RunError
+from osmosis_beam.core.errors import ConfigError, OsmosisError, RunError
 from osmosis_beam.core.models import TransformationStep
 from osmosis_beam.core.options import suggest
 from osmosis_beam.core.records import Record
 
-__all__ = ["ConfiguredStep", "check_keys", "field_list", "raise_problems", "unprefixed", "StepFailed", "StepContext", "apply_record_function"]
+__all__ = ["error_text", "ConfiguredStep", "check_keys", "field_list", "raise_problems", "unprefixed", "StepFailed", "StepContext", "apply_record_function"]
 
 
 class ConfiguredStep(TransformationStep):
@@ -80,6 +80,12 @@ def field_list(config: Any, step: str) -> list[str]:
     if not isinstance(config, list) or not config or not all(isinstance(f, str) and f for f in config):
         raise ConfigError(f"{step}: give a list of field names, got {config!r}")
     return list(config)
+
+
+def error_text(exc: BaseException) -> str:
+    """How a step's failure reads in a dead letter: ``TypeError: ...`` (an osmosis error as it is)."""
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if not isinstance(exc, OsmosisError) else text
 
 
 class StepFailed(RunError):

@@ -256,6 +256,10 @@ class CastStep(ConfiguredStep):
         self.fields = dict(fields)
         self._casts = casts
 
+    def targets(self) -> list[tuple[str, str, int | None, int | None, _dt.tzinfo | None]]:
+        """``(field, kind, precision, scale, tz)`` of each cast, parsed (aliases resolved), in order."""
+        return [(c.field, c.kind, c.precision, c.scale, c.tz) for c in self._casts]
+
     def process(self, records):
         out = []
         for record in records:

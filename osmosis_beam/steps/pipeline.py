@@ -33,14 +33,12 @@ from osmosis_beam.core.records import (
     Record,
 )
 from osmosis_beam.io.batches import RecordBatch
-from osmosis_beam.steps.base import StepContext, StepFailed, apply_record_function
+from osmosis_beam.steps.base import StepContext, StepFailed, apply_record_function, error_text
 
 __all__ = ["StepChain", "Pipeline", "ApplyStep", "BatchTransform", "StepContext", "build_step", "StepFailed", "CancelCheck"]
 
 
-def _error_text(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if not isinstance(exc, OsmosisError) else text
+_error_text = error_text  # one wording for a step's dead letters, here and on the zero-decode path
 
 
 class BatchTransform(beam.PTransform):

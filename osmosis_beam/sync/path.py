@@ -1,9 +1,11 @@
 """Phase "path" of a run: read typed records, or move pre-encoded data (the zero-decode path).
 
-When no step needs Python values (no steps, or only ``select``, ``drop`` and ``rename``, which the source does
-in its query), the source can produce the sink's encoding itself (server-built JSON lines, COPY text rows)
-and batches pass through undecoded. The choice is automatic; ``read.path: typed``
-in the pipeline YAML forces the typed path. ``osmosis run -v`` logs which path ran and why.
+When no step needs Python values (no steps, or only ``select``, ``drop``, ``rename``, and ``filter`` / ``cast``
+steps the source can do exactly in its query), the source can produce the sink's encoding itself (server-built
+JSON lines, COPY text rows) and batches pass through undecoded. The connector decides whether a ``filter`` or
+``cast`` translates exactly (the PostgreSQL rules are in ``io/postgres/pushdown.py``); when one does not, the
+run reads typed and the reason names the step. The choice is automatic; ``read.path: typed`` in the pipeline
+YAML forces the typed path. ``osmosis run -v`` logs which path ran and why.
 
 Example::
 
@@ -17,8 +19,8 @@ from osmosis_beam.io.base import BaseConnector, BaseSink
 
 __all__ = ["choose_path", "PUSHABLE"]
 
-#: Steps a source can do while it encodes (the fields of each record, as the steps would leave them).
-PUSHABLE = ("select", "drop", "rename")
+#: Steps a source may do while it encodes: the field steps, and filter/cast where the source translates them exactly.
+PUSHABLE = ("select", "drop", "rename", "filter", "cast")
 
 
 def choose_path(spec: PipelineSpec, connector: BaseConnector, sink: BaseSink) -> tuple[str | None, str]:
@@ -55,6 +57,6 @@ def _choose(spec: PipelineSpec, connector: BaseConnector, sink: BaseSink) -> tup
     )
 
 
-def _field_steps(spec: PipelineSpec) -> tuple[tuple[str, object], ...]:
-    """The pipeline's field steps as ``(name, config)`` pairs, for the source to do in its query."""
-    return tuple((step.name, step.config) for step in spec.steps)
+def _field_steps(spec: PipelineSpec) -> tuple[tuple[str, object, str, str], ...]:
+    """The pipeline's steps as ``(name, config, label, on_error)``, for the source to do in its query."""
+    return tuple((step.name, step.config, step.label, step.on_error) for step in spec.steps)

@@ -54,7 +54,7 @@ class FieldPlan:
     @classmethod
     def of(cls, fields: Iterable[tuple[str, Any]], cursor_field: str) -> "FieldPlan":
         steps = []
-        for name, config in fields:
+        for name, config, *_ in fields:
             kind = _STEPS.get(name)
             if kind is None:
                 raise Unsupported(f"step {name} cannot be done by the mongodb source")

@@ -33,8 +33,13 @@ import psycopg2.extensions
 
 from osmosis_beam.core.encoding import dumps_bytes
 from osmosis_beam.core.records import DeadLetter, Record
+from osmosis_beam.io.postgres.pushdown import Ref, Unsupported, translate_cast, translate_filter
+from osmosis_beam.steps.base import StepFailed, error_text
+from osmosis_beam.steps.cast import CastStep
+from osmosis_beam.steps.expressions import FilterStep
+from osmosis_beam.steps.fields import DropStep, RenameStep, SelectStep
 
-__all__ = ["EncodedPlan", "Unsupported", "build_encoded_plan", "project", "typed_line", "ENCODINGS"]
+__all__ = ["EncodedPlan", "Unsupported", "build_encoded_plan", "project", "run_steps", "typed_line", "ENCODINGS"]
 
 #: The encodings this connector can produce, by the sink that takes them.
 ENCODINGS = ("json", "pgcopy")
@@ -56,10 +61,6 @@ _TS_RANGE = {
 }
 
 
-class Unsupported(Exception):
-    """Why the zero-decode path cannot read this source (the run then reads typed)."""
-
-
 @dataclasses.dataclass
 class EncodedPlan:
     """The statements of an encoded read (``window`` and ``from``) and what comes back."""
@@ -69,6 +70,11 @@ class EncodedPlan:
     fallback: bool  # json: rows flagged by the server send the record of their typed columns instead of the line
     typed_columns: list[str] = dataclasses.field(default_factory=list)  # those columns, in order
     projection: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)  # (field, column)
+    # With pushed filter/cast steps: the query's bound parameters, and the steps themselves as
+    # ``(label, on_error, step)``, which decide the rows the server sends typed (``typed_columns`` is then
+    # every column of the read, so those rows go through exactly what the typed path runs).
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    steps: list[tuple[str, str, Any]] | None = None
 
     def project(self, record: Record) -> Record:
         """A typed row of ``typed_columns`` as the record the steps would leave."""
@@ -82,7 +88,7 @@ def project(columns: list[str], fields: Iterable[tuple[str, Any]]) -> list[tuple
     ``drop`` removes fields, ``rename`` maps names (two fields renamed to one name cannot be pushed down).
     """
     out: list[tuple[str, str | None]] = [(c, c) for c in columns]
-    for name, config in fields:
+    for name, config, *_ in fields:
         if name == "select" and isinstance(config, (list, tuple)) and all(isinstance(f, str) for f in config):
             by_name = dict(out)
             out = [(f, by_name.get(f)) for f in dict.fromkeys(config)]
@@ -224,15 +230,22 @@ def build_encoded_plan(
     oids: list[int],
     cursor: str,
     kind: str,
-    fields: Iterable[tuple[str, Any]] = (),
+    fields: Iterable[tuple] = (),
+    not_null: frozenset[str] = frozenset(),
+    utf8: bool = True,
 ) -> EncodedPlan:
     """The encoded statements over the typed plan's ``base_select`` (raises :class:`Unsupported`).
 
     ``oids`` are the result types of ``columns`` as the typed read returns them (a timestamp read
-    ``AT TIME ZONE`` is a timestamptz); ``fields`` the ``select``/``drop``/``rename`` steps to do in the query.
+    ``AT TIME ZONE`` is a timestamptz); ``fields`` the steps to do in the query, as ``(name, config[, label,
+    on_error])``: ``select``/``drop``/``rename``, and ``filter``/``cast`` where :mod:`.pushdown` translates
+    them exactly; ``not_null`` the columns that cannot be NULL; ``utf8`` whether the database is UTF8.
     """
     if encoding not in ENCODINGS:
         raise Unsupported(f"the postgres source cannot produce {encoding!r}")
+    fields = tuple(fields)
+    if any(step[0] in ("filter", "cast") for step in fields):
+        return _plan_with_steps(conn, encoding, base_select, columns, oids, cursor, kind, fields, not_null, utf8)
     projection = project(columns, fields)
     s = "_s."
     pos = _position(s + _ident(cursor), kind)
@@ -275,6 +288,145 @@ def build_encoded_plan(
         head = f"SELECT {pos}, {line}"
     select = {name: f"{head} FROM ({text}) AS _s {lateral}{order}" for name, text in base_select.items()}
     return EncodedPlan(encoding, select, bool(exotics), typed_columns if exotics else [], projection)
+
+
+_STEP_CLASSES = {"select": SelectStep, "drop": DropStep, "rename": RenameStep, "filter": FilterStep, "cast": CastStep}
+
+
+def _plan_with_steps(conn, encoding, base_select, columns, oids, cursor, kind, fields, not_null, utf8) -> EncodedPlan:
+    """The encoded statements when ``filter``/``cast`` steps are done in the query (see :mod:`.pushdown`).
+
+    Every row comes back as ``(position, line, typed columns...)``: ``line`` is the record's JSON line
+    (``json``), ``''`` for a row a filter drops, or NULL for a row the server cannot decide exactly (a
+    comparison with NULL, a value the typed path reads or encodes differently): that row carries every
+    column typed and goes through the Python steps. ``pgcopy`` has no typed rows, so a step that would
+    need them is not pushed; a dropped row there starts with ``d`` before its position.
+    """
+    s = "_s."
+    info = _type_info(conn, oids)
+    oid_of = dict(zip(columns, oids))
+    types = {c: _resolve(oid_of[c], info) for c in columns}
+    state: list[tuple[str, Ref]] = [(c, Ref(s + _ident(c), types[c][0], c not in not_null, c)) for c in columns]
+    params: dict[str, Any] = {}
+    keeps: list[str] = []
+    unsure: list[str] = []
+    chain: list[tuple[str, str, Any]] = []
+    for index, step in enumerate(fields, 1):
+        name, config = step[0], step[1]
+        label = step[2] if len(step) > 2 else f"{index}: {name}"
+        on_error = step[3] if len(step) > 3 else "dead_letter"
+        cls = _STEP_CLASSES.get(name)
+        if cls is None:
+            raise Unsupported(f"step {label} cannot be done in the query")
+        chain.append((label, on_error, cls.from_config(config)))
+        by_name = dict(state)
+        if name == "filter":
+            try:
+                keep, more = translate_filter(config, by_name, params, utf8=utf8)
+            except Unsupported as exc:
+                raise Unsupported(f"step {label} {config!r}: {exc}") from None
+            keeps.append(keep)
+            if more and encoding == "pgcopy":
+                raise Unsupported(
+                    f"step {label} {config!r}: on some rows Python decides differently or raises (a field that can "
+                    "be NULL in an ordering comparison, a numeric NaN), and the COPY path cannot send those rows "
+                    "through the Python step; guard it (x is not None and ...) or keep the typed path"
+                )
+            unsure += more
+        elif name == "cast":
+            if encoding == "pgcopy":
+                raise Unsupported(f"step {label}: the postgres sink takes its column types from the source's columns")
+            new = []
+            for field, ref in state:
+                if field in config:
+                    try:
+                        ref, more = translate_cast(field, config[field], ref)
+                    except Unsupported as exc:
+                        raise Unsupported(f"step {label} {field}: {exc}") from None
+                    unsure += more
+                new.append((field, ref))
+            state = new
+        else:
+            try:
+                mapping = project([f for f, _ in state], [step])
+            except Unsupported as exc:
+                raise Unsupported(f"step {label}: {exc}") from None
+            state = [(f, by_name[c] if c is not None else Ref("NULL", 0, True)) for f, c in mapping]
+    pos = _position(s + _ident(cursor), kind)
+    order = f" ORDER BY {s}{_ident(cursor)}"
+    keep = " AND ".join(keeps) if keeps else "true"
+    if encoding == "pgcopy":
+        items = []
+        for field, ref in state:
+            if ref.column is None:
+                raise Unsupported(f"select names {field!r}, which the source does not have")
+            if field != ref.column:
+                raise Unsupported("rename: the postgres sink takes its column types from the source's columns")
+            items.append(f"CASE WHEN _f.keep THEN {ref.sql} END")
+        head = f"SELECT CASE WHEN _f.keep THEN ({pos})::text ELSE 'd' || ({pos})::text END, {', '.join(items)}"
+        lateral = f"CROSS JOIN LATERAL (SELECT COALESCE({keep}, false) AS keep OFFSET 0) AS _f"
+        select = {n: f"{head} FROM ({text}) AS _s {lateral}{order}" for n, text in base_select.items()}
+        return EncodedPlan(encoding, select, False, [], [(f, r.column) for f, r in state], params, chain)
+    exprs = []
+    for field, ref in state:
+        what = f"field {field!r}"
+        if ref.oid == 0:
+            expr = "NULL"
+        elif ref.column is not None:
+            base, category, elem = types[ref.column]
+            if category == "A" and elem:
+                ebase, ecategory, _ = _resolve(elem, info)
+                expr, _exotic = _array(ref.sql, ebase, ecategory, what)
+            else:
+                expr, _exotic = _scalar(ref.sql, base, category, what)
+        else:
+            expr, exotic = _scalar(ref.sql, ref.oid, "N", what)
+            if exotic is not None:
+                unsure.append(exotic)
+        exprs.append(f"{expr} AS {_ident(field)}")
+    # A value in any column that the typed path reads or encodes differently sends the row typed, where
+    # the typed path's own code reads it (a dead letter for a value Python cannot hold) and runs the steps.
+    for column in columns:
+        base, category, elem = types[column]
+        e = s + _ident(column)
+        try:
+            if category == "A" and elem:
+                ebase, ecategory, _ = _resolve(elem, info)
+                exotic = _array(e, ebase, ecategory, column)[1]
+            else:
+                exotic = _scalar(e, base, category, column)[1]
+        except Unsupported:
+            if any(ref.column == column for _, ref in state):
+                raise
+            continue  # a column the steps leave out, of a type this path does not encode
+        if exotic is not None:
+            unsure.append(exotic)
+    unsure = list(dict.fromkeys(unsure))
+    flag = " OR ".join(f"({u})" for u in unsure) if unsure else "false"
+    line = "row_to_json(_e)::text"
+    typed = ", ".join(f"CASE WHEN _k.x THEN {s}{_ident(c)} END" for c in columns)
+    head = f"SELECT {pos}, CASE WHEN _k.x THEN NULL WHEN NOT _k.keep THEN '' ELSE {line} END, {typed}"
+    lateral = (
+        f"CROSS JOIN LATERAL (SELECT COALESCE({flag}, false) AS x, COALESCE({keep}, false) AS keep OFFSET 0) AS _k "
+        f"CROSS JOIN LATERAL (SELECT {', '.join(exprs)}) AS _e"
+    )
+    select = {n: f"{head} FROM ({text}) AS _s {lateral}{order}" for n, text in base_select.items()}
+    return EncodedPlan(encoding, select, True, list(columns), [(f, r.column) for f, r in state], params, chain)
+
+
+def run_steps(steps: list[tuple[str, str, Any]], record: Record) -> Record | DeadLetter | None:
+    """A typed row through the pushed steps as the typed path runs them: the record, None (filtered), or its dead letter."""
+    for label, on_error, step in steps:
+        try:
+            out = step.process([record])
+        except Exception as exc:  # noqa: BLE001 - as the typed path's step runner: the record is a dead letter
+            if on_error == "fail":
+                raise StepFailed(f"step {label} failed: {error_text(exc)}") from exc
+            return DeadLetter(label, error_text(exc), record)
+        if not out:
+            return None
+        record = out[0]
+    return record
 
 
 def typed_line(record: Record) -> str | DeadLetter:

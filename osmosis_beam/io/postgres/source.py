@@ -65,7 +65,14 @@ from osmosis_beam.io.base import BaseConnector
 from osmosis_beam.io.files.arrow import declared_decimals
 from osmosis_beam.io.postgres.arrow import ARROW, ArrowDecoder, ArrowPlan, build_arrow_plan
 from osmosis_beam.io.postgres.decode import RowDecoder, loads_json
-from osmosis_beam.io.postgres.encoded import ENCODINGS, EncodedPlan, Unsupported, build_encoded_plan, typed_line
+from osmosis_beam.io.postgres.encoded import (
+    ENCODINGS,
+    EncodedPlan,
+    Unsupported,
+    build_encoded_plan,
+    run_steps,
+    typed_line,
+)
 from osmosis_beam.io.postgres.session import (
     DEFAULT_DEADLINES,
     Deadlines,
@@ -628,8 +635,10 @@ class PostgresConnector(BaseConnector):
         if kind is None:
             return {}
         if kind == "date":
-            return {"lo": _ceil_date(lo), "hi": _ceil_date(hi)}
+            return {"lo": _ceil_date(lo), "hi": _ceil_date(hi), **(self._encoded.params if self._encoded else {})}
         params: dict[str, Any] = {"lo": lo, "hi": hi}
+        if self._encoded is not None and self._encoded.params:
+            params.update(self._encoded.params)  # the values of pushed filter steps, bound as parameters
         if kind == "timestamp":
             params["lo_naive"] = None if lo is None else lo.astimezone(self._zone).replace(tzinfo=None) - _ZONE_SLACK
             params["hi_naive"] = hi.astimezone(self._zone).replace(tzinfo=None) + _ZONE_SLACK
@@ -878,8 +887,9 @@ class PostgresConnector(BaseConnector):
     def use_encoding(self, encoding: str | None, fields: tuple = ()) -> str | None:
         """Read pre-encoded ``encoding`` (``json``, ``pgcopy``, ``arrow``) instead of Python values; None to read typed.
 
-        ``fields``: ``select``/``drop``/``rename`` steps done in the query. Returns why it cannot (the read
-        then stays typed), or None. Called on the launcher.
+        ``fields``: the steps done in the query, ``(name, config[, label, on_error])``: ``select``/``drop``/
+        ``rename``, and ``filter``/``cast`` where they translate exactly (``io/postgres/pushdown.py``).
+        Returns why it cannot (the read then stays typed), or None. Called on the launcher.
         """
         self._encoded = None
         if encoding is None:
@@ -898,8 +908,11 @@ class PostgresConnector(BaseConnector):
                 )
                 log.info("%s %s: Arrow columns %s", self._what, plan.source, self._encoded.describe())
             else:
+                not_null, utf8 = frozenset(), True
+                if any(step[0] in ("filter", "cast") for step in fields):
+                    not_null, utf8 = self._column_facts(conn)
                 self._encoded = build_encoded_plan(
-                    conn, encoding, base, plan.columns, plan.oids, self.cursor_field, plan.kind, fields,
+                    conn, encoding, base, plan.columns, plan.oids, self.cursor_field, plan.kind, fields, not_null, utf8,
                 )
         except Unsupported as exc:
             return f"{plan.source}: {exc}"
@@ -912,6 +925,21 @@ class PostgresConnector(BaseConnector):
                 self.disconnect()
         return None
 
+    def _column_facts(self, conn) -> tuple[frozenset[str], bool]:
+        """The columns declared NOT NULL (a table's; none for a query), and whether the database is UTF8."""
+        with conn.cursor() as cur:
+            cur.execute("SHOW server_encoding")
+            utf8 = cur.fetchone()[0].upper() in ("UTF8", "UTF-8")
+            if self._plan.table is None:
+                return frozenset(), utf8
+            cur.execute(
+                "SELECT a.attname FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+                "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND a.attnotnull AND NOT a.attisdropped",
+                self._plan.table,
+            )
+            return frozenset(r[0] for r in cur.fetchall()), utf8
+
     def _read_json(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
         """The zero-decode read for JSON lines: ``(position, line)`` rows, streamed by COPY.
 
@@ -920,6 +948,9 @@ class PostgresConnector(BaseConnector):
         UTF-8 bytes; a row the server flagged sends the record of its typed columns in place of its line,
         whose values the typed read's casters decode, so it is encoded by the typed path's own code.
         """
+        if self._encoded.steps is not None:
+            yield from self._read_json_steps(statement, lo, hi, batch_size)
+            return
         conn = self._conn()
         encoded = self._encoded
         casters = _Casters(conn, dict(zip(self.plan.columns, self.plan.oids)), encoded.typed_columns)
@@ -961,11 +992,101 @@ class PostgresConnector(BaseConnector):
             out_lines.append(line)
         return out_positions, out_lines, dead
 
+    def _read_json_steps(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
+        """The JSON read with pushed filter/cast steps: ``(position, line, typed columns...)`` rows, FETCHed.
+
+        A row the server cannot decide exactly carries every column typed (psycopg2's casters decode them)
+        and goes through the Python steps; ``''`` marks a row a filter dropped (read and claimed, not written).
+        """
+        conn = self._conn()
+        fetch_size = self.config["fetch_size"]
+        fallback = self._encoded.fallback
+        steps = self._encoded.steps is not None  # pushed filter/cast: '' marks a row a filter dropped
+        cur = conn.cursor(name=f"osmosis_{uuid.uuid4().hex[:12]}")
+        cur.itersize = fetch_size
+        for caster in _ROBUST_CASTERS:  # only the rows the server flagged carry typed values
+            psycopg2.extensions.register_type(caster, cur)
+        try:
+            try:
+                cur.execute(statement, self._params(lo, hi))
+                while True:
+                    rows = cur.fetchmany(fetch_size)
+                    if not rows:
+                        break
+                    for i in range(0, len(rows), batch_size):
+                        chunk = rows[i : i + batch_size]
+                        positions = [r[0] for r in chunk]
+                        lines = [r[1] for r in chunk]
+                        dropped = None
+                        if fallback and (None in lines or (steps and "" in lines)):
+                            positions, lines, dropped, dead = self._typed_step_rows(chunk)
+                            yield from dead
+                            if not lines and not dropped:
+                                continue
+                        yield EncodedBatch("json", lines, positions, dropped=dropped)
+            except psycopg2.Error as exc:
+                raise self._fail(exc, "read failed") from None
+        finally:
+            self._end_read(conn, cur)
+
+    def _typed_step_rows(self, chunk: list[tuple]) -> tuple[list[int], list[str], list[int] | None, list[DeadLetter]]:
+        """Lines for a chunk in which the server sent some rows typed: those are encoded as the typed path does.
+
+        With pushed filter/cast steps, a typed row carries every column and goes through the steps themselves
+        (kept, dropped, or a dead letter, as on the typed path), and ``''`` marks a row a filter dropped;
+        the positions of the dropped rows come back third (None without steps), still read and claimed.
+        """
+        encoded = self._encoded
+        names = encoded.typed_columns
+        steps = encoded.steps
+        positions: list[int] = []
+        lines: list[str] = []
+        dropped: list[int] | None = [] if steps is not None else None
+        dead: list[DeadLetter] = []
+        for row in chunk:
+            line = row[1]
+            if line == "" and steps is not None:
+                dropped.append(row[0])
+                continue
+            if line is None:
+                record = dict(zip(names, row[2:]))
+                if steps is None:
+                    record = encoded.project(record)
+                bad = _unreadable_fields(record)
+                if bad:
+                    errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
+                    for k in bad:
+                        record[k] = record[k].text
+                    dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record))
+                    continue
+                if steps is not None:
+                    record = run_steps(steps, record)
+                    if not isinstance(record, dict):
+                        if record is not None:
+                            dead.append(record)
+                        dropped.append(row[0])
+                        continue
+                line = typed_line(record)
+                if isinstance(line, DeadLetter):
+                    dead.append(line)
+                    if dropped is not None:
+                        dropped.append(row[0])  # read, as the typed path counts it; the sink cannot encode it
+                    continue
+            positions.append(row[0])
+            lines.append(line)
+        return positions, lines, dropped, dead
+
     def _read_copy(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch]:
         """The zero-decode read for PostgreSQL sinks: COPY text rows (position first), streamed in batches."""
         columns = tuple(field for field, _ in self._encoded.projection)
+        filtered = self._encoded.steps is not None
         for lines in self._copy_rows(statement, lo, hi, batch_size):
-            yield EncodedBatch("pgcopy", lines, None, columns)
+            dropped = None
+            if filtered:  # rows a pushed filter dropped come as b"d<position>\t...": read, not written
+                dropped = [int(line[1:].split(b"\t", 1)[0]) for line in lines if line[:1] == b"d"]
+                if dropped:
+                    lines = [line for line in lines if line[:1] != b"d"]
+            yield EncodedBatch("pgcopy", lines, None, columns, dropped=dropped)
 
     def _read_arrow(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
         """The zero-decode read for the Parquet sink: COPY CSV rows turned into Arrow tables, batch by batch.
