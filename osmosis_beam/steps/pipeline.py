@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from osmosis_beam.core.errors import OsmosisError, RunError
+from osmosis_beam.core.errors import RunError
 from osmosis_beam.core.models import TransformationStep
 from osmosis_beam.core.records import (
     DEAD_LETTER_TAG,
