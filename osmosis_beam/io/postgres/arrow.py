@@ -65,6 +65,9 @@ class ArrowPlan:
     cursor: str  # the CSV column holding the cursor
     kind: str  # the cursor's kind: timestamptz | timestamp | date | integer
     projection: list[tuple[str, str | None]] = dataclasses.field(default_factory=list)  # (field, column)
+    # As on EncodedPlan: no filter/cast is pushed into an Arrow read, so no bound values and no steps.
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    steps: None = None
 
     def describe(self) -> str:
         return ", ".join(f"{name} {col.describe()}" for name, col, _ in self.fields)
