@@ -120,6 +120,14 @@ class BaseConnector(DataConnector):
         """Optional: the smallest cursor in ``window``, used only to place split points when ``lo`` is open."""
         return None
 
+    def upper_bound(self, window: SyncWindow) -> dt.datetime | int | None:
+        """Optional: the largest cursor in ``window``, asked with :meth:`lower_bound` when ``lo`` is open.
+
+        Used only for the live progress: the share of the window read is counted over the records' own
+        span, not up to ``hi`` (a first run over old rows would otherwise show 0% until its end).
+        """
+        return None
+
     def split_points(self, lo: int, hi: int, splits: int) -> tuple[int, ...] | None:
         """Optional: up to ``splits - 1`` cursor positions in ``(lo, hi)`` that cut the records into even parts.
 

@@ -329,6 +329,7 @@ class ReadWindow(beam.PTransform):
         batch_size: int = 2000,
         split_from: dt.datetime | None = None,
         progress_key: str | None = None,
+        progress_to: dt.datetime | int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(connector, BaseConnector):
@@ -341,6 +342,7 @@ class ReadWindow(beam.PTransform):
         self._batch_size = batch_size
         self._split_from = split_from
         self._progress_key = progress_key  # a run id: workers in this process count into core.progress.LIVE
+        self._progress_to = progress_to  # the window's largest cursor, when the source told it (lo open)
 
     def progress_range(self) -> tuple[int, int] | None:
         """The cursor range the read's ``window_done`` counter covers, or None when its start is unknown."""
@@ -350,6 +352,11 @@ class ReadWindow(beam.PTransform):
                 return None
             lo = self._split_from if isinstance(self._split_from, int) else to_micros(self._split_from)
         hi = self._window.hi_micros
+        if self._progress_to is not None:
+            # The records end at the largest cursor, often long before hi (a first run up to now over old
+            # rows): the share is counted over the records' span, so it grows as they are read.
+            top = self._progress_to if isinstance(self._progress_to, int) else to_micros(self._progress_to)
+            hi = min(hi, top + 1)
         return (lo, hi) if hi > lo else None
 
     def split_points(self) -> tuple[int, ...]:
@@ -514,13 +521,14 @@ class ReadFromSource(beam.PTransform):
         self._state = dict(state or {})
         self._handle_errors = False
         self._split_from: Any = None
+        self._progress_to: Any = None
         self._progress_key: str | None = None
         self.window: SyncWindow | None = None
 
     @classmethod
     def of_window(
         cls, connector: BaseConnector, window: SyncWindow, *, splits: int = 4, batch_size: int = 2000,
-        batched: bool = True, split_from: Any = None, progress_key: str | None = None,
+        batched: bool = True, split_from: Any = None, progress_key: str | None = None, progress_to: Any = None,
     ) -> "ReadFromSource":
         """The read of a connector whose run is already open (``begin_run`` called) and window fixed.
 
@@ -533,6 +541,7 @@ class ReadFromSource(beam.PTransform):
         read._splits, read._batch_size, read._batched = splits, batch_size, batched
         read._state, read._handle_errors, read._split_from = {}, False, split_from
         read._progress_key = progress_key
+        read._progress_to = progress_to
         read.window = window
         return read
 
@@ -546,7 +555,8 @@ class ReadFromSource(beam.PTransform):
         """The cursor range of the window the read's ``window_done`` counter covers (after the build)."""
         if self.window is None:
             return None
-        return ReadWindow(self.connector, self.window, split_from=self._split_from).progress_range()
+        return ReadWindow(self.connector, self.window, split_from=self._split_from,
+                          progress_to=self._progress_to).progress_range()
 
     def end_state(self) -> dict[str, Any] | None:
         """The connector state to keep after the pipeline succeeded (pass it as ``state=`` next time)."""
@@ -577,6 +587,7 @@ class ReadFromSource(beam.PTransform):
                 )
             if window.lo is None and connector.splittable and not window.is_empty:
                 self._split_from = connector.lower_bound(window)
+                self._progress_to = connector.upper_bound(window) if self._split_from is not None else None
         finally:
             connector.disconnect()  # workers connect on their own; what begin_run fetched stays
         self.window = window
@@ -586,7 +597,7 @@ class ReadFromSource(beam.PTransform):
         window = self._open()
         read = pbegin | "Read window" >> ReadWindow(
             self.connector, window, splits=self._splits, batch_size=self._batch_size, split_from=self._split_from,
-            progress_key=self._progress_key,
+            progress_key=self._progress_key, progress_to=self._progress_to,
         )
         records, dead = read.records, read[DEAD_LETTER_TAG]
         if not self._batched:

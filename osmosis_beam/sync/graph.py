@@ -49,9 +49,10 @@ def build_graph(
     encoding, why = choose_path(spec, connector, sink)
     log.info("pipeline %s: %s path (%s)", spec.id, f"zero-decode {encoding}" if encoding else "typed", why)
     split_from = connector.lower_bound(window) if window.lo is None and connector.splittable else None
+    progress_to = connector.upper_bound(window) if split_from is not None else None
     read = ReadFromSource.of_window(
         connector, window, splits=spec.read.splits, batch_size=spec.read.batch_size, split_from=split_from,
-        progress_key=progress_key,
+        progress_key=progress_key, progress_to=progress_to,
     ).with_exception_handling()
     batches, read_dead = p | f"Read {spec.source.type}" >> read
     if cancel_token is not None:

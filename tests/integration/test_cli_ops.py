@@ -167,6 +167,40 @@ def test_progress_lines_while_a_slow_run_goes(osmosis_cli, slow_pg_yaml):
     assert all(e["records_per_second"] > 0 for e in progress if e["records_read"])
 
 
+def test_progress_of_a_first_run_over_old_rows_follows_the_records(osmosis_cli, tmp_path, pg_dsn):
+    """A first run (no start: the window opens at the oldest row) up to now over rows two years old: the
+    share is counted over the rows' own span (the source's smallest and largest cursor), so it grows as they
+    are read, instead of staying near 0% until the end with an ETA of days."""
+    from tests.integration.pg_support import execute
+
+    rows = 1000
+    execute(
+        pg_dsn,
+        "CREATE TABLE old_orders (id int PRIMARY KEY, updated_at timestamptz NOT NULL)",
+        f"INSERT INTO old_orders SELECT i, date_trunc('second', now()) - interval '730 days' + i * interval '1 second' "
+        f"FROM generate_series(1, {rows}) AS i",
+        "CREATE OR REPLACE FUNCTION slow(x int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN x; END $$",
+    )
+    data = {
+        "id": "old_orders",
+        "source": {"type": "postgres", "dsn": pg_dsn, "query": "SELECT id, slow(id) AS n, updated_at FROM old_orders", "fetch_size": 50},
+        "incremental": {"cursor_field": "updated_at", "safety_lag": "0s"},
+        "read": {"splits": 1, "batch_size": 50, "path": "typed"},
+        "sink": {"type": "jsonl", "path": "./out"},
+    }
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump(data))
+    done = osmosis_cli("--log-format", "json", "run", path, "--progress-every", "0.5s")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["records_read"] == rows
+    progress = [e for e in _json_lines(done.stderr) if e["event"] == "progress"]
+    moving = [e for e in progress if 0 < e["records_read"] < rows]
+    assert moving, done.stderr
+    for e in moving:
+        assert abs(e["share"] - e["records_read"] / rows) < 0.1, e
+        assert e["eta_seconds"] is not None and e["eta_seconds"] < 600, e
+
+
 def test_progress_as_text_lines_and_quiet(osmosis_cli, slow_pg_yaml, tmp_path):
     quiet = osmosis_cli("run", slow_pg_yaml, "--quiet", "--full-refresh")
     assert quiet.returncode == 0, quiet.stderr

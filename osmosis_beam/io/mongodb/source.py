@@ -575,9 +575,16 @@ class MongoDBConnector(BaseConnector):
             raise self._error(exc) from None
 
     def lower_bound(self, window: SyncWindow) -> dt.datetime | None:
+        return self._extreme(window, 1)
+
+    def upper_bound(self, window: SyncWindow) -> dt.datetime | None:
+        """The largest cursor in the window (the end of the documents, for the progress share)."""
+        return self._extreme(window, -1)
+
+    def _extreme(self, window: SyncWindow, direction: int) -> dt.datetime | None:
         query = self._window_query(window.lo, window.hi)
         # The smallest cursor needs no tie-break on _id: an index on the cursor alone answers it without a sort.
-        sort = [(self.cursor_field, 1)]
+        sort = [(self.cursor_field, direction)]
         try:
             doc = self._collection().find_one(query, {self.cursor_field: 1}, sort=sort)
         except Exception as exc:  # noqa: BLE001

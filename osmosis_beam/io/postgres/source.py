@@ -329,6 +329,7 @@ class _Plan:
     arrays: list[tuple[int, int]]
     table: tuple[str, str] | None = None  # (schema, name) when reading a table
     oids: list[int] = dataclasses.field(default_factory=list)  # result type of each column, as read
+    highest: str | None = None  # SELECT max(cursor) ... < hi
 
 
 class PostgresConnector(BaseConnector):
@@ -619,8 +620,9 @@ class PostgresConnector(BaseConnector):
         }
         probe = text(probe_src + window + sql.SQL(" LIMIT 1"))
         lowest = text(sql.SQL("SELECT min({}) FROM {}").format(key, relation) + open_lo)
+        highest = text(sql.SQL("SELECT max({}) FROM {}").format(key, relation) + open_lo)
         clock = "SELECT now()" if kind != "integer" else text(sql.SQL("SELECT max({}) FROM {}").format(col, relation))
-        return _Plan(source, wanted, kind, cursor_type, select, probe, lowest, clock, arrays, table, oids)
+        return _Plan(source, wanted, kind, cursor_type, select, probe, lowest, clock, arrays, table, oids, highest)
 
     @property
     def plan(self) -> _Plan:
@@ -713,11 +715,18 @@ class PostgresConnector(BaseConnector):
 
     def lower_bound(self, window: SyncWindow) -> dt.datetime | int | None:
         """The smallest cursor value below ``window.hi`` (to place split points when ``lo`` is open)."""
+        return self._extreme(self.plan.lowest, window, "lowest")
+
+    def upper_bound(self, window: SyncWindow) -> dt.datetime | int | None:
+        """The largest cursor value below ``window.hi`` (the end of the records, for the progress share)."""
+        return self._extreme(self.plan.highest, window, "highest")
+
+    def _extreme(self, query: str | None, window: SyncWindow, which: str) -> dt.datetime | int | None:
         plan = self.plan
-        if plan.lowest is None:
+        if query is None:
             return None
         self._check_bounds(None, window.hi)
-        value = self._query(plan.lowest, self._params(None, window.hi), doing="cannot read the lowest cursor")[0][0]
+        value = self._query(query, self._params(None, window.hi), doing=f"cannot read the {which} cursor")[0][0]
         if value is None:
             return None
         if plan.kind == "integer":
