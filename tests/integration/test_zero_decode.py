@@ -263,6 +263,10 @@ def test_cli_says_which_path_ran_and_the_switch_forces_typed(pg_dsn, tmp_path, o
     assert len(output(tmp_path / "auto")) == 2504  # row 8 lies in 2200, after the window
     summary = json.loads(auto.stdout.strip().splitlines()[-1])
     assert summary["records_written"] == 2504 and summary["dead_letter"] == 3
+    # The same counts on both paths: a row the sink cannot encode (a float NaN) is read, then dead-lettered.
+    typed_summary = json.loads(typed.stdout.strip().splitlines()[-1])
+    counts = ("records_read", "records_written", "dead_letter")
+    assert {k: summary[k] for k in counts} == {k: typed_summary[k] for k in counts}
 
 
 def test_select_drop_rename_are_done_in_the_query(pg_dsn, tmp_path, osmosis_cli):

@@ -965,22 +965,26 @@ class PostgresConnector(BaseConnector):
         casters = _Casters(conn, dict(zip(self.plan.columns, self.plan.oids)), encoded.typed_columns)
         for rows in self._copy_rows(statement, lo, hi, batch_size):
             positions, lines, flagged = _json_rows(rows)
+            dropped = None
             if flagged:
-                positions, lines, dead = self._typed_rows(positions, lines, flagged, casters)
+                positions, lines, dead, dropped = self._typed_rows(positions, lines, flagged, casters)
                 yield from dead
-                if not lines:
+                if not lines and not dropped:
                     continue
-            yield EncodedBatch("json", lines, positions)
+            yield EncodedBatch("json", lines, positions, dropped=dropped)
 
     def _typed_rows(self, positions: list[int], lines: list, flagged: dict[int, list], casters: "_Casters"
-                    ) -> tuple[list[int], list[bytes], list[DeadLetter]]:
+                    ) -> tuple[list[int], list[bytes], list[DeadLetter], list[int]]:
         """A batch in which the server sent some rows typed (``flagged``: index -> text values): those rows
-        are decoded by the typed read's casters and encoded as the typed path does."""
+        are decoded by the typed read's casters and encoded as the typed path does. Fourth: the positions
+        of rows read but not encodable (a float NaN: a dead letter of the sink's encoding), which count as
+        read, as on the typed path."""
         encoded = self._encoded
         names = encoded.typed_columns
         out_positions: list[int] = []
         out_lines: list[bytes] = []
         dead: list[DeadLetter] = []
+        unencodable: list[int] = []
         for i, (position, line) in enumerate(zip(positions, lines)):
             values = flagged.get(i)
             if values is not None:
@@ -995,11 +999,12 @@ class PostgresConnector(BaseConnector):
                 text = typed_line(record)
                 if isinstance(text, DeadLetter):
                     dead.append(text)
+                    unencodable.append(position)  # read, as the typed path counts it; the sink cannot encode it
                     continue
                 line = text.encode("utf-8")
             out_positions.append(position)
             out_lines.append(line)
-        return out_positions, out_lines, dead
+        return out_positions, out_lines, dead, unencodable
 
     def _read_json_steps(self, statement: str, lo, hi, batch_size: int) -> Iterator[EncodedBatch | DeadLetter]:
         """The JSON read with pushed filter/cast steps: ``(position, line, typed columns...)`` rows, FETCHed.
