@@ -51,7 +51,7 @@ from bench.pg_throughput import generate  # noqa: E402
 from tests.services.postgres_server import PostgresServer  # noqa: E402
 
 PY = sys.executable
-PG_ROUTES = ("pg_jsonl", "pg_jsonl_typed", "pg_parquet", "pg_pg_upsert", "pg_pg_append")
+PG_ROUTES = ("pg_jsonl", "pg_jsonl_2", "pg_jsonl_filter", "pg_jsonl_typed", "pg_parquet", "pg_pg_upsert", "pg_pg_append")
 BENCH = ROOT / "bench"
 TARGETS = {  # route -> (baseline label, target ratio: baseline time / osmosis time, at least)
     "pg_jsonl": ("psql COPY row_to_json", 0.6),
