@@ -153,7 +153,8 @@ def test_a_sigstopped_backend_fails_the_run_at_the_client_deadline(tmp_path, hom
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    pid = _backend(pg_dsn, "state = 'active' AND query LIKE 'FETCH%'")
+    # The typed read FETCHes from a server-side cursor; the zero-decode read (this pipeline) streams a COPY.
+    pid = _backend(pg_dsn, "state = 'active' AND (query LIKE 'FETCH%' OR query LIKE 'COPY (%')")
     os.kill(pid, signal.SIGSTOP)
     faults.injected()
     try:
