@@ -10,7 +10,7 @@ from apache_beam.io.restriction_trackers import OffsetRange
 
 from osmosis_beam.core.errors import FatalConnectorError
 from osmosis_beam.core.records import DeadLetter, EncodedBatch
-from osmosis_beam.core.timefmt import parse_timestamp, to_micros
+from osmosis_beam.core.timefmt import from_micros, parse_timestamp, to_micros
 from osmosis_beam.core.window import IncrementalSpec, SyncWindow
 from osmosis_beam.io.base import BaseConnector
 from osmosis_beam.io.read import (
@@ -265,4 +265,56 @@ def test_a_dynamic_split_emits_each_dead_letter_once(pg_dsn, path, fraction):
     assert first_letters and rest_letters  # dead rows on both sides of the split
     assert sorted(first_letters + rest_letters) == sorted(whole_letters)  # every dead letter once
     # Rows read: each once (a NaN row counts as read on the json path, as the typed path counts it).
+    assert sum(counted) == read_whole
+
+
+class _LettersFirst(BaseConnector):
+    """300 rows, 3 per cursor position, in chunks of 50 whose dead letters come first (more of them than a
+    batch holds: the read claims up to them early); every 4th row and the last ten are dead."""
+
+    type_name = "letters_first"
+    cursor_fields = ("ts",)
+
+    def _items(self, lo, hi, size):
+        start, stop = (to_micros(lo) if lo is not None else 0), to_micros(hi)
+        rows = [(i, _DL_T0 + (i // 3) * 10) for i in range(300)]
+        rows = [(i, p) for i, p in rows if start <= p < stop]
+        for c in range(0, len(rows), 50):
+            chunk = rows[c : c + 50]
+            yield from (DeadLetter("read", f"row {i} is unreadable", {"id": i}, p)
+                        for i, p in chunk if i % 4 == 0 or i >= 290)
+            kept = [{"id": i, "ts": from_micros(p)} for i, p in chunk if i % 4 and i < 290]
+            yield from (kept[k : k + size] for k in range(0, len(kept), size))
+
+    def read_window(self, lo, hi):
+        for item in self._items(lo, hi, 1000):
+            yield from ([item] if isinstance(item, DeadLetter) else item)
+
+    def read_window_batches(self, lo, hi, batch_size):
+        yield from self._items(lo, hi, batch_size)
+
+
+_DL_T0 = 1_704_067_200_000_000
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3, 0.9])
+@pytest.mark.parametrize("batches", [False, True], ids=["records", "batches"])
+def test_held_dead_letters_stay_bounded_and_come_out_once_across_a_split(batches, fraction):
+    """Dead letters ahead of their rows, more than a batch, and at the window's end: claimed early, drained
+    up to the new stop after a refused claim; the split's two halves hold each record and letter once."""
+    connector = type("Conn", (_LettersFirst,), {"reads_batches": batches})({})
+    task = _ReadTask(_DL_T0, _DL_T0 + 1_000, ())
+    fn = _ReadWindowFn(connector, batch_size=5)
+    counted: list[int] = []
+    fn._read_inc = counted.append
+    whole_ids, whole_letters, _ = _drive_letters(fn, task, OffsetRange(task.lo, task.hi))
+    read_whole, counted[:] = sum(counted), []
+    first_ids, first_letters, residual = _drive_letters(fn, task, OffsetRange(task.lo, task.hi),
+                                                        split_after=10, fraction=fraction)
+    assert residual is not None
+    rest_ids, rest_letters, _ = _drive_letters(fn, task, residual)
+    assert sorted(whole_ids) == [i for i in range(290) if i % 4] and len(whole_letters) == 300 - len(whole_ids)
+    assert sorted(first_ids + rest_ids) == sorted(whole_ids)
+    assert sorted(first_letters + rest_letters) == sorted(whole_letters)
+    assert rest_letters  # the residual's letters come from the residual
     assert sum(counted) == read_whole
