@@ -31,6 +31,10 @@ class DeadLetter:
     step: str
     error: str
     record: Any = None
+    #: The cursor position of the row the letter stands for, when the source knows it (internal: not in
+    #: ``to_dict()``). The splittable read emits a positioned letter only with the claim covering it, so a
+    #: dynamic split never emits it twice nor loses it; a letter without one is emitted when it is read.
+    position: int | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"step": self.step, "error": self.error, "record": self.record}

@@ -187,6 +187,28 @@ class _ReadWindowFn(beam.DoFn):
         tracker.try_claim(restriction.stop)  # marks the restriction done
         self._advance(mark, restriction.stop)
 
+    def _letter_position(self, letter: DeadLetter, start: int) -> int | None:
+        """Where a dead letter lies on the cursor: the position the source gave it, else its record's cursor.
+
+        None (the letter is emitted when it is read, as it always was) when neither is known, or when it
+        lies before the restriction's start (a connector returning rows there fails on its next record).
+        """
+        at = letter.position
+        if at is None and isinstance(letter.record, dict):
+            try:
+                at = self._connector.cursor_position(letter.record)
+            except FatalConnectorError:  # the cursor value itself was unreadable: no position
+                at = None
+        if not isinstance(at, int) or isinstance(at, bool) or at < start:
+            return None
+        return at
+
+    def _letters(self, held: list, stop: int | None):
+        """Emit the held dead letters before ``stop`` (all when None); the others are the residual's."""
+        for at, letter in held:
+            if stop is None or at < stop:
+                yield self._dead_letter(letter)
+
     def _read_claiming(self, task, tracker, restriction, lo, hi, mark):
         """Reads a splittable window, claiming once per batch (at the batch's last cursor position).
 
@@ -194,7 +216,8 @@ class _ReadWindowFn(beam.DoFn):
         exactly-once guarantee: when a claim fails (a dynamic split moved the stop, or the connector
         returned records past ``hi``), the records before the current stop are still ours and are
         emitted; the rest belong to the residual. Ties are never cut: a split point always lies
-        after the last claimed position.
+        after the last claimed position. A dead letter with a cursor position is held until the claim
+        that covers it (at most one batch of them), so it is emitted by the reader owning its row, once.
         """
         connector = self._connector
         position = connector.cursor_position
@@ -202,11 +225,30 @@ class _ReadWindowFn(beam.DoFn):
         start = restriction.start
         claimed: int | None = None
         prev: int | None = None
+        stop_at: int | None = None  # after a failed claim: the new stop; what lies before it is still ours
         batch: list[Record] = []
         positions: list[int] = []
+        held: list[tuple[int, DeadLetter]] = []  # positioned dead letters no claim covers yet
         for item in connector.read_window(lo, hi):
             if isinstance(item, DeadLetter):
-                yield self._dead_letter(item)
+                at = self._letter_position(item, start)
+                if at is None or (claimed is not None and at <= claimed):
+                    yield self._dead_letter(item)
+                elif stop_at is not None:
+                    if at < stop_at:
+                        yield self._dead_letter(item)
+                elif len(held) + 1 >= size:  # bounded: claim up to the held letters now
+                    held.append((at, item))
+                    point = max([*positions[-1:], *(p for p, _ in held)])
+                    claimed, stop = self._claim_to(tracker, point, claimed)
+                    yield from self._emit_claimed(batch, positions, held, stop, claimed, mark)
+                    batch, positions, held = [], [], []
+                    if stop is not None:
+                        if prev is not None and prev >= stop:
+                            return
+                        stop_at = stop
+                else:
+                    held.append((at, item))
                 continue
             pos = position(item)
             if pos is None:
@@ -227,37 +269,87 @@ class _ReadWindowFn(beam.DoFn):
                     "read_window must sort by the cursor"
                 )
             prev = pos
+            if stop_at is not None:  # draining up to the stop a failed claim left
+                if pos >= stop_at:
+                    break
+                batch.append(item)
+                if len(batch) >= size:
+                    self._read_inc(len(batch))
+                    yield batch
+                    batch = []
+                continue
             batch.append(item)
             positions.append(pos)
             if len(batch) >= size:
-                out, claimed, done = self._claim(tracker, batch, positions, claimed)
-                if out:
-                    self._read_inc(len(out))
-                    if claimed is not None:
-                        self._advance(mark, claimed)
-                    yield out
-                if done:
-                    return
-                batch, positions = [], []
-        if batch:
-            out, claimed, done = self._claim(tracker, batch, positions, claimed)
-            if out:
-                self._read_inc(len(out))
-                yield out
-            if done:
+                point = max([positions[-1], *(p for p, _ in held)])
+                claimed, stop = self._claim_to(tracker, point, claimed)
+                yield from self._emit_claimed(batch, positions, held, stop, claimed, mark)
+                if stop is not None:
+                    if prev >= stop:
+                        return
+                    stop_at = stop
+                batch, positions, held = [], [], []
+        if stop_at is not None:
+            if batch:
+                self._read_inc(len(batch))
+                yield batch
+            return
+        if batch or held:
+            point = max([*positions[-1:], *(p for p, _ in held)])
+            claimed, stop = self._claim_to(tracker, point, claimed)
+            yield from self._emit_claimed(batch, positions, held, stop, None, mark)
+            if stop is not None:
                 return
         tracker.try_claim(restriction.stop)  # marks the restriction done
 
+    def _emit_claimed(self, batch, positions, held, stop, claimed, mark):
+        """After a claim: the held letters and records it covers (those before ``stop`` when it failed)."""
+        yield from self._letters(held, stop)
+        out = batch if stop is None else [r for r, p in zip(batch, positions) if p < stop]
+        if out:
+            self._read_inc(len(out))
+            if claimed is not None:
+                self._advance(mark, claimed)
+            yield out
+
+    @staticmethod
+    def _claim_to(tracker, point: int, claimed: int | None) -> tuple[int | None, int | None]:
+        """Claim every position up to ``point``: (highest claimed position, None), or (.., the new stop) when refused."""
+        if claimed is not None and point <= claimed:
+            return claimed, None  # a position we already own (ties at it included)
+        if tracker.try_claim(point):
+            return point, None
+        return claimed, tracker.current_restriction().stop
+
     def _read_batches_claiming(self, task, tracker, restriction, lo, hi, mark):
-        """The fast path for connectors that read in batches: checks and claims at batch edges only."""
+        """The fast path for connectors that read in batches: checks and claims at batch edges only.
+
+        A dead letter with a cursor position is held until a batch's claim covers it, or, at the end or
+        when a batch's worth is held, claimed up to itself; one the residual owns is left to it. The
+        connector yields a positioned letter before any batch whose rows all lie after it (in cursor
+        order, as the PostgreSQL and MongoDB sources do): after a refused claim nothing later is read.
+        """
         connector = self._connector
         position = connector.cursor_position
         start = restriction.start
         claimed: int | None = None
         prev: int | None = None
+        stop_at: int | None = None  # after a failed claim of held letters: the new stop
+        held: list[tuple[int, DeadLetter]] = []
         for batch in connector.read_window_batches(lo, hi, self._batch_size):
             if isinstance(batch, DeadLetter):
-                yield self._dead_letter(batch)
+                at = self._letter_position(batch, start)
+                if at is None or (claimed is not None and at <= claimed):
+                    yield self._dead_letter(batch)
+                elif stop_at is not None:
+                    if at < stop_at:
+                        yield self._dead_letter(batch)
+                else:
+                    held.append((at, batch))
+                    if len(held) >= self._batch_size:  # bounded: claim up to the held letters now
+                        claimed, stop_at = self._claim_to(tracker, max(p for p, _ in held), claimed)
+                        yield from self._letters(held, stop_at)
+                        held = []
                 continue
             if not batch:
                 continue
@@ -277,14 +369,21 @@ class _ReadWindowFn(beam.DoFn):
                     f"{_show(prev if prev is not None else start, task.integer)})"
                 )
             prev = last
-            if claimed is not None and last <= claimed:
-                out, done = batch, False
-            elif tracker.try_claim(last):
-                out, claimed, done = batch, last, False
+            if stop_at is not None:
+                done = last >= stop_at
+                out = (batch.head(stop_at) if encoded else [r for r in batch if position(r) < stop_at]) if done else batch
             else:
-                stop = tracker.current_restriction().stop
-                out = batch.head(stop) if encoded else [r for r in batch if position(r) < stop]
-                done = True
+                claimed, stop = self._claim_to(tracker, last, claimed)
+                if stop is None:
+                    out, done = batch, False
+                    covered = [h for h in held if h[0] <= last]
+                    if covered:
+                        held = [h for h in held if h[0] > last]
+                        yield from self._letters(covered, None)
+                else:
+                    out = batch.head(stop) if encoded else [r for r in batch if position(r) < stop]
+                    done = True
+                    yield from self._letters(held, stop)  # later items lie at or after ``last``: the residual's
             if out:
                 self._read_inc(out.read_count if encoded else len(out))
                 if claimed is not None:
@@ -295,18 +394,14 @@ class _ReadWindowFn(beam.DoFn):
                     yield out
             if done:
                 return
+        if stop_at is not None:
+            return
+        if held:
+            claimed, stop = self._claim_to(tracker, max(p for p, _ in held), claimed)
+            yield from self._letters(held, stop)
+            if stop is not None:
+                return
         tracker.try_claim(restriction.stop)  # marks the restriction done
-
-    @staticmethod
-    def _claim(tracker, batch, positions, claimed):
-        """Claim ``batch``; returns (records to emit, highest claimed position, whether reading is over)."""
-        last = positions[-1]
-        if claimed is not None and last <= claimed:
-            return batch, claimed, False  # all ties at a position we already own
-        if tracker.try_claim(last):
-            return batch, last, False
-        stop = tracker.current_restriction().stop
-        return [r for r, p in zip(batch, positions) if p < stop], claimed, True
 
 
 def _show(pos: int, integer: bool) -> str:

@@ -354,3 +354,48 @@ def test_a_server_that_stops_answering_fails_the_read_at_query_timeout(encoding)
         src.disconnect()
     finally:
         server.stop()
+
+
+@only_on("congodb", reason="FerretDB 1.x does not store NaN")
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_a_dynamic_split_emits_each_nan_dead_letter_once(mongo_db, fraction):
+    """Documents the sink cannot encode (a NaN) on both sides of a dynamic split of the zero-decode read:
+    the primary's and the residual's outputs hold each line once and each dead letter once."""
+    from apache_beam.io.restriction_trackers import OffsetRange
+
+    from osmosis_beam.core.timefmt import to_micros
+    from osmosis_beam.io.read import _ReadTask, _ReadWindowFn, _WindowRestrictionProvider
+
+    mongo_db.db.events.insert_many([{"ts": at(i // 2), "i": i, "x": float("nan") if i % 5 == 0 else i / 4}
+                                    for i in range(240)])
+    src = mongo_db.source("events", batch_size=10)
+    assert src.use_encoding("json") is None
+    task = _ReadTask(to_micros(at(0)), to_micros(at(200)), ())
+    fn = _ReadWindowFn(src, batch_size=7)
+
+    def drive(restriction, split_after=None):
+        tracker = _WindowRestrictionProvider().create_tracker(restriction)
+        ids, letters, residual = [], [], None
+        for item in fn.process(task, tracker=tracker):
+            if isinstance(item, beam.pvalue.TaggedOutput):
+                letters.append(repr(sorted(item.value.items())))
+                continue
+            ids += [json.loads(line)["i"] for line in item.lines]
+            if split_after is not None and residual is None and len(ids) >= split_after:
+                split = tracker.try_split(fraction)
+                residual = split[1] if split else None
+        tracker.check_done()
+        return ids, letters, residual
+
+    fn.setup()
+    try:
+        whole_ids, whole_letters, _ = drive(OffsetRange(task.lo, task.hi))
+        first_ids, first_letters, residual = drive(OffsetRange(task.lo, task.hi), split_after=40)
+        assert residual is not None
+        rest_ids, rest_letters, _ = drive(residual)
+    finally:
+        fn.teardown()
+    assert sorted(whole_ids) == [i for i in range(240) if i % 5] and len(whole_letters) == 48
+    assert sorted(first_ids + rest_ids) == sorted(whole_ids)  # every line once
+    assert first_letters and rest_letters  # NaN documents on both sides of the split
+    assert sorted(first_letters + rest_letters) == sorted(whole_letters)  # every dead letter once

@@ -760,6 +760,8 @@ class MongoDBConnector(BaseConnector):
                     items[i] = DeadLetter("read: mongodb", f"cannot decode BSON document: {exc}", _raw_summary(raw))
                     continue
                 line = self._typed_line(record)
+                if isinstance(line, DeadLetter):
+                    line.position = positions[i]  # the read emits it with the claim covering the document
                 items[i] = line if isinstance(line, DeadLetter) else (positions[i], line)
         return items
 
@@ -773,6 +775,8 @@ class MongoDBConnector(BaseConnector):
                 continue
             position = self.cursor_position(record)
             line = self._typed_line(record)
+            if isinstance(line, DeadLetter):
+                line.position = position
             yield line if isinstance(line, DeadLetter) else (position, line)
 
     def _typed_line(self, record: Record) -> str | DeadLetter:

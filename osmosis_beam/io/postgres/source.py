@@ -994,10 +994,12 @@ class PostgresConnector(BaseConnector):
                     errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
                     for k in bad:
                         record[k] = record[k].text
-                    dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record))
+                    dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}",
+                                           record, position))
                     continue
                 text = typed_line(record)
                 if isinstance(text, DeadLetter):
+                    text.position = position  # the read emits it with the claim covering its row
                     dead.append(text)
                     unencodable.append(position)  # read, as the typed path counts it; the sink cannot encode it
                     continue
@@ -1071,17 +1073,20 @@ class PostgresConnector(BaseConnector):
                     errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
                     for k in bad:
                         record[k] = record[k].text
-                    dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record))
+                    dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}",
+                                           record, row[0]))
                     continue
                 if steps is not None:
                     record = run_steps(steps, record)
                     if not isinstance(record, dict):
                         if record is not None:
+                            record.position = row[0]
                             dead.append(record)
                         dropped.append(row[0])
                         continue
                 line = typed_line(record)
                 if isinstance(line, DeadLetter):
+                    line.position = row[0]
                     dead.append(line)
                     if dropped is not None:
                         dropped.append(row[0])  # read, as the typed path counts it; the sink cannot encode it
