@@ -313,6 +313,7 @@ def test_cli_says_which_path_ran_and_both_write_the_same(mongo_db, tmp_path, osm
     for result in runs.values():
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         assert summary["records_written"] == written and summary["dead_letter"] == dead
+        assert summary["records_read"] == 300  # the NaN document is read on both paths, then dead-lettered
 
 
 @pytest.mark.parametrize("encoding", [None, "json"])

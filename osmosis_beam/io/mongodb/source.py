@@ -716,8 +716,11 @@ class MongoDBConnector(BaseConnector):
                 items = self._fast_items(data, docs)
             positions: list[int] = []
             lines: list[str] = []
+            unencodable: list[int] = []  # documents read that the sink cannot encode (a NaN): counted as read
             for item in items:
                 if isinstance(item, DeadLetter):
+                    if item.position is not None:
+                        unencodable.append(item.position)
                     yield item
                     continue
                 position, line = item
@@ -732,10 +735,10 @@ class MongoDBConnector(BaseConnector):
                 positions.append(position)
                 lines.append(line)
                 if len(lines) >= batch_size:
-                    yield EncodedBatch("json", lines, positions)
-                    positions, lines = [], []
-            if lines:
-                yield EncodedBatch("json", lines, positions)
+                    yield EncodedBatch("json", lines, positions, dropped=unencodable)
+                    positions, lines, unencodable = [], [], []
+            if lines or unencodable:
+                yield EncodedBatch("json", lines, positions, dropped=unencodable)
 
     def _fast_items(self, data: bytes, docs: list[dict]) -> list[tuple[int, str] | DeadLetter]:
         """``(position, line)`` per document of a decoded batch (a document the typed path must encode: its
