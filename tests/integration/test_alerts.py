@@ -190,17 +190,17 @@ def test_manual_runs_alert_like_scheduled_ones(tmp_path, home, feed_server, rece
     feed_server.set("/feed.xml", b"down", status=500, content_type="text/plain")
     path = _pipeline(tmp_path, feed_server, notify={"webhook": receiver.url(), "timeout": "5s", "retries": 1})
     outcomes = []
-    for _ in range(3):
+    for _ in range(2):
         done = osmosis_cli("run", path, "--quiet")
         outcomes.append(done.returncode)
         assert FEED_PASSWORD not in done.stderr and "T0KEN" not in done.stderr
-    assert outcomes == [1, 1, 1]
-    assert receiver.events() == ["failure"]  # one alert for the streak of three
+    assert outcomes == [1, 1]
+    assert receiver.events() == ["failure"]  # one alert for the streak of two
     job = SQLiteStateStore(home / "state.db").get_job("news")
-    assert job.consecutive_failures == 3 and job.status == "failed"
+    assert job.consecutive_failures == 2 and job.status == "failed"
     # --no-notify: the run still counts in the streak, but sends nothing.
     assert osmosis_cli("run", path, "--quiet", "--no-notify").returncode == 1
-    assert SQLiteStateStore(home / "state.db").get_job("news").consecutive_failures == 4
+    assert SQLiteStateStore(home / "state.db").get_job("news").consecutive_failures == 3
     feed_server.set("/feed.xml", FEED, content_type="application/rss+xml")
     done = osmosis_cli("run", path, "--quiet")
     assert done.returncode == 0, done.stderr
@@ -209,11 +209,7 @@ def test_manual_runs_alert_like_scheduled_ones(tmp_path, home, feed_server, rece
     failure, recovery = (p["body"] for p in receiver.posts)
     runs = list(reversed(_runs(home)))  # oldest first
     assert failure["run_id"] == runs[0].run_id and failure["consecutive_failures"] == 1 and "500" in failure["error"]
-    assert recovery["run_id"] == runs[-1].run_id and "after 4 failures in a row" in recovery["text"]
+    assert recovery["run_id"] == runs[-1].run_id and "after 3 failures in a row" in recovery["text"]
     assert FEED_PASSWORD not in json.dumps(receiver.posts)
     job = SQLiteStateStore(home / "state.db").get_job("news")
     assert job.consecutive_failures == 0 and job.status == "succeeded"
-    # Without a notify: section nothing is sent, and the streak is still kept.
-    plain = _pipeline(tmp_path, feed_server, pid="quiet")
-    assert osmosis_cli("run", plain, "--quiet").returncode == 0
-    assert receiver.events() == ["failure", "recovery"]
