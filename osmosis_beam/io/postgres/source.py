@@ -873,16 +873,21 @@ class PostgresConnector(BaseConnector):
                     continue
                 bad = _unreadable_fields(record)
                 if bad:
-                    errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
-                    for k in bad:
-                        record[k] = record[k].text
-                    yield DeadLetter(f"read: {self.type_name}", f"{plan.source}: cannot convert {errors}", record)
+                    yield self._unreadable_letter(record, bad)
                     continue
                 yield record
         except psycopg2.Error as exc:
             raise self._fail(exc, "read failed") from None
         finally:
             self._end_read(conn, cur)
+
+    def _unreadable_letter(self, record: Record, bad: list[str], position: int | None = None) -> DeadLetter:
+        """The dead letter of a row holding values Python cannot represent (``bad``: their columns), each
+        replaced in the record by the server's text of it."""
+        errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
+        for k in bad:
+            record[k] = record[k].text
+        return DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record, position)
 
     def _end_read(self, conn, cur) -> None:
         """Close a read's cursor and end its transaction; a connection that cannot is dropped."""
@@ -991,11 +996,7 @@ class PostgresConnector(BaseConnector):
                 record = encoded.project(dict(zip(names, casters.cast(values))))
                 bad = _unreadable_fields(record)
                 if bad:
-                    errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
-                    for k in bad:
-                        record[k] = record[k].text
-                    dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}",
-                                           record, position))
+                    dead.append(self._unreadable_letter(record, bad, position))
                     continue
                 text = typed_line(record)
                 if isinstance(text, DeadLetter):
@@ -1070,11 +1071,7 @@ class PostgresConnector(BaseConnector):
                     record = encoded.project(record)
                 bad = _unreadable_fields(record)
                 if bad:
-                    errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
-                    for k in bad:
-                        record[k] = record[k].text
-                    dead.append(DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}",
-                                           record, row[0]))
+                    dead.append(self._unreadable_letter(record, bad, row[0]))
                     continue
                 if steps is not None:
                     record = run_steps(steps, record)
@@ -1117,13 +1114,8 @@ class PostgresConnector(BaseConnector):
         for robust in _ROBUST_CASTERS:
             psycopg2.extensions.register_type(robust, caster)
 
-        def dead_letter(record: Record, bad: list[str]) -> DeadLetter:
-            errors = "; ".join(f"column {k!r}: {record[k].error} (value {record[k].text!r})" for k in bad)
-            for k in bad:
-                record[k] = record[k].text
-            return DeadLetter(f"read: {self.type_name}", f"{self.plan.source}: cannot convert {errors}", record)
-
-        decoder = ArrowDecoder(self._encoded, cast=caster.cast, unreadable=_unreadable_fields, dead_letter=dead_letter,
+        decoder = ArrowDecoder(self._encoded, cast=caster.cast, unreadable=_unreadable_fields,
+                               dead_letter=self._unreadable_letter,
                                position=lambda value: self.cursor_position({self.cursor_field: value}))
         chunks = self._copy_rows(statement, lo, hi, batch_size, "(FORMAT csv)")
         try:
