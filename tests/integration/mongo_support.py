@@ -114,3 +114,29 @@ def run_beam(build: Callable[[Any], Any]) -> dict[str, int]:
     for counter in counters:
         out[counter.key.metric.name] = out.get(counter.key.metric.name, 0) + counter.committed
     return out
+
+
+def watch_cursors(source, uri: str):
+    """Give ``source`` a client that records its server cursors: returns the listener, whose ``finds`` counts
+    the ``find`` commands and ``ids`` holds each ``find``'s cursor id (for a test that kills them)."""
+    import pymongo
+    from pymongo import monitoring
+
+    class Cursors(monitoring.CommandListener):
+        def __init__(self):
+            self.finds, self.ids = 0, []
+
+        def started(self, event):
+            self.finds += event.command_name == "find"
+
+        def succeeded(self, event):
+            if event.command_name == "find":
+                self.ids.append(event.reply["cursor"]["id"])
+
+        def failed(self, event):
+            pass
+
+    listener = Cursors()
+    source._client = pymongo.MongoClient(uri, event_listeners=[listener], tz_aware=True, tzinfo=UTC,
+                                         uuidRepresentation="standard")
+    return listener

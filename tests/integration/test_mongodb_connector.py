@@ -37,7 +37,7 @@ from osmosis_beam.core.window import IncrementalSpec, SyncWindow
 from osmosis_beam.io.mongodb.source import MongoDBConnector
 from osmosis_beam.io.mongodb.transforms import ReadFromMongoDB
 from osmosis_beam.io.read import ReadWindow
-from tests.integration.mongo_support import BASE, UTC, at, mongo_db, only_on, run_beam  # noqa: F401  (fixture)
+from tests.integration.mongo_support import BASE, UTC, at, mongo_db, only_on, run_beam, watch_cursors  # noqa: F401  (fixture)
 
 NO_FERRETDB_TYPES = "FerretDB 1.x has no Decimal128, Code, MinKey/MaxKey, DBRef or nested arrays"
 
@@ -140,28 +140,9 @@ def test_read_from_mongodb_transform_checks_arguments_when_built(mongo_db):
 
 
 def test_lost_cursor_is_resumed_after_the_last_document(mongo_db):
-    import pymongo
-    from pymongo import monitoring
-
-    class Cursors(monitoring.CommandListener):
-        def __init__(self):
-            self.finds, self.ids = 0, []
-
-        def started(self, event):
-            self.finds += event.command_name == "find"
-
-        def succeeded(self, event):
-            if event.command_name == "find":
-                self.ids.append(event.reply["cursor"]["id"])
-
-        def failed(self, event):
-            pass
-
     mongo_db.db.events.insert_many([{"ts": at(ms=i // 3), "i": i} for i in range(200)])
-    listener = Cursors()
     src = mongo_db.source("events", batch_size=10)
-    src._client = pymongo.MongoClient(mongo_db.uri, event_listeners=[listener], tz_aware=True, tzinfo=UTC,
-                                      uuidRepresentation="standard")
+    listener = watch_cursors(src, mongo_db.uri)
     try:
         reader = iter(src.read_window(at(0), at(1)))
         got = [next(reader)["i"] for _ in range(15)]

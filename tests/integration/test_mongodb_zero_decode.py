@@ -35,7 +35,7 @@ from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.files.jsonl_write import WriteJSONL
 from osmosis_beam.io.mongodb.encoded import FieldPlan, decimal128_text
 from osmosis_beam.io.read import ReadWindow
-from tests.integration.mongo_support import UTC, at, mongo_db, only_on  # noqa: F401  (fixture)
+from tests.integration.mongo_support import UTC, at, mongo_db, only_on, watch_cursors  # noqa: F401  (fixture)
 from tests.integration.pg_support import _Store, pipeline
 
 NO_FERRETDB_TYPES = "FerretDB 1.x has no Decimal128, Code, MinKey/MaxKey, DBRef or nested arrays"
@@ -222,29 +222,10 @@ def test_select_and_drop_push_a_projection_to_the_server():
 
 
 def test_the_zero_decode_read_resumes_a_lost_cursor_after_the_last_batch(mongo_db):
-    import pymongo
-    from pymongo import monitoring
-
-    class Cursors(monitoring.CommandListener):
-        def __init__(self):
-            self.finds, self.ids = 0, []
-
-        def started(self, event):
-            self.finds += event.command_name == "find"
-
-        def succeeded(self, event):
-            if event.command_name == "find":
-                self.ids.append(event.reply["cursor"]["id"])
-
-        def failed(self, event):
-            pass
-
     mongo_db.db.events.insert_many([{"ts": at(ms=i // 3), "i": i} for i in range(200)])
-    listener = Cursors()
     src = mongo_db.source("events", batch_size=10)
     assert src.use_encoding("json") is None
-    src._client = pymongo.MongoClient(mongo_db.uri, event_listeners=[listener], tz_aware=True, tzinfo=UTC,
-                                      uuidRepresentation="standard")
+    listener = watch_cursors(src, mongo_db.uri)
     try:
         reader = iter(src.read_window_batches(at(0), at(1), 1000))
         got = [json.loads(line)["i"] for _ in range(2) for line in next(reader).lines]
