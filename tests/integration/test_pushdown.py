@@ -21,7 +21,7 @@ from osmosis_beam.core.records import DeadLetter, EncodedBatch
 from osmosis_beam.core.timefmt import to_micros
 from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.base import BaseConnector
-from osmosis_beam.io.postgres.encoded import typed_line
+from osmosis_beam.io.files.jsonl import typed_line
 from osmosis_beam.io.postgres.sink import PostgresSink
 from osmosis_beam.io.read import _ReadTask, _ReadWindowFn, _WindowRestrictionProvider
 from osmosis_beam.steps.base import StepContext, error_text

@@ -18,11 +18,13 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from osmosis_beam.core.encoding import dumps_bytes
 from osmosis_beam.core.options import Option
+from osmosis_beam.core.records import DeadLetter, Record
 from osmosis_beam.io.files.staged import StagedFileSink
 from osmosis_beam.io.files.staged import iter_output_files as _iter_output_files
 
-__all__ = ["JSONLSink", "read_jsonl_dir", "iter_output_files"]
+__all__ = ["JSONLSink", "read_jsonl_dir", "iter_output_files", "typed_line"]
 
 def iter_output_files(path: str | os.PathLike, suffix: str = ".jsonl") -> Iterator[Path]:
     """The published JSONL files under ``path``, in publish order, skipping ``_``/``.`` names."""
@@ -50,3 +52,15 @@ class JSONLSink(StagedFileSink):
         from osmosis_beam.io.files.jsonl_write import WriteJSONL
 
         return WriteJSONL(str(self.staging_dir(run_id)))
+
+
+def typed_line(record: Record) -> str | DeadLetter:
+    """A record as the jsonl sink encodes it on the typed path, or the dead letter the sink would write.
+
+    For sources that write JSON lines themselves (the zero-decode path) and must encode a rare record as
+    the typed path does.
+    """
+    try:
+        return dumps_bytes(record).decode("utf-8")
+    except (TypeError, ValueError) as exc:
+        return DeadLetter("sink: jsonl", f"cannot encode as JSON: {exc}", repr(record))

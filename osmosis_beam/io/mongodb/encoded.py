@@ -22,12 +22,11 @@ import base64
 import dataclasses
 from typing import Any, Iterable
 
-from osmosis_beam.core.encoding import dumps_bytes, has_non_finite
+from osmosis_beam.core.encoding import has_non_finite
 from osmosis_beam.core.errors import ConfigError
-from osmosis_beam.core.records import DeadLetter, Record
 from osmosis_beam.steps.fields import DropStep, RenameStep, SelectStep
 
-__all__ = ["FieldPlan", "Unsupported", "fast_codec_options", "fast_lines", "decimal128_text", "typed_line"]
+__all__ = ["FieldPlan", "Unsupported", "fast_codec_options", "fast_lines", "decimal128_text"]
 
 _STEPS = {"select": SelectStep, "drop": DropStep, "rename": RenameStep}
 _MAX_COEFFICIENT = 10**34 - 1
@@ -194,9 +193,3 @@ def fast_lines(docs: list[dict]) -> tuple[list[bytes | None], list[int]]:
     return lines, failed
 
 
-def typed_line(record: Record) -> str | DeadLetter:
-    """A record as the jsonl sink encodes it on the typed path (or the dead letter the sink would write)."""
-    try:
-        return dumps_bytes(record).decode("utf-8")
-    except (TypeError, ValueError) as exc:
-        return DeadLetter("sink: jsonl", f"cannot encode as JSON: {exc}", repr(record))

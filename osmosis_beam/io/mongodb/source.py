@@ -86,7 +86,8 @@ from osmosis_beam.core.secrets import redact_text, redact_url, reveal
 from osmosis_beam.core.timefmt import UTC, format_duration, from_micros, to_micros, utcnow
 from osmosis_beam.core.window import IncrementalSpec, SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
-from osmosis_beam.io.mongodb.encoded import FieldPlan, Unsupported, fast_codec_options, fast_lines, typed_line
+from osmosis_beam.io.files.jsonl import typed_line
+from osmosis_beam.io.mongodb.encoded import FieldPlan, Unsupported, fast_codec_options, fast_lines
 
 __all__ = ["MongoDBConnector"]
 

@@ -31,7 +31,6 @@ from typing import Any, Iterable, Mapping
 
 import psycopg2.extensions
 
-from osmosis_beam.core.encoding import dumps_bytes
 from osmosis_beam.core.records import DeadLetter, Record
 from osmosis_beam.io.postgres.pushdown import Ref, Unsupported, translate_cast, translate_filter
 from osmosis_beam.steps.base import StepFailed, error_text
@@ -39,7 +38,7 @@ from osmosis_beam.steps.cast import CastStep
 from osmosis_beam.steps.expressions import FilterStep
 from osmosis_beam.steps.fields import DropStep, RenameStep, SelectStep
 
-__all__ = ["EncodedPlan", "Unsupported", "build_encoded_plan", "project", "run_steps", "typed_line", "ENCODINGS"]
+__all__ = ["EncodedPlan", "Unsupported", "build_encoded_plan", "project", "run_steps", "ENCODINGS"]
 
 #: The encodings this connector can produce, by the sink that takes them.
 ENCODINGS = ("json", "pgcopy")
@@ -427,14 +426,6 @@ def run_steps(steps: list[tuple[str, str, Any]], record: Record) -> Record | Dea
             return None
         record = out[0]
     return record
-
-
-def typed_line(record: Record) -> str | DeadLetter:
-    """A record the server flagged, encoded as the jsonl sink encodes it (or its dead letter)."""
-    try:
-        return dumps_bytes(record).decode("utf-8")
-    except (TypeError, ValueError) as exc:
-        return DeadLetter("sink: jsonl", f"cannot encode as JSON: {exc}", repr(record))
 
 
 # Shared with the Arrow read of the Parquet sink (io/postgres/arrow.py), which builds its own SELECT list.

@@ -63,6 +63,7 @@ from osmosis_beam.core.timefmt import MIN_MICROS, UTC
 from osmosis_beam.core.window import SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
 from osmosis_beam.io.files.arrow import declared_decimals
+from osmosis_beam.io.files.jsonl import typed_line
 from osmosis_beam.io.postgres.arrow import ARROW, ArrowDecoder, ArrowPlan, build_arrow_plan
 from osmosis_beam.io.postgres.decode import RowDecoder, loads_json
 from osmosis_beam.io.postgres.encoded import (
@@ -71,7 +72,6 @@ from osmosis_beam.io.postgres.encoded import (
     Unsupported,
     build_encoded_plan,
     run_steps,
-    typed_line,
 )
 from osmosis_beam.io.postgres.session import (
     DEFAULT_DEADLINES,
