@@ -47,6 +47,9 @@ def flink_args(cluster, parallelism: int = 2) -> list[str]:
 
 def assert_parallel_on_both_taskmanagers(cluster, job_id: str) -> dict:
     """From Flink's REST API: the job's parallel vertices ran a subtask on each TaskManager, at the same time."""
+    # The Beam job server reports DONE when Flink hands back the job's result; the JobManager's REST view can
+    # still say RUNNING for a moment after that, so wait (bounded) for it to say FINISHED.
+    cluster.wait_state(job_id, ("FINISHED", "FAILED", "CANCELED"), timeout=30)
     job = cluster.job(job_id)
     assert job["state"] == "FINISHED", job["state"]
     tms = set(cluster.taskmanager_ids())

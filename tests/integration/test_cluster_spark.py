@@ -34,7 +34,7 @@ def spark_args(cluster) -> list[str]:
 def assert_executors_on_both_workers(cluster, app_id: str) -> None:
     """From the master's JSON API and the workers: the application ran an executor on each worker, and each
     executor ran tasks (its log says so)."""
-    app = cluster.apps()[app_id]
+    app = cluster.wait_finished(app_id)
     assert app["state"] == "FINISHED", app
     assert app["cores"] == 2, app
     executors = cluster.executor_logs(app_id)

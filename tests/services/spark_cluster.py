@@ -183,6 +183,13 @@ class SparkCluster:
     def new_app(self, before: set[str], timeout: float = 60) -> str:
         return wait_until("a new Spark application", lambda: next(iter(set(self.apps()) - before), None), timeout)
 
+    def wait_finished(self, app_id: str, timeout: float = 30) -> dict:
+        """The application's entry once the master lists it as completed (the driver can report the Beam job
+        done a moment before the master moves the application out of its active list)."""
+        return wait_until(f"Spark application {app_id} completed",
+                          lambda: next((a for a in self.state().get("completedapps", []) if a["id"] == app_id), None),
+                          timeout, self.master)
+
     def executor_logs(self, app_id: str) -> dict[str, str]:
         """Worker folder name (``w1``, ``w2``) -> the stderr of the executor it ran for ``app_id``."""
         out = {}
