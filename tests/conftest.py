@@ -12,6 +12,7 @@ import pytest
 
 from tests.http_fixtures import FeedServer  # noqa: F401  (re-exported for tests)
 from tests.services import unavailable
+from tests.services.tally import TALLY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,6 +97,35 @@ def ferretdb_auth_server():
         unavailable("FerretDB with authentication", str(exc))
     yield server
     server.stop()
+
+
+# -- running on pytest-xdist workers (pytest.ini: -n 2 --dist loadgroup) ------------------------------------------
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Every test on the Flink cluster runs on one worker, and every test on the Spark cluster on one (maybe the
+    other): each cluster is started once, not once per worker."""
+    for item in items:
+        for cluster in ("flink_cluster", "spark_cluster"):
+            if cluster in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(cluster))
+
+
+def pytest_sessionfinish(session):
+    """On a worker: hand the fault tally to the controller."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["fault_tally"] = {"faults": TALLY.faults, "rows": TALLY.rows,
+                                                      "tests": TALLY.tests}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """On the controller: add up a finished worker's fault tally."""
+    TALLY.add(getattr(node, "workeroutput", {}).get("fault_tally", {}))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if TALLY.tests:
+        terminalreporter.write_line(TALLY.line())
 
 
 @pytest.fixture

@@ -6,11 +6,10 @@ every row whose delivery it verified exactly once. At the end of the session the
 
     fault suite: 37 faults injected, 912,345 rows checked, 24 tests
 
-so a run shows how much it really exercised.
+so a run shows how much it really exercised (summed over the xdist workers: tests/services/tally.py).
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -18,36 +17,14 @@ from pathlib import Path
 import pytest
 
 from tests.services import unavailable
-
-
-@dataclasses.dataclass
-class FaultTally:
-    faults: int = 0
-    rows: int = 0
-    tests: int = 0
-
-    def injected(self, n: int = 1) -> None:
-        self.faults += n
-
-    def checked(self, rows: int) -> None:
-        self.rows += rows
-
-
-_TALLY = FaultTally()
+from tests.services.tally import TALLY, FaultTally
 
 
 @pytest.fixture
 def faults() -> FaultTally:
     """The session's tally of injected faults and checked rows (see this module's docstring)."""
-    _TALLY.tests += 1
-    return _TALLY
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if _TALLY.tests:
-        terminalreporter.write_line(
-            f"fault suite: {_TALLY.faults} faults injected, {_TALLY.rows:,} rows checked, {_TALLY.tests} tests"
-        )
+    TALLY.tests += 1
+    return TALLY
 
 
 class Tmpfs:

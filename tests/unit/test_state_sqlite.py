@@ -210,6 +210,7 @@ def test_a_zombie_holder_counts_as_dead(store):
         "some-other-host.invalid:999999:x",  # another host: its pid says nothing here
         "not-a-holder-id",
     ],
+    ids=["alive-here", "another-host", "not-a-holder-id"],  # not the pid: every xdist worker collects the same ids
 )
 def test_a_live_or_unknowable_holder_keeps_its_lease(store, holder):
     assert not holder_is_dead(holder)

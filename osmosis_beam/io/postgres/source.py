@@ -825,7 +825,7 @@ class PostgresConnector(BaseConnector):
                     if not rows:
                         break
                     if decoder is None:
-                        decoder = RowDecoder(names, [d.type_code for d in cur.description])
+                        decoder = RowDecoder(names, fetcher.type_codes)
                     _update_tail(tail, rows, key)
                     for i in range(0, len(rows), batch_size):
                         yield decoder.records(rows[i : i + batch_size])
@@ -1280,10 +1280,13 @@ class _Prefetch:
     psycopg2 waits for the server without holding the GIL, so the server prepares the next rows while Python
     decodes, steps and encodes these. One fetched batch at most waits in the queue: memory stays at about
     three fetches. A fetch that fails hands its exception to the reader, which raises it from ``next()``.
+    ``type_codes`` (the result's column type OIDs) is set before the first batch is handed over: the reader must
+    not read ``cursor.description`` itself, since psycopg2 clears it while the thread's next FETCH runs.
     """
 
     def __init__(self, cur, size: int) -> None:
         self._cur, self._size = cur, size
+        self.type_codes: list[int] = []
         self._queue: queue.Queue = queue.Queue(maxsize=1)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="osmosis-pg-fetch", daemon=True)
@@ -1293,6 +1296,8 @@ class _Prefetch:
         try:
             while not self._stop.is_set():
                 rows = self._cur.fetchmany(self._size)
+                if not self.type_codes and self._cur.description is not None:
+                    self.type_codes = [d.type_code for d in self._cur.description]
                 if not self._put((rows, None)) or not rows:
                     return
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
