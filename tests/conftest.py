@@ -99,15 +99,15 @@ def ferretdb_auth_server():
     server.stop()
 
 
-# -- running on pytest-xdist workers (pytest.ini: -n 2 --dist loadgroup) ------------------------------------------
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
+# -- running on pytest-xdist workers (pytest.ini: -n 2 --dist loadgroup; the cluster tests carry xdist_group) -----
 def pytest_collection_modifyitems(config, items):
-    """Every test on the Flink cluster runs on one worker, and every test on the Spark cluster on one (maybe the
-    other): each cluster is started once, not once per worker."""
+    """Every test on a session cluster must carry its xdist group, or the suite would start that cluster twice."""
     for item in items:
+        groups = {m.args[0] if m.args else m.kwargs.get("name") for m in item.iter_markers("xdist_group")}
         for cluster in ("flink_cluster", "spark_cluster"):
-            if cluster in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(cluster))
+            if cluster in getattr(item, "fixturenames", ()) and cluster not in groups:
+                raise pytest.UsageError(f"{item.nodeid} uses {cluster}: mark it @pytest.mark.xdist_group({cluster!r}) "
+                                        "so that it runs on the one worker that starts the cluster")
 
 
 def pytest_sessionfinish(session):

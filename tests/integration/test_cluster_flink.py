@@ -37,7 +37,8 @@ from tests.integration.cluster_support import (
 
 LIMIT = "150s"  # job_timeout of every Flink job here
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# One xdist worker runs every test on the Flink cluster, so the session starts it once (pytest.ini).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("flink_cluster")]
 
 
 def flink_args(cluster, parallelism: int = 2) -> list[str]:

@@ -121,6 +121,7 @@ def assert_share_tracks_the_records(moving: list[dict]) -> None:
         assert abs(e["share"] - e["records_read"] / EVEN_ROWS) < 0.15, e
 
 
+@pytest.mark.xdist_group("spark_cluster")  # with the other tests on this cluster (pytest.ini)
 def test_spark_loopback_progress_counts_while_the_job_runs(tmp_path, home, pg_dsn, spark_cluster):
     summary, progress = run_with_progress(home, even_pipeline(tmp_path, pg_dsn), pg_dsn, spark_args(spark_cluster))
     moving = assert_counts_grew_while_running(summary, progress, EVEN_ROWS)
@@ -192,6 +193,7 @@ def assert_one_task_reported_first(tmp_path: Path, summary: dict, progress: list
     assert rows == list(range(SMALL + BIG))
 
 
+@pytest.mark.xdist_group("flink_cluster")  # with the other tests on this cluster (pytest.ini)
 def test_flink_external_workers_progress_comes_from_flinks_rest_api(tmp_path, home, pg_dsn, flink_cluster, worker_pool):
     args = flink_args(flink_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}")
     summary, progress = run_with_progress(home, uneven_pipeline(tmp_path, pg_dsn), pg_dsn, args)
@@ -199,6 +201,7 @@ def test_flink_external_workers_progress_comes_from_flinks_rest_api(tmp_path, ho
     assert_one_task_reported_first(tmp_path, summary, progress, "Flink's REST API", {SMALL})
 
 
+@pytest.mark.xdist_group("spark_cluster")  # with the other tests on this cluster (pytest.ini)
 def test_spark_external_workers_progress_comes_from_the_drivers_rest_api(tmp_path, home, pg_dsn, spark_cluster,
                                                                          worker_pool):
     args = spark_args(spark_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}",

@@ -23,7 +23,8 @@ from tests.integration.cluster_support import (
 
 LIMIT = "200s"  # job_timeout of every Spark job here
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+# One xdist worker runs every test on the Spark cluster, so the session starts it once (pytest.ini).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.xdist_group("spark_cluster")]
 
 
 def spark_args(cluster) -> list[str]:
