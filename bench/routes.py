@@ -13,10 +13,11 @@ hits a route and its baseline alike; the tables show the median run and each run
 
 Routes and baselines:
 
-- ``pg_jsonl``: ``osmosis run`` postgres -> jsonl, no steps (the zero-decode path) vs
+- ``pg_jsonl``: ``osmosis run`` postgres -> jsonl, no steps (the zero-decode path), with the pipeline defaults
+  (4 splits, which the direct runner reads on one thread per core: two connections, so two server backends, at
+  once; the baseline uses one) vs
   ``psql \\copy (SELECT row_to_json(t) FROM events t ORDER BY updated_at) TO file``.
-- ``pg_jsonl_2``: the same pipeline read in 2 splits on 2 worker threads of the direct runner (two
-  connections, so two server backends, at once; the baseline uses one), same baseline.
+- ``pg_jsonl_1``: the same pipeline read in 1 split (one connection, one thread), same baseline.
 - ``pg_jsonl_typed``: the same with a Python ``map`` step (the typed path) vs a plain psycopg2 loop.
 - ``pg_jsonl_filter``: the same with a ``filter`` step the source does in its query (the zero-decode path) vs
   ``psql \\copy`` of ``row_to_json`` with the same condition in its WHERE; ``osmosis_typed`` runs the same
@@ -51,11 +52,11 @@ from bench.pg_throughput import generate  # noqa: E402
 from tests.services.postgres_server import PostgresServer  # noqa: E402
 
 PY = sys.executable
-PG_ROUTES = ("pg_jsonl", "pg_jsonl_2", "pg_jsonl_filter", "pg_jsonl_typed", "pg_parquet", "pg_pg_upsert", "pg_pg_append")
+PG_ROUTES = ("pg_jsonl", "pg_jsonl_1", "pg_jsonl_filter", "pg_jsonl_typed", "pg_parquet", "pg_pg_upsert", "pg_pg_append")
 BENCH = ROOT / "bench"
 TARGETS = {  # route -> (baseline label, target ratio: baseline time / osmosis time, at least)
     "pg_jsonl": ("psql COPY row_to_json", 0.6),
-    "pg_jsonl_2": ("psql COPY row_to_json", 0.6),
+    "pg_jsonl_1": ("psql COPY row_to_json", 0.6),
     "pg_jsonl_typed": ("plain psycopg2 loop", 2.0),
     "pg_jsonl_filter": ("psql COPY row_to_json WHERE <the filter>", 0.6),
     "pg_parquet": ("dlt sql_table (pyarrow) -> parquet", 3.0),
@@ -93,7 +94,7 @@ def _yaml(work: Path, name: str, source: str, sink: str, extra: str = "") -> Pat
 _PG_SOURCE = (
     "source:\n  type: postgres\n  dsn: ${BENCH_PG_DSN}\n  table: events\n  fetch_size: 10000\n"
     "incremental:\n  cursor_field: updated_at\n  safety_lag: 0s\n"
-    "read:\n  splits: 1\n  batch_size: 5000\n"
+    "read:\n  batch_size: 5000\n"  # the default 4 splits
 )
 
 
@@ -141,8 +142,8 @@ class Bench:
         w = self.work
         out, home = w / "out", w / "home"
         plain = _yaml(w, "pg_jsonl", _PG_SOURCE, f"sink:\n  type: jsonl\n  path: {out}\n")
-        two = _yaml(w, "pg_jsonl_2", _PG_SOURCE.replace("splits: 1", "splits: 2"), f"sink:\n  type: jsonl\n  path: {out}\n",
-                    "runner: {name: direct, options: {workers: 2, direct_running_mode: multi_threading}}\n")
+        one = _yaml(w, "pg_jsonl_1", _PG_SOURCE.replace("batch_size: 5000", "splits: 1\n  batch_size: 5000"),
+                    f"sink:\n  type: jsonl\n  path: {out}\n")
         typed = _yaml(w, "pg_jsonl_typed", _PG_SOURCE, f"sink:\n  type: jsonl\n  path: {out}\n",
                       "steps:\n  - python: bench_steps:tag\n")
         parquet = _yaml(w, "pg_parquet", _PG_SOURCE, f"sink:\n  type: parquet\n  path: {out}\n")
@@ -167,16 +168,16 @@ class Bench:
             measure(self.osmosis(plain, home), env)
             samples = [measure(self.osmosis(plain, home), env) for _ in range(self.args.repeat)]
             self.results.setdefault("nochange", {})[rows] = {"osmosis": _median(samples)}
-        if "pg_jsonl_2" in wanted:
-            self.run_route("pg_jsonl_2", rows, {
-                "osmosis": (self.osmosis(two, home), env, False),
+        if "pg_jsonl_1" in wanted:
+            self.run_route("pg_jsonl_1", rows, {
+                "osmosis": (self.osmosis(one, home), env, False),
                 "baseline": (["psql", self.dsn, "-qAt", "-c", copy_sql], env, False),
             }, reset, check)
         if "pg_jsonl_filter" in wanted:
             # A filter on NOT NULL columns, kept by 3 rows in 8: pushed into the query's SQL.
             steps = "steps:\n  - filter: \"kind in ['click', 'purchase'] and amount > 250\"\n"
             pushed = _yaml(w, "pg_jsonl_filter", _PG_SOURCE, f"sink:\n  type: jsonl\n  path: {out}\n", steps)
-            forced = _yaml(w, "pg_jsonl_filter_typed", _PG_SOURCE.replace("splits: 1", "splits: 1\n  path: typed"),
+            forced = _yaml(w, "pg_jsonl_filter_typed", _PG_SOURCE.replace("batch_size: 5000", "batch_size: 5000\n  path: typed"),
                            f"sink:\n  type: jsonl\n  path: {out}\n", steps)
             where = "kind IN ('click', 'purchase') AND amount > 250"
             filter_sql = (r"\copy (SELECT row_to_json(t) FROM events t WHERE " + where + " ORDER BY updated_at) TO "
@@ -262,7 +263,7 @@ class Bench:
             w, out, home = self.work, self.work / "out", self.work / "home"
             source = ("source:\n  type: mongodb\n  uri: ${BENCH_MONGO_URI}\n  database: bench\n  collection: events\n"
                       "  cursor_field: updated_at\n  batch_size: 5000\nincremental:\n  cursor_field: updated_at\n"
-                      "  safety_lag: 0s\nread:\n  splits: 1\n  batch_size: 5000\n")
+                      "  safety_lag: 0s\nread:\n  batch_size: 5000\n")  # the default 4 splits
             sink = f"sink:\n  type: jsonl\n  path: {out}\n"
             yaml_path = _yaml(w, "mongo_jsonl", source, sink)
             typed_path = _yaml(w, "mongo_jsonl_typed", source + "  path: typed\n", sink)  # under read:

@@ -17,7 +17,8 @@ from osmosis_beam.core.lazy import lazy_exports
 
 _OPTIONS = (
     "RUNNERS", "REMOTE_RUNNERS", "FLINK_VERSIONS", "make_pipeline", "pipeline_options", "in_process_pipeline",
-    "is_remote", "is_dry_run", "job_timeout", "secret_store", "job_name", "job_labels",
+    "is_remote", "is_dry_run", "job_timeout", "secret_store", "job_name", "job_labels", "direct_read_threads",
+    "thread_direct_reads",
 )
 _NAMES = {
     **{name: "osmosis_beam.runners.options" for name in _OPTIONS},

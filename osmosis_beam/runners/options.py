@@ -5,7 +5,9 @@ YAML, ``osmosis run --runner NAME``, or the launcher) and Beam arguments pass th
 (``--job-endpoint`` and ``--job_endpoint`` are the same flag). What each runner gets:
 
 - ``direct``: Beam's in-process FnApiRunner (the default DirectRunner would try to download Prism).
-  ``workers: N`` runs N worker processes (``direct_running_mode=multi_processing``).
+  ``workers: N`` runs N worker processes (``direct_running_mode=multi_processing``). Without it, a
+  zero-decode read of several splits runs them on ``min(splits, cores)`` threads
+  (:func:`direct_read_threads`); a typed read stays on one thread.
 - ``portable``: any Beam job service (``job_endpoint: host:port``); workers are LOOPBACK (this
   process) unless ``environment_type`` says EXTERNAL (a worker pool), DOCKER or PROCESS.
 - ``flink``: Beam's FlinkRunner (``flink_master``, ``flink_version``, ``flink_job_server_jar``,
@@ -73,6 +75,8 @@ __all__ = [
     "FLINK_VERSIONS",
     "make_pipeline",
     "pipeline_options",
+    "direct_read_threads",
+    "thread_direct_reads",
     "in_process_pipeline",
     "is_remote",
     "is_dry_run",
@@ -320,6 +324,35 @@ def _direct(parsed: PipelineOptions, args: list[str], ours: Mapping[str, Any], p
         # (DoFn.setup), and sinks stage one uniquely named part file per bundle.
         extra.append("--direct_running_mode=multi_processing")
     return extra
+
+
+def direct_read_threads(
+    options: Mapping[str, Any] | None, beam_args: Sequence[str], *, encoded: bool, splits: int
+) -> int:
+    """How many threads the direct runner reads on when the run does not say: 1, or more on the zero-decode path.
+
+    A zero-decode read spends its time in the server, the socket and C code (COPY, orjson, pyarrow), not in
+    Python, so its splits run side by side on threads of this process: ``min(splits, CPU cores)``. A typed read
+    holds the GIL and stays on one thread. Any ``workers``, ``direct_num_workers`` or ``direct_running_mode``
+    the run gives wins (``workers: 1`` keeps one thread).
+    """
+    if not encoded or splits < 2:
+        return 1
+    args = _normalize(beam_args)
+    given = {_flag_name(str(key)) for key in (options or {})}
+    if given & {"workers", "direct_num_workers", "direct_running_mode"}:
+        return 1
+    if any(_flag_values(args, name) for name in ("workers", "direct_num_workers", "direct_running_mode")):
+        return 1
+    return max(1, min(splits, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def thread_direct_reads(options: PipelineOptions, threads: int) -> None:
+    """Give the in-process runner ``threads`` worker threads (``direct_running_mode=multi_threading``)."""
+    if threads > 1:
+        direct = options.view_as(DirectOptions)
+        direct.direct_num_workers = threads
+        direct.direct_running_mode = "multi_threading"
 
 
 def _remote(

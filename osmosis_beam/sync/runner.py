@@ -282,6 +282,14 @@ class SyncRunner:
             registry=self.registry, cancel_token=token, cancel_message=CANCELLED,
             progress_key=run_id if watch else None,
         )
+        if self.runner == "direct":
+            threads = runners.direct_read_threads(self.runner_options, self.beam_args,
+                                                  encoded=sink.encoding is not None,
+                                                  splits=spec.read.splits if connector.splittable else 1)
+            if threads > 1:
+                runners.thread_direct_reads(p.options, threads)
+                log.info("pipeline %s: the direct runner reads the %d splits on %d threads (zero-decode path; "
+                         "runner option workers: 1 keeps one)", spec.id, spec.read.splits, threads)
         job = JobRunner(
             self.runner, self.runner_options, self.beam_args, pipeline_id=spec.id, secrets=self._secrets,
             cancelled=self.cancelled if self.cancel_event is not None else None, cancel_message=CANCELLED,

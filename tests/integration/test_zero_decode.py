@@ -420,23 +420,29 @@ def test_split_points_follow_the_rows(pg_dsn, tmp_path):
 
 
 def test_splits_read_on_two_threads_give_the_same_output(pg_dsn, tmp_path, osmosis_cli):
-    """The zero-decode read on two worker threads (two connections at once) writes what one thread writes."""
+    """The zero-decode read on two worker threads (two connections at once) writes what one thread writes; with
+    no runner options the direct runner chooses the threads itself (one per split, at most one per core)."""
+    import os
+
     execute(pg_dsn, _TABLE, _ROWS, "ANALYZE every_type")
     env = {"ZD_DSN": pg_dsn}
     outputs = {}
-    for workers in (1, 2):
+    for workers in (1, 2, "default"):
         yaml_path = _pipeline_yaml(tmp_path / f"w{workers}.yaml", "ZD_DSN", tmp_path / f"out{workers}",
                                    "read: {splits: 2, batch_size: 100}")
-        yaml_path.write_text(yaml_path.read_text() + "runner: {name: direct, options: "
-                             f"{{workers: {workers}, direct_running_mode: multi_threading}}}}\n")
+        if workers != "default":
+            yaml_path.write_text(yaml_path.read_text() + "runner: {name: direct, options: "
+                                 f"{{workers: {workers}, direct_running_mode: multi_threading}}}}\n")
         result = osmosis_cli("-v", "run", yaml_path, home_dir=tmp_path / f"home{workers}", env=env)
         assert result.returncode == 0, result.stderr
         assert "zero-decode json path" in result.stderr
+        chose = "the direct runner reads the 2 splits on 2 threads" in result.stderr
+        assert chose == (workers == "default" and len(os.sched_getaffinity(0)) >= 2), result.stderr
         lines = [x for f in (tmp_path / f"out{workers}").rglob("part-*.jsonl") for x in f.read_bytes().splitlines()]
         outputs[workers] = sorted(lines)
         summary = json.loads(result.stdout.strip().splitlines()[-1])
         assert summary["records_written"] == 2504 and summary["dead_letter"] == 3
-    assert outputs[1] == outputs[2] and len(outputs[2]) == 2504
+    assert outputs[1] == outputs[2] == outputs["default"] and len(outputs[2]) == 2504
 
 
 def test_a_zero_decode_copy_past_statement_timeout_fails_clearly(pg_dsn):

@@ -76,6 +76,23 @@ def test_direct_workers_from_the_command_line_and_an_explicit_mode():
     assert pipeline_options("direct", {"workers": 1}).view_as(DirectOptions).direct_running_mode == "in_memory"
 
 
+def test_direct_reads_zero_decode_splits_on_threads_unless_the_run_says_otherwise(monkeypatch):
+    from osmosis_beam.runners.options import direct_read_threads, thread_direct_reads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2})
+    assert direct_read_threads({}, [], encoded=True, splits=4) == 3  # one per core
+    assert direct_read_threads({}, [], encoded=True, splits=2) == 2  # one per split
+    assert direct_read_threads({}, [], encoded=False, splits=4) == 1  # a typed read holds the GIL
+    assert direct_read_threads({}, [], encoded=True, splits=1) == 1
+    for options, args in (({"workers": 1}, []), ({"direct_running_mode": "in_memory"}, []),
+                          ({}, ["--direct-num-workers=1"]), ({}, ["--workers", "1"])):
+        assert direct_read_threads(options, args, encoded=True, splits=4) == 1, (options, args)
+    opts = pipeline_options("direct", {})
+    thread_direct_reads(opts, 3)
+    assert (opts.view_as(DirectOptions).direct_num_workers, opts.view_as(DirectOptions).direct_running_mode) == (
+        3, "multi_threading")
+
+
 def test_direct_problems_are_config_errors_not_exits():
     assert problems("direct", {"workers": 0, "job_timeout": "1h"}, ["--direct_running_mode=fast"]) == [
         "runner direct: direct_running_mode: must be one of in_memory, multi_threading, multi_processing, got 'fast'",
