@@ -125,9 +125,10 @@ def slow_pg_yaml(tmp_path, pg_dsn):
         f"FROM generate_series(0, {SLOW_ROWS - 2}) AS i",
         "CREATE FUNCTION slow(x int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN PERFORM pg_sleep(0.002); RETURN x; END $$",
     )
-    import datetime as dt
+    from tests.integration.pg_support import fetch
 
-    start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=SLOW_ROWS)).replace(microsecond=0)
+    # The first row's own time, not the clock's: a second that ticks between the INSERT and here would put it out.
+    [(start,)] = fetch(pg_dsn, "SELECT min(updated_at) FROM orders")
     data = {
         "id": "slow_orders",
         "source": {"type": "postgres", "dsn": pg_dsn, "query": "SELECT id, slow(id) AS n, total, updated_at FROM orders", "fetch_size": 50},
