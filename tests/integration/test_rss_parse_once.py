@@ -340,3 +340,35 @@ def test_the_feedparserdict_shortcuts_answer_as_feedparser_for_every_kind_of_key
         ours, theirs = mixin.copy.deepcopy(value), copy.deepcopy(value)
         assert ours is not value and type(ours) is type(theirs) and _typed(ours) == _typed(theirs)
         assert vars(ours) == vars(theirs) if hasattr(theirs, "__dict__") else True
+
+
+def test_the_collector_is_paused_for_the_parse_only_and_left_as_it_was(monkeypatch):
+    import gc
+
+    from osmosis_beam.io.rss.feed import collector_paused
+    from bench.routes import _feed
+
+    assert gc.isenabled()
+    during = []
+    plain_parse = feedparser.parse
+
+    def parse(*args, **kwargs):
+        during.append(gc.isenabled())
+        return plain_parse(*args, **kwargs)
+
+    monkeypatch.setattr(feedparser, "parse", parse)
+    parsed = parse_feed(_feed(2000), {"content-type": "application/rss+xml"})
+    assert len(parsed.entries) == 2000
+    assert during == [False] and gc.isenabled()  # off while feedparser parsed, on again after
+    with pytest.raises(RuntimeError):
+        with collector_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("boom")
+    assert gc.isenabled()  # on again, after an error too
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()
