@@ -44,6 +44,7 @@ import contextlib
 import copy
 import functools
 import gc
+import sys
 import threading
 from typing import Any, Iterator
 
@@ -186,7 +187,11 @@ def _install() -> None:
             mixin._sanitize_html = _plain_text_sanitizer(sanitize)  # noqa: SLF001
             _replaced.append((mixin, "_sanitize_html"))
         cls = getattr(mixin, "FeedParserDict", None)
-        if isinstance(cls, type) and issubclass(cls, dict) and not hasattr(cls.__dict__.get("get"), "__wrapped__"):
+        # The keys FeedParserDict treats apart (_SPECIAL_KEYS) are those of feedparser 6.0; another release
+        # may treat others apart, so it keeps its own methods.
+        version = str(getattr(sys.modules.get("feedparser"), "__version__", ""))
+        if (version.startswith("6.0.") and isinstance(cls, type) and issubclass(cls, dict)
+                and not hasattr(cls.__dict__.get("get"), "__wrapped__")):
             for name, method in _plain_key_methods(cls).items():
                 setattr(cls, name, method)
                 _replaced.append((cls, name))
