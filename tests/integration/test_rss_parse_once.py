@@ -14,7 +14,7 @@ import pytest
 from osmosis_beam.core.encoding import dumps
 from osmosis_beam.core.errors import FatalConnectorError
 from osmosis_beam.core.records import DeadLetter, EncodedBatch
-from osmosis_beam.io.rss.feed import parse_feed
+from osmosis_beam.io.rss.feed import parse_feed, replaced
 from osmosis_beam.io.rss.source import RSSConnector
 from osmosis_beam.config import parse_pipeline
 from osmosis_beam.io.files.jsonl import read_jsonl_dir
@@ -210,14 +210,66 @@ _ATOM_TEXTS = (
 )
 
 
+# What the FeedParserDict and deepcopy shortcuts see: every alias key (description, guid, date, issued,
+# modified, copyright, tagline, url), category and enclosures, an Atom source (feedparser deep-copies its data),
+# base64 and escaped Atom 0.3 content, xhtml titles, xml:lang, namespaced elements, a repeated title and link.
+_ALIASES = (
+    '<?xml version="1.0" encoding="utf-8"?>'
+    '<feed version="0.3" xmlns="http://purl.org/atom/ns#" xmlns:dc="http://purl.org/dc/elements/1.1/" xml:lang="fr_CA">'
+    "<title mode=\"escaped\" type=\"text/html\">T &amp;lt;b&amp;gt;</title><tagline>tag</tagline>"
+    "<copyright>(c)</copyright><modified>2024-01-02T00:00:00Z</modified><id>urn:f</id>"
+    '<entry xml:lang="de"><id>urn:1</id><title>one</title><issued>2024-01-01T00:00:00Z</issued>'
+    "<modified>2024-01-03T00:00:00Z</modified><dc:subject>subj</dc:subject>"
+    '<content type="text/plain" mode="base64">aGVsbG8gPGI+d29ybGQ8L2I+</content>'
+    '<summary type="text/html" mode="escaped">&lt;p&gt;s&lt;/p&gt;</summary>'
+    '<link rel="enclosure" href="e.mp3" type="audio/mpeg" length="3"/><link rel="license" href="/l"/>'
+    '<link rel="alternate" href="/a"/><link rel="alternate" href="/b"/></entry>'
+    "</feed>"
+).encode()
+_SOURCED = (
+    '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+    "<title>S</title><id>urn:s</id><updated>2024-01-01T00:00:00Z</updated>"
+    '<entry><id>urn:e</id><title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml"><b>x</b> y</div></title>'
+    "<updated>2024-01-01T00:00:00Z</updated><published>2023-12-31T00:00:00Z</published>"
+    '<source><id>urn:src</id><title type="html">&lt;i&gt;src&lt;/i&gt;</title><updated>2024-01-01T00:00:00Z</updated>'
+    '<author><name>a</name><email>a@x</email></author><link href="/src"/></source>'
+    '<category term="c1" scheme="s" label="L"/><category term="c2"/><rights type="html">&amp;copy;</rights>'
+    '<content type="text">  text   </content><author><name>b</name><uri>/b</uri></author></entry>'
+    "</feed>"
+).encode()
+_RSS_ALIASES = (
+    '<?xml version="1.0" encoding="utf-8"?><rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+    ' xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd" xmlns:media="http://search.yahoo.com/mrss/"><channel>'
+    "<title>R</title><link>http://r.example/</link><description>d &amp; e</description><dc:date>2024-01-01T00:00:00Z</dc:date>"
+    "<image><url>/i.png</url><title>img</title><link>/</link></image><itunes:category text=\"Tech\"/>"
+    "<item><title>a</title><title>second title</title><link>/x?a=1&amp;b=2</link><link>/y</link>"
+    '<guid isPermaLink="true">/g</guid><description>plain</description><dc:date>2024-01-01T01:00:00Z</dc:date>'
+    "<category domain=\"d\">k1</category><category>k2</category><enclosure url=\"/m.mp3\" length=\"9\" type=\"audio/mpeg\"/>"
+    '<media:content url="/v.mp4" type="video/mp4"/><itunes:duration>1:00</itunes:duration>'
+    "<source url=\"http://s.example/rss\">Src</source><comments>/c</comments><author>me@x (Me)</author></item>"
+    "<item><description><![CDATA[<b>bold</b> & <a href='/r'>r</a>]]></description><pubDate>Sat, 01 Jun 2024 12:00:00 +0200</pubDate></item>"
+    "</channel></rss>"
+).encode()
+
+
+def _typed(value):
+    """A value with the type of every container and leaf in it, for comparisons that == would blur."""
+    if isinstance(value, dict):
+        return (type(value).__name__, [(k, _typed(v)) for k, v in value.items()])
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [_typed(v) for v in value])
+    return (type(value).__name__, value)
+
+
 @pytest.mark.parametrize("name", ["rss091.xml", "rss092.xml", "rss10.rdf", "rss20.xml", "atom10.xml", "latin1.xml",
-                                  "relative", "atom-texts", "bench"])
+                                  "relative", "atom-texts", "bench", "aliases", "sourced", "rss-aliases"])
 @pytest.mark.parametrize("base", ["http://127.0.0.1:8080/feeds/f.xml", None])
 def test_parse_feed_parses_exactly_as_feedparser(name, base, monkeypatch):
     """parse_feed is feedparser.parse: the same feed, the same entries, value for value (with and without a base)."""
     from bench.routes import _feed
 
-    bodies = {"relative": _RELATIVE.encode(), "atom-texts": _ATOM_TEXTS.encode(), "bench": _feed(50)}
+    bodies = {"relative": _RELATIVE.encode(), "atom-texts": _ATOM_TEXTS.encode(), "bench": _feed(50),
+              "aliases": _ALIASES, "sourced": _SOURCED, "rss-aliases": _RSS_ALIASES}
     body = bodies[name] if name in bodies else (FEEDS / name).read_bytes()
     headers = {"content-type": "application/rss+xml"}
     if base:
@@ -225,15 +277,98 @@ def test_parse_feed_parses_exactly_as_feedparser(name, base, monkeypatch):
     ours = parse_feed(body, dict(headers))
     ours_again = parse_feed(body, dict(headers))  # with the cache warm
     from feedparser import mixin, urls
+    from feedparser.util import FeedParserDict
 
     # The replacements are in place; feedparser's own functions sit behind them.
-    for module, attr in ((urls, "_urljoin"), (mixin, "_urljoin"), (mixin, "resolve_relative_uris"), (mixin, "_sanitize_html")):
-        monkeypatch.setattr(module, attr, getattr(module, attr).__wrapped__)
+    installed = replaced()
+    expected = {(urls, "_urljoin"), (mixin, "_urljoin"), (mixin, "resolve_relative_uris"), (mixin, "_sanitize_html"),
+                (mixin, "copy"), *((FeedParserDict, m) for m in ("get", "__contains__", "setdefault", "__getitem__"))}
+    assert set(installed) == expected
+    for owner, attr in installed:
+        monkeypatch.setattr(owner, attr, getattr(owner, attr).__wrapped__)
     theirs = feedparser.parse(body, response_headers=dict(headers))
     assert ours.entries and ours.entries == theirs.entries == ours_again.entries
-    assert ours.feed == theirs.feed and ours.version == theirs.version and ours.bozo == theirs.bozo
+    assert _typed(ours.entries) == _typed(theirs.entries) == _typed(ours_again.entries)
+    assert _typed(ours.feed) == _typed(theirs.feed) and ours.version == theirs.version and ours.bozo == theirs.bozo
+    assert [_typed(getattr(e, "source", None)) for e in ours.entries] == [_typed(getattr(e, "source", None)) for e in theirs.entries]
     if name == "relative" and base:
         assert ours.entries[1].link == "http://other.example/a/up"
         assert 'href="http://base.example/dir/rel/x.html"' in ours.entries[0].summary
         assert ours.entries[2].summary == "plain text \ntwo lines"  # the sanitizer strips, and writes CR LF as LF
         assert "<script" not in ours.entries[3].content[0].value
+
+
+def test_the_feedparserdict_shortcuts_answer_as_feedparser_for_every_kind_of_key():
+    """get / in / setdefault / [] and the contentparams deepcopy: the same answers (or errors) as feedparser's own."""
+    import copy
+    import warnings
+
+    from feedparser import mixin
+    from feedparser.util import FeedParserDict
+
+    replaced()  # installed
+    def entry():
+        return FeedParserDict(published="p", published_parsed=(2024,), summary="s", tags=[FeedParserDict(term="t")],
+                              links=[FeedParserDict(rel="enclosure", href="/e"), FeedParserDict(rel="license", href="/l")],
+                              id="i", plain="x", rights="r")
+
+    sub_class = type("Sub", (FeedParserDict,), {"__getitem__": lambda self, key: "sub"})
+    keys = ["plain", "missing", "guid", "description", "category", "enclosures", "license", "updated", "updated_parsed",
+            "date", "copyright", "url", "id", "summary", ["unhashable"], 7, None]
+
+    def answer(method, make, key):
+        target = make()  # a fresh one for each call: setdefault changes it
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                args = (key, "dflt") if method.__name__ in ("get", "setdefault") else (key,)
+                return "ok", method(target, *args), dict.copy(target), [type(w.message) for w in caught]
+        except Exception as exc:  # noqa: BLE001 - the kind of error is part of the answer
+            return "error", type(exc)
+
+    for make in (entry, lambda: sub_class(plain="x"), FeedParserDict):
+        for key in keys:
+            for name in ("get", "__contains__", "__getitem__", "setdefault"):
+                ours = getattr(FeedParserDict, name)
+                assert hasattr(ours, "__wrapped__")
+                assert answer(ours, make, key) == answer(ours.__wrapped__, make, key), (name, key)
+
+    # deepcopy: the parser's contentparams (strings), and what must go to copy.deepcopy (aliases, containers, attributes).
+    odd = FeedParserDict(type="text/html"); odd.extra = 1
+    for value in (FeedParserDict(type="text/html", language=None, base="http://b/"), FeedParserDict(description="d"),
+                  FeedParserDict(type=["list"]), FeedParserDict({1: "int key"}), odd, {"type": "plain dict"}):
+        ours, theirs = mixin.copy.deepcopy(value), copy.deepcopy(value)
+        assert ours is not value and type(ours) is type(theirs) and _typed(ours) == _typed(theirs)
+        assert vars(ours) == vars(theirs) if hasattr(theirs, "__dict__") else True
+
+
+def test_the_collector_is_paused_for_the_parse_only_and_left_as_it_was(monkeypatch):
+    import gc
+
+    from osmosis_beam.io.rss.feed import collector_paused
+    from bench.routes import _feed
+
+    assert gc.isenabled()
+    during = []
+    plain_parse = feedparser.parse
+
+    def parse(*args, **kwargs):
+        during.append(gc.isenabled())
+        return plain_parse(*args, **kwargs)
+
+    monkeypatch.setattr(feedparser, "parse", parse)
+    parsed = parse_feed(_feed(2000), {"content-type": "application/rss+xml"})
+    assert len(parsed.entries) == 2000
+    assert during == [False] and gc.isenabled()  # off while feedparser parsed, on again after
+    with pytest.raises(RuntimeError):
+        with collector_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("boom")
+    assert gc.isenabled()  # on again, after an error too
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a collector that was off stays off
+    finally:
+        gc.enable()
