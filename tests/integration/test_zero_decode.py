@@ -362,7 +362,7 @@ def test_copy_transport_gives_the_servers_lines_byte_for_byte(pg_dsn, tmp_path):
     positions = [p for b in batches for p in b.positions]
     lines = [line for b in batches for line in b.lines]
     assert positions == [row[0] for row in reference]
-    flagged = [i for i, row in enumerate(reference) if row[1].startswith("(")]
+    flagged = [i for i, row in enumerate(reference) if row[1].startswith("\x01(")]  # 0x01 marks a typed record
     assert flagged == [1, 2]  # rows 2 and 3 (1E-7, 1.5E-7)
     for i, row in enumerate(reference):
         if i not in flagged:
@@ -494,3 +494,86 @@ def test_a_latin1_database_gives_utf8_lines_equal_to_the_typed_path(pg_server, p
         assert first["w"] == "café naïve ß" and json.loads(results["zero"].splitlines()[1])["n"] == "1E-7"
     finally:
         execute(pg_dsn, "DROP DATABASE IF EXISTS zd_latin1 WITH (FORCE)")  # a worker may still hold a connection
+
+
+_EDGES = r"""
+CREATE TABLE edges (
+    id integer PRIMARY KEY, updated_at timestamptz NOT NULL,
+    ts timestamp, tz timestamptz, d date, n122 numeric(12, 2), n2010 numeric(20, 10), n6 numeric(8, 6)
+);
+INSERT INTO edges VALUES
+ -- the cursor itself: BC and -infinity (only a read without a lower bound meets them), years below 1000,
+ -- before 1970 (negative positions), fractions ending in zeros and whole seconds
+ (1, '-infinity', NULL, NULL, NULL, NULL, NULL, NULL),
+ (2, '0044-03-15 12:00:00.5+00 BC', NULL, NULL, NULL, NULL, NULL, NULL),
+ (3, '0099-06-01 12:00:00.120000+00', '0999-12-31 23:59:59.9', '0001-01-01 00:00:00+00', '0999-01-01', 1.10, 0.0000001, 0.000001),
+ (4, '1901-12-13 20:45:52.000010+00', '0001-01-01 00:00:00', '0001-01-01 00:00:00.000001+00', '0001-01-01', -0.10, 0.00000015, 0.000010),
+ (5, '1969-12-31 23:59:59.990000+00', '9999-12-31 23:59:59.999999', '9999-12-31 23:59:59.99999+00', '9999-12-31', 0.00, 1.0000000000, -0.100000),
+ (6, '1970-01-01 00:00:00+00', '10000-01-01 00:00:00', '10000-01-01 00:00:00+00', '10000-01-01', 12.30, 0, 0),
+ (7, '1970-01-01 00:00:00.1+00', '0044-03-15 12:00:00 BC', '0044-03-15 12:00:00+00 BC', '0044-03-15 BC', 1, NULL, NULL),
+ (8, '2024-01-01 00:00:00+00', 'infinity', 'infinity', 'infinity', NULL, NULL, NULL),
+ (9, '2024-01-01 00:00:00.100000+00', '-infinity', '-infinity', '-infinity', NULL, NULL, NULL),
+ (10, '2024-01-01 00:00:01.000100+00', '2024-02-29 23:59:59.5', '2024-02-29 23:59:59.5-03:30', '2024-02-29', NULL, NULL, NULL),
+ (11, '2024-01-01 00:00:01.999990+00', '2024-01-01 00:00:00.01', '2024-01-01 05:30:00.000100+05:30', NULL, NULL, NULL, NULL),
+ (12, '2200-01-01 00:00:00.000001+00', '2024-01-01 00:00:00', '2024-01-01 00:00:00-03:30', NULL, NULL, NULL, NULL),
+ (13, '9999-12-31 23:59:59.999990+00', NULL, NULL, NULL, NULL, NULL, NULL);
+INSERT INTO edges (id, updated_at, ts, tz, n122)
+SELECT 100 + g, timestamptz '1969-12-31 23:59:00+00' + g * interval '10 milliseconds',
+       timestamp '1969-12-31 23:59:00' + g * interval '250 milliseconds', timestamptz '2024-01-01 00:00:00+00' + g * interval '1.01 seconds',
+       g / 100.0
+FROM generate_series(1, 12000) AS g;
+"""
+
+
+def _in_zone(dsn: str, zone: str) -> str:
+    """``dsn`` whose sessions start in time zone ``zone`` (libpq ``options``)."""
+    return dsn + ("&" if "?" in dsn else "?") + "options=" + f"-c TimeZone={zone}".replace(" ", "%20").replace("=", "%3D")
+
+
+@pytest.mark.parametrize("lo, splits", [(None, 1), (utc(50, 1, 1), 3)])
+def test_timestamp_dates_and_decimals_at_their_edges_equal_the_typed_path(pg_dsn, tmp_path, lo, splits):
+    """Fractions that end in zeros, whole seconds, years below 1000 and at 9999, BC, +-infinity, a cursor
+    before 1970 (negative positions, also within one batch) and a session that starts in a time zone with
+    a half-hour offset: the zero-decode lines equal the typed path's, and the same rows are dead letters."""
+    execute(pg_dsn, _EDGES)
+    dsn = _in_zone(pg_dsn, "America/St_Johns")
+    typed, zero = source(dsn, table="edges"), source(dsn, table="edges")
+    assert typed.use_encoding(None) is None and zero.use_encoding("json") is None
+    window = SyncWindow(lo, utc(9999, 12, 31, 23, 59, 59, 999999))
+    typed_records, typed_dead, _ = _read_to_jsonl(typed, window, tmp_path / "typed", splits=splits)
+    zero_records, zero_dead, zero_kinds = _read_to_jsonl(zero, window, tmp_path / "zero", splits=splits)
+    assert set(zero_kinds) == {"encoded"}
+    by_id = {r["id"]: r for r in typed_records}
+    assert sorted(r["id"] for r in zero_records) == sorted(by_id) and len(zero_records) == len(typed_records)
+    for record in zero_records:
+        assert record == by_id[record["id"]], f"row {record['id']} differs"
+    assert sorted(map(_dead_key, zero_dead)) == sorted(map(_dead_key, typed_dead))
+    # The cursor values Python cannot hold lie below any lower bound, so only the open read meets them:
+    # psycopg2 reads -infinity as Python's smallest datetime, a BC year is a dead letter.
+    dead_ids = {k[0] for k in map(_dead_key, typed_dead)}
+    assert dead_ids == ({"2", "6", "7"} if lo is None else {"6", "7"})
+    assert len(by_id) + len(dead_ids) == 12013 - (0 if lo is None else 2)
+    if lo is None:
+        assert by_id[1]["updated_at"] == "0001-01-01T00:00:00+00:00"
+    three, ten = by_id[3], by_id[10]
+    assert three["updated_at"] == "0099-06-01T12:00:00.120000+00:00" and three["ts"] == "0999-12-31T23:59:59.900000"
+    assert three["n122"] == "1.10" and three["n2010"] == "1.000E-7" and three["n6"] == "0.000001"
+    assert by_id[4]["n2010"] == "1.500E-7" and by_id[4]["updated_at"] == "1901-12-13T20:45:52.000010+00:00"
+    assert ten["tz"] == "2024-03-01T03:29:59.500000+00:00" and by_id[12]["tz"] == "2024-01-01T03:30:00+00:00"
+    assert by_id[8]["updated_at"] == "2024-01-01T00:00:00+00:00" and by_id[9]["updated_at"] == "2024-01-01T00:00:00.100000+00:00"
+
+
+def test_the_read_window_needs_no_exotic_check_on_its_cursor_and_a_scaled_numeric_none(pg_dsn):
+    """Inside a window's bounds the cursor is a value Python holds, and a numeric(12,2) never writes an
+    exponent: the server tests neither on each row (the open read still tests the cursor's lower end)."""
+    execute(pg_dsn, "CREATE TABLE plain (id integer, updated_at timestamptz NOT NULL, amount numeric(12, 2), "
+                    "small numeric(20, 10), free numeric)")
+    zero = source(pg_dsn, table="plain", columns=["id", "updated_at", "amount"])
+    assert zero.use_encoding("json") is None
+    window, open_lo = zero._encoded.select["window"], zero._encoded.select["from"]
+    assert "chr(1)" not in window and "scale(" not in window
+    assert "chr(1)" in open_lo and "scale(" not in open_lo and "'0001-01-01 00:00:00+00'" in open_lo
+    both = source(pg_dsn, table="plain")
+    assert both.use_encoding("json") is None
+    for statement in both._encoded.select.values():
+        assert statement.count("scale(") == 2  # numeric(20,10) and numeric: a value below 1e-6 is written as 1E-7

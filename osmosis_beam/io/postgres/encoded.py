@@ -47,6 +47,8 @@ _BOOL, _BYTEA, _CHAR, _NAME, _INT8, _INT2, _INT4, _TEXT, _OID = 16, 17, 18, 19, 
 _JSON, _JSONB, _FLOAT4, _FLOAT8, _BPCHAR, _VARCHAR = 114, 3802, 700, 701, 1042, 1043
 _DATE, _TIME, _TIMESTAMP, _TIMESTAMPTZ, _NUMERIC, _UUID = 1082, 1083, 1114, 1184, 1700, 2950
 _FIRST_USER_OID = 16384
+# Positions (epoch microseconds) of Python's smallest datetime and of its largest datetime and date.
+_MIN_MICROS, _MAX_MICROS, _MAX_DATE_MICROS = -62135596800000000, 253402300799999999, 253402214400000000
 
 # Scalars the server writes as they are (row_to_json's own rendering equals the typed path's).
 _AS_IS = {_BOOL, _INT8, _INT2, _INT4, _TEXT, _CHAR, _NAME, _BPCHAR, _VARCHAR, _JSON, _JSONB, _UUID}
@@ -153,8 +155,11 @@ def _time_text(e: str) -> str:
     return f"to_char({day}, CASE WHEN date_trunc('second', {day}) = {day} THEN 'HH24:MI:SS' ELSE 'HH24:MI:SS.US' END)"
 
 
-def _scalar(e: str, oid: int, category: str, what: str) -> tuple[str, str | None]:
-    """(expression, exotic condition or None) of one scalar of base type ``oid``."""
+def _scalar(e: str, oid: int, category: str, what: str, scale: int | None = None) -> tuple[str, str | None]:
+    """(expression, exotic condition or None) of one scalar of base type ``oid``.
+
+    ``scale``: the scale a numeric column declares (``numeric(12,2)``: 2), when known.
+    """
     if oid == _JSON:  # json keeps its text as written: a raw line break between tokens would end the JSONL line
         return f"translate(({e})::text, E'\\n\\r\\t', '   ')::json", None  # strings never hold them raw
     if oid in _AS_IS:
@@ -164,7 +169,10 @@ def _scalar(e: str, oid: int, category: str, what: str) -> tuple[str, str | None
     if oid in _FLOATS:
         return e, f"NOT ({e} > '-Infinity'::float8 AND {e} < 'Infinity'::float8)"
     if oid == _NUMERIC:
-        # str(Decimal) writes exponent form below 1e-6 with more than 6 decimals (0E-7, 1.5E-7).
+        # str(Decimal) writes exponent form below 1e-6 with more than 6 decimals (0E-7, 1.5E-7); a column
+        # declared with a scale of at most 6 holds no such value (the server rounds every value to its scale).
+        if scale is not None and 0 <= scale <= 6:
+            return f"({e})::text", None
         return f"({e})::text", f"(abs({e}) < 0.000001 AND scale({e}) > 6)"
     if oid in _TIMESTAMPS:
         lo, hi = _TS_RANGE[oid]
@@ -212,12 +220,18 @@ def _position(e: str, kind: str) -> str:
     """The cursor position the typed path computes, in SQL, exactly."""
     if kind == "integer":
         return f"({e})::bigint"
+    # psycopg2 reads -infinity and infinity as Python's smallest and largest date or datetime; the typed
+    # path's position is theirs (a read without a lower bound meets -infinity).
     if kind == "date":
-        return f"(({e}) - DATE '1970-01-01')::bigint * 86400000000"
+        return (
+            f"CASE WHEN isfinite({e}) THEN (({e}) - DATE '1970-01-01')::bigint * 86400000000 "
+            f"WHEN {e} < DATE '1970-01-01' THEN {_MIN_MICROS} ELSE {_MAX_DATE_MICROS} END"
+        )
     # date_part is a float: exact to the microsecond within |epoch| < 2^51 us (1902..2038); numeric beyond.
     return (
         f"CASE WHEN {e} > '1902-01-01 00:00:00+00'::timestamptz AND {e} < '2038-01-01 00:00:00+00'::timestamptz "
-        f"THEN (date_part('epoch', {e}) * 1000000)::bigint ELSE (extract(epoch FROM {e}) * 1000000)::bigint END"
+        f"THEN (date_part('epoch', {e}) * 1000000)::bigint WHEN isfinite({e}) THEN (extract(epoch FROM {e}) * 1000000)::bigint "
+        f"WHEN {e} < '1970-01-01 00:00:00+00'::timestamptz THEN {_MIN_MICROS} ELSE {_MAX_MICROS} END"
     )
 
 
@@ -232,13 +246,15 @@ def build_encoded_plan(
     fields: Iterable[tuple] = (),
     not_null: frozenset[str] = frozenset(),
     utf8: bool = True,
+    scales: Mapping[str, int | None] | None = None,
 ) -> EncodedPlan:
     """The encoded statements over the typed plan's ``base_select`` (raises :class:`Unsupported`).
 
     ``oids`` are the result types of ``columns`` as the typed read returns them (a timestamp read
     ``AT TIME ZONE`` is a timestamptz); ``fields`` the steps to do in the query, as ``(name, config[, label,
     on_error])``: ``select``/``drop``/``rename``, and ``filter``/``cast`` where :mod:`.pushdown` translates
-    them exactly; ``not_null`` the columns that cannot be NULL; ``utf8`` whether the database is UTF8.
+    them exactly; ``not_null`` the columns that cannot be NULL; ``utf8`` whether the database is UTF8;
+    ``scales`` the scale each numeric column declares, where it does.
     """
     if encoding not in ENCODINGS:
         raise Unsupported(f"the postgres source cannot produce {encoding!r}")
@@ -262,6 +278,7 @@ def build_encoded_plan(
         return EncodedPlan(encoding, select, False, [], projection)
     info = _type_info(conn, oids)
     oid_of = dict(zip(columns, oids))
+    scales = scales or {}
     encoded: dict[str, tuple[str, str | None]] = {}
     for column in dict.fromkeys(c for _, c in projection if c is not None):
         base, category, elem = _resolve(oid_of[column], info)
@@ -271,22 +288,45 @@ def build_encoded_plan(
             ebase, ecategory, _ = _resolve(elem, info)
             encoded[column] = _array(e, ebase, ecategory, what)
         else:
-            encoded[column] = _scalar(e, base, category, what)
+            encoded[column] = _scalar(e, base, category, what, scales.get(column))
     exprs = [f"{encoded[c][0] if c is not None else 'NULL'} AS {_ident(f)}" for f, c in projection]
-    exotics = [f"({exotic})" for _, exotic in encoded.values() if exotic is not None]
     typed_columns = list(encoded)
     line = f"row_to_json(_e)::text"
     lateral = f"CROSS JOIN LATERAL (SELECT {', '.join(exprs)}) AS _e"
-    if exotics:
-        # One expression, so the flag is evaluated once per row (a LATERAL column would be inlined into every
-        # use): a flagged row sends its typed columns as one record, '(v1,v2,...)', where a line starts with '{'.
-        flag = " OR ".join(exotics)
-        typed = ", ".join(s + _ident(c) for c in typed_columns)
-        head = f"SELECT {pos}, CASE WHEN COALESCE({flag}, false) THEN ROW({typed})::text ELSE {line} END"
-    else:
-        head = f"SELECT {pos}, {line}"
-    select = {name: f"{head} FROM ({text}) AS _s {lateral}{order}" for name, text in base_select.items()}
-    return EncodedPlan(encoding, select, bool(exotics), typed_columns if exotics else [], projection)
+    typed = ", ".join(s + _ident(c) for c in typed_columns)
+    select = {}
+    fallback = False
+    for name, text in base_select.items():
+        checks = dict(encoded)
+        if cursor in checks and kind in ("timestamptz", "timestamp", "date"):
+            checks[cursor] = (checks[cursor][0], _cursor_exotic(s + _ident(cursor), kind, name))
+        exotics = [f"({exotic})" for _, exotic in checks.values() if exotic is not None]
+        if exotics:
+            # One expression, so the flag is evaluated once per row (a LATERAL column would be inlined into
+            # every use): a flagged row sends its typed columns as one record, '\x01(v1,v2,...)', where a line
+            # starts with '{'. COPY writes the byte 0x01 as it is, and no JSON line holds it (JSON escapes
+            # control characters), so the reader finds flagged rows with one byte search over a batch.
+            flag = " OR ".join(exotics)
+            head = f"SELECT {pos}, CASE WHEN COALESCE({flag}, false) THEN chr(1) || ROW({typed})::text ELSE {line} END"
+            fallback = True
+        else:
+            head = f"SELECT {pos}, {line}"
+        select[name] = f"{head} FROM ({text}) AS _s {lateral}{order}"
+    return EncodedPlan(encoding, select, fallback, typed_columns if fallback else [], projection)
+
+
+def _cursor_exotic(e: str, kind: str, statement: str) -> str | None:
+    """The exotic condition of the cursor column itself, given the bounds its statement reads within.
+
+    The window's bounds are Python values (``window``: ``lo <= cursor < hi``), so a cursor inside them is
+    one Python can represent; the ``from`` statement has no lower bound (-infinity, BC dates lie below).
+    """
+    if statement == "window":
+        return None
+    if kind == "date":
+        return f"NOT ({e} >= DATE '0001-01-01')"
+    lo, _ = _TS_RANGE[_TIMESTAMPTZ]  # a timestamp cursor is read AT TIME ZONE, as a timestamptz
+    return f"NOT ({e} >= {lo})"
 
 
 _STEP_CLASSES = {"select": SelectStep, "drop": DropStep, "rename": RenameStep, "filter": FilterStep, "cast": CastStep}

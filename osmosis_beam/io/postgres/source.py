@@ -96,6 +96,7 @@ _ZONE_SLACK = dt.timedelta(hours=3)
 # Type OIDs (pg_type.oid) of the cursor types.
 _TIMESTAMPTZ, _TIMESTAMP, _DATE = 1184, 1114, 1082
 _INTEGERS = {20: "bigint", 21: "smallint", 23: "integer"}
+_NUMERIC = 1700  # numeric: its declared scale (numeric(12,2)) tells the zero-decode read which values it can hold
 # Types whose psycopg2 conversion can fail on legal PostgreSQL values (years outside 1..9999).
 _FRAGILE_CASTERS = ("PYDATE", "PYDATETIME", "PYDATETIMETZ", "PYINTERVAL", "PYTIME",
                     "PYDATEARRAY", "PYDATETIMEARRAY", "PYDATETIMETZARRAY", "PYINTERVALARRAY", "PYTIMEARRAY")
@@ -330,6 +331,7 @@ class _Plan:
     table: tuple[str, str] | None = None  # (schema, name) when reading a table
     oids: list[int] = dataclasses.field(default_factory=list)  # result type of each column, as read
     highest: str | None = None  # SELECT max(cursor) ... < hi
+    scales: dict[str, int] = dataclasses.field(default_factory=dict)  # numeric columns that declare a scale
 
 
 class PostgresConnector(BaseConnector):
@@ -520,6 +522,7 @@ class PostgresConnector(BaseConnector):
         with conn.cursor() as cur:
             cur.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(relation), {})
             described = [(d.name, d.type_code) for d in cur.description]
+            scales = {d.name: d.scale for d in cur.description if d.type_code == _NUMERIC and d.scale is not None}
             names = [n for n, _ in described]
             duplicates = sorted({n for n in names if names.count(n) > 1})
             if duplicates:
@@ -622,7 +625,8 @@ class PostgresConnector(BaseConnector):
         lowest = text(sql.SQL("SELECT min({}) FROM {}").format(key, relation) + open_lo)
         highest = text(sql.SQL("SELECT max({}) FROM {}").format(key, relation) + open_lo)
         clock = "SELECT now()" if kind != "integer" else text(sql.SQL("SELECT max({}) FROM {}").format(col, relation))
-        return _Plan(source, wanted, kind, cursor_type, select, probe, lowest, clock, arrays, table, oids, highest)
+        return _Plan(source, wanted, kind, cursor_type, select, probe, lowest, clock, arrays, table, oids, highest,
+                     {c: scales[c] for c in wanted if c in scales})
 
     @property
     def plan(self) -> _Plan:
@@ -927,6 +931,7 @@ class PostgresConnector(BaseConnector):
                     not_null, utf8 = self._column_facts(conn)
                 self._encoded = build_encoded_plan(
                     conn, encoding, base, plan.columns, plan.oids, self.cursor_field, plan.kind, fields, not_null, utf8,
+                    plan.scales,
                 )
         except Unsupported as exc:
             return f"{plan.source}: {exc}"
@@ -1351,14 +1356,21 @@ def _copy_unescape(field: bytes) -> bytes:
 def _json_rows(rows: list[bytes]) -> tuple[Any, list, dict[int, list]]:
     """Positions and JSON lines (UTF-8 bytes: the connection's client encoding) of COPY rows ``position \t line``.
 
-    A row the server flagged sends the record of its typed columns instead of the line (``(v1,v2,...)``
+    A row the server flagged sends the record of its typed columns instead of the line (``\x01(v1,v2,...)``
     where a line starts with ``{``): it gets None as its line, and its typed values (the server's text of
     each, None for NULL) in the returned ``{index: values}``.
     """
     blob = b"".join(rows)
-    if b"\\" not in blob and b"\t(" not in blob:
+    if b"\\" not in blob and b"\x01" not in blob:  # two byte searches (memchr), no per-row test
         # Nothing escaped, nothing flagged: cut each row after its position; positions are parsed only
         # where the read looks (the batch's edges, and a cut when a split moves the stop).
+        first, last = rows[0], rows[-1]
+        cut = first.index(b"\t")
+        if cut == last.index(b"\t") and (first[:1] == b"-") == (last[:1] == b"-"):
+            # Rows come in cursor order: positions of one sign with as many digits at both ends of the
+            # batch have as many digits in between, so every line starts at the same offset.
+            cut += 1
+            return _RowPositions(rows), [row[cut:-1] for row in rows], {}
         return _RowPositions(rows), [row[row.index(b"\t") + 1 : -1] for row in rows], {}
     positions: list[int] = []
     lines: list = []
@@ -1369,8 +1381,8 @@ def _json_rows(rows: list[bytes]) -> tuple[Any, list, dict[int, list]]:
         line = row[tab + 1 : -1]  # without the newline
         if b"\\" in line:
             line = _copy_unescape(line)
-        if line[:1] == b"(":
-            flagged[len(lines)] = _record_fields(line.decode("utf-8"))
+        if line[:1] == b"\x01":
+            flagged[len(lines)] = _record_fields(line[1:].decode("utf-8"))
             line = None
         lines.append(line)
     return positions, lines, flagged
