@@ -405,6 +405,49 @@ def test_the_connector_pickles_without_its_client(mongo_db):
     assert clone._client is None and clone.cursor_field == "ts"
 
 
+def test_the_client_polls_the_server_instead_of_streaming_hellos(mongo_db):
+    """A server that answers an awaitable ``hello`` at once (CongoDB does) must not make the monitor spin.
+
+    pymongo's default (streaming) monitor re-sends the awaitable hello as soon as it is answered: against
+    CongoDB that is about a thousand hellos a second per client, taking CPU from the read and the server.
+    The connector's clients poll, every heartbeat interval (10 s), so a short run sees a handful.
+    """
+    import time
+
+    from pymongo import monitoring
+
+    from osmosis_beam.io.mongodb.source import new_client
+
+    class Beats(monitoring.ServerHeartbeatListener):
+        count = 0
+
+        def started(self, event):
+            Beats.count += 1
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    def beats_in(client) -> int:
+        try:
+            client.admin.command("ping")
+            Beats.count = 0
+            time.sleep(1.0)
+            return Beats.count
+        finally:
+            client.close()
+
+    import pymongo
+
+    ours = beats_in(new_client(mongo_db.uri, dt.timedelta(seconds=5), event_listeners=[Beats()]))
+    assert ours <= 2, f"{ours} heartbeats in one second"
+    if mongo_db.kind == "congodb":  # the server this guards against: the driver's default spins on it
+        default = beats_in(pymongo.MongoClient(mongo_db.uri, serverSelectionTimeoutMS=5000, event_listeners=[Beats()]))
+        assert default > 20 * max(ours, 1), (default, ours)
+
+
 # -- clock, schema, connection test ---------------------------------------------------------------------
 
 

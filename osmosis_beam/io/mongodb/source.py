@@ -147,10 +147,15 @@ def _extjson_options():
     )
 
 
-def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam", *, round_trip: dt.timedelta | None = None):
+def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam", *, round_trip: dt.timedelta | None = None,
+               **options: Any):
     """A MongoClient that decodes dates as UTC-aware datetimes; errors name the URI without its password.
 
-    ``round_trip`` is the deadline of each server round trip once connected (``socketTimeoutMS``).
+    ``round_trip`` is the deadline of each server round trip once connected (``socketTimeoutMS``). The client's
+    monitor polls the server every heartbeat interval instead of streaming awaitable ``hello``s: a sync job is
+    short-lived and gains nothing from instant topology changes, and a server that answers an awaitable hello
+    at once (CongoDB) would otherwise have the monitor send about a thousand a second, taking CPU from the
+    read on both sides. ``options`` go to ``MongoClient`` as they are.
     """
     pymongo = _pymongo()
     from bson.codec_options import DatetimeConversion
@@ -167,7 +172,9 @@ def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam", *, ro
             tzinfo=UTC,
             uuidRepresentation="standard",
             datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+            serverMonitoringMode="poll",
             **extra,
+            **options,
         )
     except Exception as exc:  # InvalidURI, ConfigurationError, DNS failures for mongodb+srv
         raise FatalConnectorError(
