@@ -87,7 +87,7 @@ from osmosis_beam.core.timefmt import UTC, format_duration, from_micros, to_micr
 from osmosis_beam.core.window import IncrementalSpec, SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
 from osmosis_beam.io.files.jsonl import typed_line
-from osmosis_beam.io.mongodb.encoded import FieldPlan, Unsupported, fast_codec_options, fast_lines
+from osmosis_beam.io.mongodb.encoded import FieldPlan, Unsupported, fast_codec_options, fast_lines, naive_micros
 
 __all__ = ["MongoDBConnector"]
 
@@ -723,7 +723,7 @@ class MongoDBConnector(BaseConnector):
             else:
                 items = self._fast_items(data, docs)
             positions: list[int] = []
-            lines: list[str] = []
+            lines: list[bytes] = []
             unencodable: list[int] = []  # documents read that the sink cannot encode (a NaN): counted as read
             for item in items:
                 if isinstance(item, DeadLetter):
@@ -748,7 +748,7 @@ class MongoDBConnector(BaseConnector):
             if lines or unencodable:
                 yield EncodedBatch("json", lines, positions, dropped=unencodable)
 
-    def _fast_items(self, data: bytes, docs: list[dict]) -> list[tuple[int, str] | DeadLetter]:
+    def _fast_items(self, data: bytes, docs: list[dict]) -> list[tuple[int, bytes] | DeadLetter]:
         """``(position, line)`` per document of a decoded batch (a document the typed path must encode: its
         line or dead letter from there)."""
         positions = self._positions(docs)
@@ -757,7 +757,7 @@ class MongoDBConnector(BaseConnector):
                 doc.pop("_id", None)
         steps = self._fields
         lines, failed = fast_lines(steps.apply(docs) if steps.steps else docs)
-        items: list = [(p, line.decode("utf-8") if line is not None else None) for p, line in zip(positions, lines)]
+        items: list = list(zip(positions, lines))
         if failed:
             import bson
 
@@ -776,7 +776,7 @@ class MongoDBConnector(BaseConnector):
                 items[i] = line if isinstance(line, DeadLetter) else (positions[i], line)
         return items
 
-    def _typed_items(self, data: bytes) -> Iterator[tuple[int, str] | DeadLetter]:
+    def _typed_items(self, data: bytes) -> Iterator[tuple[int, bytes] | DeadLetter]:
         """``(position, line)`` per document of a batch, all by the typed path (its dead letters included)."""
         import bson
 
@@ -790,22 +790,24 @@ class MongoDBConnector(BaseConnector):
                 line.position = position
             yield line if isinstance(line, DeadLetter) else (position, line)
 
-    def _typed_line(self, record: Record) -> str | DeadLetter:
+    def _typed_line(self, record: Record) -> bytes | DeadLetter:
+        """The record's line as the typed path encodes it, as UTF-8 bytes like the fast lines (or its dead letter)."""
         if self._drop_id:
             record.pop("_id", None)
         steps = self._fields
         if steps.steps:
             record = steps.apply([record])[0]
-        return typed_line(record)
+        line = typed_line(record)
+        return line if isinstance(line, DeadLetter) else line.encode("utf-8")
 
     def _positions(self, docs: list[dict]) -> list[int | None]:
-        """The cursor positions of freshly decoded documents (ObjectIds and dates as the driver gives them)."""
+        """The cursor positions of documents decoded by ``fast_codec_options`` (ObjectIds, naive UTC dates)."""
         cursor = self.cursor_field
         if cursor == "_id":
             return [int.from_bytes(d["_id"].binary[:4], "big") * 1_000_000 if hasattr(d.get("_id"), "binary") else None
                     for d in docs]
         values = [d.get(cursor) for d in docs] if "." not in cursor else [get_path(d, cursor) for d in docs]
-        return [to_micros(v) if isinstance(v, dt.datetime) else None for v in values]
+        return [naive_micros(v) if isinstance(v, dt.datetime) else None for v in values]
 
     def _last_key(self, data: bytes) -> tuple[Any, Any] | None:
         """The sort key of the last decodable document of a raw batch (None when there is none)."""
