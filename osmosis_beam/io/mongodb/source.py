@@ -722,8 +722,14 @@ class MongoDBConnector(BaseConnector):
                 items = self._typed_items(data)
             else:
                 items = self._fast_items(data, docs)
-            positions: list[int] = []
-            lines: list[bytes] = []
+            if isinstance(items, tuple):  # every document encoded and placed: no work per document here
+                positions, lines = items
+                prev = positions[-1] if positions else prev
+                for start in range(0, len(lines), batch_size):
+                    yield EncodedBatch("json", lines[start:start + batch_size], positions[start:start + batch_size])
+                continue
+            positions = []
+            lines = []
             unencodable: list[int] = []  # documents read that the sink cannot encode (a NaN): counted as read
             for item in items:
                 if isinstance(item, DeadLetter):
@@ -748,15 +754,17 @@ class MongoDBConnector(BaseConnector):
             if lines or unencodable:
                 yield EncodedBatch("json", lines, positions, dropped=unencodable)
 
-    def _fast_items(self, data: bytes, docs: list[dict]) -> list[tuple[int, bytes] | DeadLetter]:
+    def _fast_items(self, data: bytes, docs: list[dict]):
         """``(position, line)`` per document of a decoded batch (a document the typed path must encode: its
-        line or dead letter from there)."""
+        line or dead letter from there); or, when every document has its line and position, the two lists."""
         positions = self._positions(docs)
         if self._drop_id:
             for doc in docs:
                 doc.pop("_id", None)
         steps = self._fields
         lines, failed = fast_lines(steps.apply(docs) if steps.steps else docs)
+        if not failed and None not in positions:
+            return positions, lines
         items: list = list(zip(positions, lines))
         if failed:
             import bson
