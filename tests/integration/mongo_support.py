@@ -139,5 +139,5 @@ def watch_cursors(source, uri: str):
 
     listener = Cursors()
     source._client = pymongo.MongoClient(uri, event_listeners=[listener], tz_aware=True, tzinfo=UTC,
-                                         uuidRepresentation="standard")
+                                         uuidRepresentation="standard", serverMonitoringMode="poll")
     return listener

@@ -278,6 +278,22 @@ def test_id_cursor_reads_by_objectid_creation_time(mongo_db):
     assert src.lower_bound(SyncWindow(None, at(10))) == at(0)
 
 
+def test_a_first_run_asks_for_emptiness_and_the_lower_bound_in_one_query(mongo_db):
+    """With ``lo`` open, window_is_empty finds the smallest cursor, which lower_bound then gives without asking."""
+    mongo_db.db.events.insert_many([{"ts": at(s), "n": s} for s in (5, 3, 9)])
+    src = mongo_db.source("events")
+    listener = watch_cursors(src, mongo_db.uri)
+    window = SyncWindow(None, at(100))
+    assert src.window_is_empty(window) is False
+    assert src.lower_bound(window) == at(3)
+    assert listener.finds == 1
+    assert src.lower_bound(SyncWindow(None, at(4))) == at(3) and listener.finds == 2  # another window: asked
+    assert src.window_is_empty(SyncWindow(None, at(1))) is True
+    assert src.lower_bound(SyncWindow(None, at(1))) is None and listener.finds == 3
+    assert src.window_is_empty(SyncWindow(at(6), at(9))) is True and listener.finds == 4  # lo given: no bound
+    src.disconnect()
+
+
 # -- empty and missing --------------------------------------------------------------------------------
 
 

@@ -428,6 +428,7 @@ class MongoDBConnector(BaseConnector):
             raise ConfigError(problems=problems)
         self._filter = from_extjson(config.get("filter") or {})
         self._clock_warned = False
+        self._lower: tuple[Any, dt.datetime | None] | None = None  # (hi, smallest cursor) of an open window
         self._fields: FieldPlan | None = None  # the zero-decode path's field steps (see use_encoding)
 
     @classmethod
@@ -576,6 +577,12 @@ class MongoDBConnector(BaseConnector):
         return utcnow()
 
     def window_is_empty(self, window: SyncWindow) -> bool:
+        """Whether no document is in ``window``. With ``lo`` open the read asks :meth:`lower_bound` next, so
+        this asks for it here, in the one query (a server without an index on the cursor, CongoDB, scans the
+        whole collection for each)."""
+        if window.lo is None:
+            self._lower = (window.hi, self._extreme(window, 1))
+            return self._lower[1] is None
         query = self._window_query(window.lo, window.hi)
         try:
             return self._collection().find_one(query, {"_id": 1}) is None
@@ -583,6 +590,11 @@ class MongoDBConnector(BaseConnector):
             raise self._error(exc) from None
 
     def lower_bound(self, window: SyncWindow) -> dt.datetime | None:
+        """The smallest cursor in ``window`` (where the split points start); the one :meth:`window_is_empty`
+        found for the same open window, when it was asked."""
+        known = self._lower
+        if window.lo is None and known is not None and known[0] == window.hi:
+            return known[1]
         return self._extreme(window, 1)
 
     def upper_bound(self, window: SyncWindow) -> dt.datetime | None:
