@@ -84,6 +84,7 @@ def mongo_db(mongo_kind, request):
         tz_aware=True,
         tzinfo=UTC,
         uuidRepresentation="standard",
+        serverMonitoringMode="poll",  # CongoDB answers awaitable hellos at once: a streaming monitor spins
     )
     try:
         yield MongoDB(mongo_server.uri, name, client, mongo_kind)
@@ -138,5 +139,5 @@ def watch_cursors(source, uri: str):
 
     listener = Cursors()
     source._client = pymongo.MongoClient(uri, event_listeners=[listener], tz_aware=True, tzinfo=UTC,
-                                         uuidRepresentation="standard")
+                                         uuidRepresentation="standard", serverMonitoringMode="poll")
     return listener

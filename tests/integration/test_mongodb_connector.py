@@ -278,6 +278,22 @@ def test_id_cursor_reads_by_objectid_creation_time(mongo_db):
     assert src.lower_bound(SyncWindow(None, at(10))) == at(0)
 
 
+def test_a_first_run_asks_for_emptiness_and_the_lower_bound_in_one_query(mongo_db):
+    """With ``lo`` open, window_is_empty finds the smallest cursor, which lower_bound then gives without asking."""
+    mongo_db.db.events.insert_many([{"ts": at(s), "n": s} for s in (5, 3, 9)])
+    src = mongo_db.source("events")
+    listener = watch_cursors(src, mongo_db.uri)
+    window = SyncWindow(None, at(100))
+    assert src.window_is_empty(window) is False
+    assert src.lower_bound(window) == at(3)
+    assert listener.finds == 1
+    assert src.lower_bound(SyncWindow(None, at(4))) == at(3) and listener.finds == 2  # another window: asked
+    assert src.window_is_empty(SyncWindow(None, at(1))) is True
+    assert src.lower_bound(SyncWindow(None, at(1))) is None and listener.finds == 3
+    assert src.window_is_empty(SyncWindow(at(6), at(9))) is True and listener.finds == 4  # lo given: no bound
+    src.disconnect()
+
+
 # -- empty and missing --------------------------------------------------------------------------------
 
 
@@ -403,6 +419,49 @@ def test_the_connector_pickles_without_its_client(mongo_db):
     clone = pickle.loads(pickle.dumps(src))
     src.disconnect()
     assert clone._client is None and clone.cursor_field == "ts"
+
+
+def test_the_client_polls_the_server_instead_of_streaming_hellos(mongo_db):
+    """A server that answers an awaitable ``hello`` at once (CongoDB does) must not make the monitor spin.
+
+    pymongo's default (streaming) monitor re-sends the awaitable hello as soon as it is answered: against
+    CongoDB that is about a thousand hellos a second per client, taking CPU from the read and the server.
+    The connector's clients poll, every heartbeat interval (10 s), so a short run sees a handful.
+    """
+    import time
+
+    from pymongo import monitoring
+
+    from osmosis_beam.io.mongodb.source import new_client
+
+    class Beats(monitoring.ServerHeartbeatListener):
+        count = 0
+
+        def started(self, event):
+            Beats.count += 1
+
+        def succeeded(self, event):
+            pass
+
+        def failed(self, event):
+            pass
+
+    def beats_in(client) -> int:
+        try:
+            client.admin.command("ping")
+            Beats.count = 0
+            time.sleep(1.0)
+            return Beats.count
+        finally:
+            client.close()
+
+    import pymongo
+
+    ours = beats_in(new_client(mongo_db.uri, dt.timedelta(seconds=5), event_listeners=[Beats()]))
+    assert ours <= 2, f"{ours} heartbeats in one second"
+    if mongo_db.kind == "congodb":  # the server this guards against: the driver's default spins on it
+        default = beats_in(pymongo.MongoClient(mongo_db.uri, serverSelectionTimeoutMS=5000, event_listeners=[Beats()]))
+        assert default > 20 * max(ours, 1), (default, ours)
 
 
 # -- clock, schema, connection test ---------------------------------------------------------------------

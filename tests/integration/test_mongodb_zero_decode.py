@@ -163,6 +163,29 @@ def test_zero_decode_lines_equal_the_typed_path_over_every_bson_type(mongo_db, t
     assert out["ref"] == {"$ref": "other", "$id": {"$oid": "0123456789abcdef01234567"}}
 
 
+def test_a_batch_is_encoded_in_one_call_and_a_document_holding_its_separator_alone(mongo_db, tmp_path):
+    """A batch is one orjson call split at a random separator; a document that holds the separator (as an array
+    element, the one place it could appear unescaped) sends its batch document by document: same lines."""
+    from osmosis_beam.io.mongodb import encoded
+
+    token = encoded._TOKEN
+    docs = [{"ts": at(i), "n": i, "tags": ["a", {"b": [i, {}]}, {}], "s": f',"{token}",'} for i in range(30)]
+    docs[11]["tags"] = ["x", token, "y"]  # the separator's very bytes, unescaped, in a batch of 7 (batch_size)
+    docs[12][token] = token
+    mongo_db.db.sep.insert_many(docs)
+    typed, zero = _both_paths(mongo_db, tmp_path, "sep", splits=1, batch_size=7)
+    _assert_same(typed, zero)
+    assert len(zero[0]) == 30 and not zero[1]
+    assert {json.loads(line)["n"]: json.loads(line)["tags"] for line in zero[0]}[11] == ["x", token, "y"]
+    # Without a document holding it, the split gives the documents one by one, as one call each would.
+    plain = [{"n": i, "s": f',"{token}",', "l": [{}, [], "x"]} for i in range(5)]
+    lines, failed = encoded.fast_lines(plain)
+    import orjson
+
+    assert lines == [orjson.dumps(d) for d in plain] and failed == []
+    assert encoded.fast_lines([{"l": ["x", token, "y"]}, {"n": 1}])[0] == [orjson.dumps({"l": ["x", token, "y"]}), b'{"n":1}']
+
+
 def test_zero_decode_equals_typed_on_every_server(mongo_db, tmp_path):
     """The common types on both CongoDB and FerretDB, with the `_id` dropped by the projection option."""
     docs = [

@@ -32,6 +32,10 @@ CongoDB 2.2.0 via pymongo 4.x (congodb/probe.py; re-run it for details):
     - ``client.server_info()`` fails (driver sends lowercase "buildinfo":
       CommandNotFound); use ``client.admin.command("buildInfo")``.
     - no auth, no change streams, no real transactions; in-memory only.
+    - ``hello`` carries a ``topologyVersion`` with a new processId each time and answers an awaitable
+      hello (``maxAwaitTimeMS``) at once, so pymongo's default (streaming) monitor sends about a thousand
+      hellos a second per open client (CPU in the client and the server); ``serverMonitoringMode="poll"``
+      avoids it (``client()`` sets it, and so does the connector's ``new_client``).
 
 Public API:
     MongoServer(uri=None, *, host="127.0.0.1", port=0, install_dir=None,
@@ -349,6 +353,9 @@ class MongoServer:
         if not self._started or not self.uri:
             raise MongoServerError("MongoServer not started")
         kwargs.setdefault("serverSelectionTimeoutMS", 5000)
+        # CongoDB answers the streaming monitor's awaitable hello at once, so that monitor would send about a
+        # thousand hellos a second for as long as the client is open: poll instead.
+        kwargs.setdefault("serverMonitoringMode", "poll")
         c: pymongo.MongoClient = pymongo.MongoClient(self.uri, **kwargs)
         self._clients.append(c)
         return c

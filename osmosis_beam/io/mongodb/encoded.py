@@ -2,8 +2,9 @@
 
 When no step needs Python values (no steps, or only ``select``/``drop``/``rename``), the source writes
 each document as the JSONL sink's line itself: a raw server batch is decoded by the driver's C decoder
-without the type registry of the typed path, and orjson encodes it with a small ``default`` for the
-common BSON types (ObjectId as its hex string, Decimal128 as its exact decimal text, binary as base64).
+without the type registry of the typed path (dates naive, in UTC), and orjson encodes the whole batch in
+one call, split into lines at a random separator, with a small ``default`` for the common BSON types
+(ObjectId as its hex string, Decimal128 as its exact decimal text, binary as base64).
 A document with any other BSON value (regex, code, timestamp, min/max key, DBRef, a date outside years
 1-9999) or a NaN/infinite double is encoded by the typed path instead, so the output is the typed
 path's, value for value (``tests/integration/test_mongodb_encoded.py`` compares them over every BSON
@@ -20,13 +21,15 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
+import uuid
 from typing import Any, Iterable
 
 from osmosis_beam.core.encoding import has_non_finite
 from osmosis_beam.core.errors import ConfigError
 from osmosis_beam.steps.fields import DropStep, RenameStep, SelectStep
 
-__all__ = ["FieldPlan", "Unsupported", "fast_codec_options", "fast_lines", "decimal128_text"]
+__all__ = ["FieldPlan", "Unsupported", "fast_codec_options", "fast_lines", "naive_micros", "decimal128_text"]
 
 _STEPS = {"select": SelectStep, "drop": DropStep, "rename": RenameStep}
 _MAX_COEFFICIENT = 10**34 - 1
@@ -95,18 +98,28 @@ def _plain(name: str) -> bool:
 def fast_codec_options():
     """The typed path's codec options without its type registry: the C decoder alone, BSON types left as they are.
 
-    Dates come with the driver's own UTC ``tzinfo`` (no ``tzinfo`` given): the decoder then makes each datetime
-    aware directly instead of calling ``astimezone`` for every one (about a fifth of the decoding); orjson
-    writes them as it writes the typed path's, ``+00:00``.
+    Dates come naive (``tz_aware=False``), in UTC: an aware datetime costs the decoder about 2 us more per date
+    (a quarter of a plain document's decoding), and orjson writes a naive one with ``OPT_NAIVE_UTC`` exactly
+    as the typed path's aware UTC one, ``+00:00`` (:func:`fast_lines`; :func:`naive_micros` for positions).
+    Dates outside years 1-9999 still come as ``DatetimeMS`` (left to the typed path).
     """
     from bson.binary import UuidRepresentation
     from bson.codec_options import CodecOptions, DatetimeConversion
 
     return CodecOptions(
-        tz_aware=True,
+        tz_aware=False,
         uuid_representation=UuidRepresentation.STANDARD,
         datetime_conversion=DatetimeConversion.DATETIME_AUTO,
     )
+
+
+_NAIVE_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def naive_micros(value: dt.datetime) -> int:
+    """Epoch microseconds of a datetime :func:`fast_codec_options` decoded (naive, UTC)."""
+    delta = value - _NAIVE_EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def decimal128_text(value: Any) -> str:
@@ -160,29 +173,53 @@ def _fast_default():
 
 
 _DEFAULT = None
+#: Between two documents of a batch encoded in one orjson call: ``,"<random hex>",``. Inside a JSON string a
+#: quote is always escaped, so these bytes can only be an array element; a batch whose output holds them more
+#: often than it put them there (a document with that very string in an array) is encoded document by document.
+_TOKEN = uuid.uuid4().hex
+_SEPARATOR = f',"{_TOKEN}",'.encode("ascii")
+
+
+def _encode(docs: list[dict], default, option) -> list[bytes | None]:
+    """Each document as JSON bytes: one orjson call for the whole batch, split at the separators.
+
+    One call per document costs about 3 us more per document than one per batch (each call sets up a fresh
+    output buffer). A batch with a document orjson refuses is encoded document by document (that one: None).
+    """
+    import orjson
+
+    dumps = orjson.dumps
+    if len(docs) > 1:
+        items: list = [_TOKEN] * (2 * len(docs) - 1)
+        items[::2] = docs
+        try:
+            lines = dumps(items, default=default, option=option)[1:-1].split(_SEPARATOR)
+        except orjson.JSONEncodeError:
+            lines = None
+        if lines is not None and len(lines) == len(docs):
+            return lines
+    out: list[bytes | None] = []
+    for d in docs:
+        try:
+            out.append(dumps(d, default=default, option=option))
+        except orjson.JSONEncodeError:
+            out.append(None)
+    return out
 
 
 def fast_lines(docs: list[dict]) -> tuple[list[bytes | None], list[int]]:
     """Each document as JSON bytes in osmosis's encoding, and the indexes of those the typed path must encode.
 
     A failed document's line is None: it holds a BSON value the fast encoder leaves alone, or a NaN or an
-    infinity (orjson writes those as null; the typed path dead-letters the record).
+    infinity (orjson writes those as null; the typed path dead-letters the record). Dates decoded naive (by
+    :func:`fast_codec_options`) are UTC and written as the typed path writes aware ones, ``+00:00``.
     """
     import orjson
 
     global _DEFAULT
     if _DEFAULT is None:
         _DEFAULT = _fast_default()
-    default, option, dumps = _DEFAULT, orjson.OPT_PASSTHROUGH_SUBCLASS, orjson.dumps
-    try:
-        lines: list[bytes | None] = [dumps(d, default=default, option=option) for d in docs]
-    except orjson.JSONEncodeError:
-        lines = []
-        for d in docs:
-            try:
-                lines.append(dumps(d, default=default, option=option))
-            except orjson.JSONEncodeError:
-                lines.append(None)
+    lines = _encode(docs, _DEFAULT, orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_NAIVE_UTC)
     failed = []
     for i, line in enumerate(lines):
         if line is None:
@@ -191,5 +228,3 @@ def fast_lines(docs: list[dict]) -> tuple[list[bytes | None], list[int]]:
             lines[i] = None
             failed.append(i)
     return lines, failed
-
-

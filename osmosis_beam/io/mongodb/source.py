@@ -87,7 +87,7 @@ from osmosis_beam.core.timefmt import UTC, format_duration, from_micros, to_micr
 from osmosis_beam.core.window import IncrementalSpec, SyncWindow, cursor_micros
 from osmosis_beam.io.base import BaseConnector
 from osmosis_beam.io.files.jsonl import typed_line
-from osmosis_beam.io.mongodb.encoded import FieldPlan, Unsupported, fast_codec_options, fast_lines
+from osmosis_beam.io.mongodb.encoded import FieldPlan, Unsupported, fast_codec_options, fast_lines, naive_micros
 
 __all__ = ["MongoDBConnector"]
 
@@ -147,10 +147,15 @@ def _extjson_options():
     )
 
 
-def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam", *, round_trip: dt.timedelta | None = None):
+def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam", *, round_trip: dt.timedelta | None = None,
+               **options: Any):
     """A MongoClient that decodes dates as UTC-aware datetimes; errors name the URI without its password.
 
-    ``round_trip`` is the deadline of each server round trip once connected (``socketTimeoutMS``).
+    ``round_trip`` is the deadline of each server round trip once connected (``socketTimeoutMS``). The client's
+    monitor polls the server every heartbeat interval instead of streaming awaitable ``hello``s: a sync job is
+    short-lived and gains nothing from instant topology changes, and a server that answers an awaitable hello
+    at once (CongoDB) would otherwise have the monitor send about a thousand a second, taking CPU from the
+    read on both sides. ``options`` go to ``MongoClient`` as they are.
     """
     pymongo = _pymongo()
     from bson.codec_options import DatetimeConversion
@@ -167,7 +172,9 @@ def new_client(uri: str, timeout: dt.timedelta, app: str = "osmosis-beam", *, ro
             tzinfo=UTC,
             uuidRepresentation="standard",
             datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+            serverMonitoringMode="poll",
             **extra,
+            **options,
         )
     except Exception as exc:  # InvalidURI, ConfigurationError, DNS failures for mongodb+srv
         raise FatalConnectorError(
@@ -421,6 +428,7 @@ class MongoDBConnector(BaseConnector):
             raise ConfigError(problems=problems)
         self._filter = from_extjson(config.get("filter") or {})
         self._clock_warned = False
+        self._lower: tuple[Any, dt.datetime | None] | None = None  # (hi, smallest cursor) of an open window
         self._fields: FieldPlan | None = None  # the zero-decode path's field steps (see use_encoding)
 
     @classmethod
@@ -569,6 +577,12 @@ class MongoDBConnector(BaseConnector):
         return utcnow()
 
     def window_is_empty(self, window: SyncWindow) -> bool:
+        """Whether no document is in ``window``. With ``lo`` open the read asks :meth:`lower_bound` next, so
+        this asks for it here, in the one query (a server without an index on the cursor, CongoDB, scans the
+        whole collection for each)."""
+        if window.lo is None:
+            self._lower = (window.hi, self._extreme(window, 1))
+            return self._lower[1] is None
         query = self._window_query(window.lo, window.hi)
         try:
             return self._collection().find_one(query, {"_id": 1}) is None
@@ -576,6 +590,11 @@ class MongoDBConnector(BaseConnector):
             raise self._error(exc) from None
 
     def lower_bound(self, window: SyncWindow) -> dt.datetime | None:
+        """The smallest cursor in ``window`` (where the split points start); the one :meth:`window_is_empty`
+        found for the same open window, when it was asked."""
+        known = self._lower
+        if window.lo is None and known is not None and known[0] == window.hi:
+            return known[1]
         return self._extreme(window, 1)
 
     def upper_bound(self, window: SyncWindow) -> dt.datetime | None:
@@ -715,8 +734,14 @@ class MongoDBConnector(BaseConnector):
                 items = self._typed_items(data)
             else:
                 items = self._fast_items(data, docs)
-            positions: list[int] = []
-            lines: list[str] = []
+            if isinstance(items, tuple):  # every document encoded and placed: no work per document here
+                positions, lines = items
+                prev = positions[-1] if positions else prev
+                for start in range(0, len(lines), batch_size):
+                    yield EncodedBatch("json", lines[start:start + batch_size], positions[start:start + batch_size])
+                continue
+            positions = []
+            lines = []
             unencodable: list[int] = []  # documents read that the sink cannot encode (a NaN): counted as read
             for item in items:
                 if isinstance(item, DeadLetter):
@@ -741,16 +766,18 @@ class MongoDBConnector(BaseConnector):
             if lines or unencodable:
                 yield EncodedBatch("json", lines, positions, dropped=unencodable)
 
-    def _fast_items(self, data: bytes, docs: list[dict]) -> list[tuple[int, str] | DeadLetter]:
+    def _fast_items(self, data: bytes, docs: list[dict]):
         """``(position, line)`` per document of a decoded batch (a document the typed path must encode: its
-        line or dead letter from there)."""
+        line or dead letter from there); or, when every document has its line and position, the two lists."""
         positions = self._positions(docs)
         if self._drop_id:
             for doc in docs:
                 doc.pop("_id", None)
         steps = self._fields
         lines, failed = fast_lines(steps.apply(docs) if steps.steps else docs)
-        items: list = [(p, line.decode("utf-8") if line is not None else None) for p, line in zip(positions, lines)]
+        if not failed and None not in positions:
+            return positions, lines
+        items: list = list(zip(positions, lines))
         if failed:
             import bson
 
@@ -769,7 +796,7 @@ class MongoDBConnector(BaseConnector):
                 items[i] = line if isinstance(line, DeadLetter) else (positions[i], line)
         return items
 
-    def _typed_items(self, data: bytes) -> Iterator[tuple[int, str] | DeadLetter]:
+    def _typed_items(self, data: bytes) -> Iterator[tuple[int, bytes] | DeadLetter]:
         """``(position, line)`` per document of a batch, all by the typed path (its dead letters included)."""
         import bson
 
@@ -783,22 +810,24 @@ class MongoDBConnector(BaseConnector):
                 line.position = position
             yield line if isinstance(line, DeadLetter) else (position, line)
 
-    def _typed_line(self, record: Record) -> str | DeadLetter:
+    def _typed_line(self, record: Record) -> bytes | DeadLetter:
+        """The record's line as the typed path encodes it, as UTF-8 bytes like the fast lines (or its dead letter)."""
         if self._drop_id:
             record.pop("_id", None)
         steps = self._fields
         if steps.steps:
             record = steps.apply([record])[0]
-        return typed_line(record)
+        line = typed_line(record)
+        return line if isinstance(line, DeadLetter) else line.encode("utf-8")
 
     def _positions(self, docs: list[dict]) -> list[int | None]:
-        """The cursor positions of freshly decoded documents (ObjectIds and dates as the driver gives them)."""
+        """The cursor positions of documents decoded by ``fast_codec_options`` (ObjectIds, naive UTC dates)."""
         cursor = self.cursor_field
         if cursor == "_id":
             return [int.from_bytes(d["_id"].binary[:4], "big") * 1_000_000 if hasattr(d.get("_id"), "binary") else None
                     for d in docs]
         values = [d.get(cursor) for d in docs] if "." not in cursor else [get_path(d, cursor) for d in docs]
-        return [to_micros(v) if isinstance(v, dt.datetime) else None for v in values]
+        return [naive_micros(v) if isinstance(v, dt.datetime) else None for v in values]
 
     def _last_key(self, data: bytes) -> tuple[Any, Any] | None:
         """The sort key of the last decodable document of a raw batch (None when there is none)."""
