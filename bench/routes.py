@@ -138,6 +138,13 @@ class Bench:
 
     # -- PostgreSQL routes ------------------------------------------------------------------------
     def pg_routes(self, rows: int) -> None:
+        # The upsert/append routes' tables (LIKE events INCLUDING ALL) use events' id sequence: drop them before
+        # the next size drops events.
+        conn = psycopg2.connect(self.dsn)
+        conn.autocommit = True
+        with conn, conn.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS copy_upsert, copy_append, baseline_copy")
+        conn.close()
         generate(self.dsn, rows)
         w = self.work
         out, home = w / "out", w / "home"
