@@ -4,6 +4,7 @@ Under ``CI=true`` a service that cannot be had fails the tests that need it inst
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -113,8 +114,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_sessionfinish(session):
     """On a worker: hand the fault tally to the controller."""
     if hasattr(session.config, "workeroutput"):
-        session.config.workeroutput["fault_tally"] = {"faults": TALLY.faults, "rows": TALLY.rows,
-                                                      "tests": TALLY.tests}
+        session.config.workeroutput["fault_tally"] = dataclasses.asdict(TALLY)
 
 
 @pytest.hookimpl(optionalhook=True)

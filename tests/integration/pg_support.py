@@ -16,7 +16,9 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import textwrap
 import uuid
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import apache_beam as beam
@@ -172,3 +174,23 @@ def write_through_beam(sink, run_id: str, batches: Iterable[list[dict]]) -> list
 
 def flatten(batches: list[list[dict]]) -> list[dict]:
     return [r for batch in batches for r in batch]
+
+
+def every_type_yaml(path: Path, out: Path, extra: str = "", *, sink: str = "jsonl", pipeline_id: str = "zero") -> Path:
+    """Write a pipeline YAML to ``path``: the table ``every_type`` of ``${ZD_DSN}`` (cursor ``updated_at``, no
+    safety lag) into a ``sink`` at ``out``; ``extra`` is more top-level YAML (``read: {path: typed}``)."""
+    path.write_text(textwrap.dedent(f"""\
+        id: {pipeline_id}
+        source:
+          type: postgres
+          dsn: ${{ZD_DSN}}
+          table: every_type
+        incremental:
+          cursor_field: updated_at
+          safety_lag: 0s
+        {extra}
+        sink:
+          type: {sink}
+          path: {out}
+        """))
+    return path

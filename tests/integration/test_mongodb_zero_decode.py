@@ -368,7 +368,8 @@ def test_a_dynamic_split_emits_each_nan_dead_letter_once(mongo_db, fraction):
     from apache_beam.io.restriction_trackers import OffsetRange
 
     from osmosis_beam.core.timefmt import to_micros
-    from osmosis_beam.io.read import _ReadTask, _ReadWindowFn, _WindowRestrictionProvider
+    from osmosis_beam.io.read import _ReadTask, _ReadWindowFn
+    from tests.integration.transforms_support import drive_letters
 
     mongo_db.db.events.insert_many([{"ts": at(i // 2), "i": i, "x": float("nan") if i % 5 == 0 else i / 4}
                                     for i in range(240)])
@@ -378,18 +379,7 @@ def test_a_dynamic_split_emits_each_nan_dead_letter_once(mongo_db, fraction):
     fn = _ReadWindowFn(src, batch_size=7)
 
     def drive(restriction, split_after=None):
-        tracker = _WindowRestrictionProvider().create_tracker(restriction)
-        ids, letters, residual = [], [], None
-        for item in fn.process(task, tracker=tracker):
-            if isinstance(item, beam.pvalue.TaggedOutput):
-                letters.append(repr(sorted(item.value.items())))
-                continue
-            ids += [json.loads(line)["i"] for line in item.lines]
-            if split_after is not None and residual is None and len(ids) >= split_after:
-                split = tracker.try_split(fraction)
-                residual = split[1] if split else None
-        tracker.check_done()
-        return ids, letters, residual
+        return drive_letters(fn, task, restriction, split_after, fraction, id_field="i")
 
     fn.setup()
     try:

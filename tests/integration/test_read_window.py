@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import apache_beam as beam
 import pytest
 from apache_beam.io.restriction_trackers import OffsetRange
 
 from osmosis_beam.core.errors import FatalConnectorError
-from osmosis_beam.core.records import DeadLetter, EncodedBatch
+from osmosis_beam.core.records import DeadLetter
 from osmosis_beam.core.timefmt import from_micros, parse_timestamp, to_micros
 from osmosis_beam.core.window import IncrementalSpec, SyncWindow
 from osmosis_beam.io.base import BaseConnector
@@ -21,6 +20,7 @@ from osmosis_beam.io.read import (
 )
 from osmosis_beam.runners.options import in_process_pipeline
 from tests.integration.synthetic import SyntheticConnector
+from tests.integration.transforms_support import drive_letters
 
 T0 = parse_timestamp("2024-01-01T00:00:00Z")
 
@@ -214,26 +214,6 @@ def _dead_split_connector(dsn, path):
     return connector
 
 
-def _drive_letters(fn, task, restriction, split_after=None, fraction=0.0):
-    """Run the DoFn on one restriction as a runner would, splitting after ``split_after`` records."""
-    tracker = _WindowRestrictionProvider().create_tracker(restriction)
-    ids, letters, residual = [], [], None
-    for item in fn.process(task, tracker=tracker):
-        if isinstance(item, beam.pvalue.TaggedOutput):
-            letters.append(repr(sorted(item.value.items())))
-            continue
-        if isinstance(item, EncodedBatch):
-            ids += [json.loads(line)["id"] for line in item.lines]
-        else:
-            ids += [r["id"] for r in item]
-        if split_after is not None and residual is None and len(ids) >= split_after:
-            split = tracker.try_split(fraction)
-            if split:
-                residual = split[1]
-    tracker.check_done()
-    return ids, letters, residual
-
-
 @pytest.mark.parametrize("fraction", [0.0, 0.5])
 @pytest.mark.parametrize("path", ["typed", "records", "json"])
 def test_a_dynamic_split_emits_each_dead_letter_once(pg_dsn, path, fraction):
@@ -247,13 +227,13 @@ def test_a_dynamic_split_emits_each_dead_letter_once(pg_dsn, path, fraction):
     fn._read_inc = counted.append  # rows the read counts as read
     fn.setup()
     try:
-        whole_ids, whole_letters, _ = _drive_letters(fn, task, OffsetRange(task.lo, task.hi))
+        whole_ids, whole_letters, _ = drive_letters(fn, task, OffsetRange(task.lo, task.hi))
         read_whole = sum(counted)
         counted.clear()
-        first_ids, first_letters, residual = _drive_letters(fn, task, OffsetRange(task.lo, task.hi),
+        first_ids, first_letters, residual = drive_letters(fn, task, OffsetRange(task.lo, task.hi),
                                                             split_after=40, fraction=fraction)
         assert residual is not None
-        rest_ids, rest_letters, _ = _drive_letters(fn, task, residual)
+        rest_ids, rest_letters, _ = drive_letters(fn, task, residual)
     finally:
         fn.teardown()
     unreadable = [g for g in range(1, 241) if g % 9 in (0, 4)]
@@ -307,12 +287,12 @@ def test_held_dead_letters_stay_bounded_and_come_out_once_across_a_split(batches
     fn = _ReadWindowFn(connector, batch_size=5)
     counted: list[int] = []
     fn._read_inc = counted.append
-    whole_ids, whole_letters, _ = _drive_letters(fn, task, OffsetRange(task.lo, task.hi))
+    whole_ids, whole_letters, _ = drive_letters(fn, task, OffsetRange(task.lo, task.hi))
     read_whole, counted[:] = sum(counted), []
-    first_ids, first_letters, residual = _drive_letters(fn, task, OffsetRange(task.lo, task.hi),
+    first_ids, first_letters, residual = drive_letters(fn, task, OffsetRange(task.lo, task.hi),
                                                         split_after=10, fraction=fraction)
     assert residual is not None
-    rest_ids, rest_letters, _ = _drive_letters(fn, task, residual)
+    rest_ids, rest_letters, _ = drive_letters(fn, task, residual)
     assert sorted(whole_ids) == [i for i in range(290) if i % 4] and len(whole_letters) == 300 - len(whole_ids)
     assert sorted(first_ids + rest_ids) == sorted(whole_ids)
     assert sorted(first_letters + rest_letters) == sorted(whole_letters)

@@ -7,7 +7,6 @@ with the typed path's, row by row, including the rows the typed path dead-letter
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import apache_beam as beam
@@ -20,6 +19,7 @@ from osmosis_beam.io.postgres.sink import PostgresSink
 from osmosis_beam.io.read import ReadWindow
 from tests.integration.pg_support import (  # noqa: F401  (fixtures)
     _Store,
+    every_type_yaml,
     execute,
     fetch,
     pg_dsn,
@@ -223,32 +223,14 @@ def test_postgres_copy_path_equals_typed(pg_dsn, mode):
         assert _pg_table(pg_dsn, "out_pgcopy") == results["typed"]
 
 
-def _pipeline_yaml(path: Path, dsn_env: str, out: Path, extra: str = "") -> Path:
-    path.write_text(textwrap.dedent(f"""\
-        id: zero
-        source:
-          type: postgres
-          dsn: ${{{dsn_env}}}
-          table: every_type
-        incremental:
-          cursor_field: updated_at
-          safety_lag: 0s
-        {extra}
-        sink:
-          type: jsonl
-          path: {out}
-        """))
-    return path
-
-
 def test_cli_says_which_path_ran_and_the_switch_forces_typed(pg_dsn, tmp_path, osmosis_cli):
     execute(pg_dsn, _TABLE, _ROWS)
     env = {"ZD_DSN": pg_dsn}
-    auto = osmosis_cli("-v", "run", _pipeline_yaml(tmp_path / "auto.yaml", "ZD_DSN", tmp_path / "auto"), env=env)
+    auto = osmosis_cli("-v", "run", every_type_yaml(tmp_path / "auto.yaml", tmp_path / "auto"), env=env)
     assert auto.returncode == 0, auto.stderr
     assert "zero-decode json path (no step needs Python values" in auto.stderr
     typed = osmosis_cli(
-        "-v", "run", _pipeline_yaml(tmp_path / "typed.yaml", "ZD_DSN", tmp_path / "typed", "read: {path: typed}"),
+        "-v", "run", every_type_yaml(tmp_path / "typed.yaml", tmp_path / "typed", "read: {path: typed}"),
         home_dir=tmp_path / "home2", env=env,
     )
     assert typed.returncode == 0, typed.stderr
@@ -281,7 +263,7 @@ def test_select_drop_rename_are_done_in_the_query(pg_dsn, tmp_path, osmosis_cli)
     for path in ("auto", "typed"):
         extra = steps + ("read: {path: typed}\n" if path == "typed" else "")
         yaml_path = tmp_path / f"{path}.yaml"
-        yaml_path.write_text(_pipeline_yaml(tmp_path / "x.yaml", "ZD_DSN", tmp_path / path).read_text() + extra)
+        yaml_path.write_text(every_type_yaml(tmp_path / "x.yaml", tmp_path / path).read_text() + extra)
         result = osmosis_cli("-v", "run", yaml_path, home_dir=tmp_path / f"home-{path}", env=env)
         assert result.returncode == 0, result.stderr
         runs[path] = result
@@ -428,7 +410,7 @@ def test_splits_read_on_two_threads_give_the_same_output(pg_dsn, tmp_path, osmos
     env = {"ZD_DSN": pg_dsn}
     outputs = {}
     for workers in (1, 2, "default"):
-        yaml_path = _pipeline_yaml(tmp_path / f"w{workers}.yaml", "ZD_DSN", tmp_path / f"out{workers}",
+        yaml_path = every_type_yaml(tmp_path / f"w{workers}.yaml", tmp_path / f"out{workers}",
                                    "read: {splits: 2, batch_size: 100}")
         if workers != "default":
             yaml_path.write_text(yaml_path.read_text() + "runner: {name: direct, options: "

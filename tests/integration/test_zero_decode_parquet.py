@@ -6,8 +6,8 @@ Arrow path carries; their Parquet output (schema and values) and their dead lett
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
-import textwrap
 from pathlib import Path
 
 import apache_beam as beam
@@ -24,6 +24,7 @@ from osmosis_beam.io.read import ReadWindow
 from tests.faults.pg_support import pagila_dsn  # noqa: F401  (fixture: the real pagila sample database)
 from tests.integration.pg_support import (  # noqa: F401  (fixtures)
     _Store,
+    every_type_yaml,
     execute,
     pg_dsn,
     pg_module_database,
@@ -31,6 +32,8 @@ from tests.integration.pg_support import (  # noqa: F401  (fixtures)
     source,
     utc,
 )
+
+_parquet_yaml = functools.partial(every_type_yaml, sink="parquet", pipeline_id="zero_parquet")
 
 _TABLE = """
 CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
@@ -280,34 +283,16 @@ def test_statement_timeout_applies_to_the_arrow_read(pg_dsn, tmp_path):
     assert pg_dsn.split("@")[0].split(":")[-1] not in text  # the password never shows
 
 
-def _pipeline_yaml(path: Path, out: Path, extra: str = "") -> Path:
-    path.write_text(textwrap.dedent(f"""\
-        id: zero_parquet
-        source:
-          type: postgres
-          dsn: ${{ZD_DSN}}
-          table: every_type
-        incremental:
-          cursor_field: updated_at
-          safety_lag: 0s
-        {extra}
-        sink:
-          type: parquet
-          path: {out}
-        """))
-    return path
-
-
 def test_cli_says_which_path_ran_and_the_switch_forces_typed(pg_dsn, tmp_path, osmosis_cli):
     execute(pg_dsn, _TABLE, _ROWS)
     env = {"ZD_DSN": pg_dsn}
-    auto = osmosis_cli("-v", "run", _pipeline_yaml(tmp_path / "auto.yaml", tmp_path / "auto"), env=env)
+    auto = osmosis_cli("-v", "run", _parquet_yaml(tmp_path / "auto.yaml", tmp_path / "auto"), env=env)
     assert auto.returncode == 0, auto.stderr
     assert "zero-decode arrow path (no step needs Python values: the postgres source writes arrow for the parquet sink)" \
         in auto.stderr, auto.stderr
     assert "postgres source public.every_type: Arrow columns id int, updated_at timestamp, " in auto.stderr
     assert "n122 decimal(12,2), n3810 decimal(38,10), n50 decimal(50,5)" in auto.stderr
-    typed = osmosis_cli("-v", "run", _pipeline_yaml(tmp_path / "typed.yaml", tmp_path / "typed", "read: {path: typed}"),
+    typed = osmosis_cli("-v", "run", _parquet_yaml(tmp_path / "typed.yaml", tmp_path / "typed", "read: {path: typed}"),
                         home_dir=tmp_path / "home2", env=env)
     assert typed.returncode == 0, typed.stderr
     assert "typed path (read.path is typed)" in typed.stderr
@@ -318,7 +303,7 @@ def test_cli_says_which_path_ran_and_the_switch_forces_typed(pg_dsn, tmp_path, o
 
     # A column the Arrow path cannot carry: the run says so and reads typed.
     execute(pg_dsn, "ALTER TABLE every_type ADD COLUMN span interval")
-    again = osmosis_cli("-v", "run", _pipeline_yaml(tmp_path / "span.yaml", tmp_path / "span"),
+    again = osmosis_cli("-v", "run", _parquet_yaml(tmp_path / "span.yaml", tmp_path / "span"),
                         home_dir=tmp_path / "home3", env=env)
     assert again.returncode == 0, again.stderr
     assert "typed path (public.every_type: column 'span' has a type the Arrow path does not carry" in again.stderr
@@ -356,7 +341,7 @@ def test_a_pinned_schema_keeps_the_typed_path_and_says_why(pg_dsn, tmp_path):
     execute(pg_dsn, "CREATE TABLE every_type (id integer, updated_at timestamptz, v numeric(6, 2))")
     for extra, expected in (("", ("arrow", "the postgres source writes arrow for the parquet sink")),
                             ('  schema: {v: "decimal(10,2)"}\n', (None, "the parquet sink pins column types (sink.schema)"))):
-        path = _pipeline_yaml(tmp_path / "p.yaml", tmp_path / "out")
+        path = _parquet_yaml(tmp_path / "p.yaml", tmp_path / "out")
         path.write_text(path.read_text() + extra)
         spec = load_pipeline(path, env={"ZD_DSN": pg_dsn})
         connector = source(pg_dsn, table="every_type")

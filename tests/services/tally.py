@@ -21,9 +21,9 @@ class FaultTally:
         self.rows += rows
 
     def add(self, counts: dict) -> None:
-        self.faults += counts.get("faults", 0)
-        self.rows += counts.get("rows", 0)
-        self.tests += counts.get("tests", 0)
+        """Add a worker's counts (``dataclasses.asdict`` of its tally)."""
+        for name, value in counts.items():
+            setattr(self, name, getattr(self, name) + value)
 
     def line(self) -> str:
         return f"fault suite: {self.faults} faults injected, {self.rows:,} rows checked, {self.tests} tests"
