@@ -168,14 +168,19 @@ def worker_pool(tmp_path, pg_dsn):
             proc.wait()
 
 
-SMALL, BIG = 50, 350  # rows in the first and the second half of the window
+SMALL, BIG = 125, 275  # rows in the first and the second half of the window
+ROW_SLEEP = 0.03  # s per row: about 4 s of reading for the small sub-window's task, 8 s for the big one's
+
 
 def uneven_pipeline(tmp_path: Path, dsn: str) -> Path:
-    # The last 20 minutes: 50 rows in its first 500 s (one every 10 s), 350 from 700 s on (one a second), so the
-    # launch's few seconds past the 20 minutes never move a row across the middle; 15 ms each: under 1 s of
-    # reading for the first sub-window's task, about 5 s for the second's.
-    offsets = [10 * i for i in range(SMALL)] + [700 + i for i in range(BIG)]
-    return slow_orders(tmp_path, dsn, offsets, span=1200, sleep=0.015)
+    # The last 20 minutes: 125 rows in its first 500 s (one every 4 s), 275 from 700 s on (one a second), so the
+    # launch's few seconds past the 20 minutes never move a row across the middle.
+    # One task's counts are on show while the other still reads, for at least 4 s whatever the order: side by
+    # side (Flink), the big task reads 4 s longer; one after the other (Spark, when one executor registers well
+    # before the other and takes both tasks in turn), the second task reads for at least the small one's 4 s.
+    # The launcher asks the REST API every 2 s (PROGRESS_EVERY), so it sees them at least once.
+    offsets = [4 * i for i in range(SMALL)] + [700 + i for i in range(BIG)]
+    return slow_orders(tmp_path, dsn, offsets, span=1200, sleep=ROW_SLEEP)
 
 
 def assert_one_task_reported_first(tmp_path: Path, summary: dict, progress: list[dict], where: str,
