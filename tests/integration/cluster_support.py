@@ -13,7 +13,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Callable
 
 import psycopg2
 import yaml
@@ -37,6 +39,40 @@ def osmosis(home: Path, *args, env: dict | None = None, timeout: float = 280) ->
                           capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout,
                           cwd=str(ROOT))
     return _summary(done.returncode, done.stdout, done.stderr)
+
+
+def osmosis_watching(home: Path, *args, env: dict | None = None, until: Callable[[str], bool],
+                     then: Callable[[], None], wait: float, timeout: float = 280) -> dict:
+    """``osmosis ...`` in a subprocess that calls ``then()`` once, as soon as a stderr line satisfies
+    ``until`` or after ``wait`` seconds, whichever comes first; the run summary, as ``osmosis`` gives it."""
+    proc = subprocess.Popen([sys.executable, "-m", "osmosis_beam.cli", "--home", str(home), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})}, cwd=str(ROOT))
+    stderr: list[str] = []
+    stdout: list[str] = []
+    seen = threading.Event()
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            stderr.append(line)
+            if not seen.is_set() and until(line):
+                seen.set()
+
+    readers = [threading.Thread(target=read_stderr, daemon=True),
+               threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
+    try:
+        seen.wait(wait)
+        then()
+        proc.wait(timeout=timeout)
+        for reader in readers:
+            reader.join(10)
+        return _summary(proc.returncode, "".join(stdout), "".join(stderr))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def osmosis_side_by_side(*calls: tuple[Path, list, dict], timeout: float = 280) -> list[dict]:

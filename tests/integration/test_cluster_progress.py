@@ -8,8 +8,8 @@ few seconds while the job runs on the session's cluster (tests/services/flink_cl
 - EXTERNAL workers (a Beam worker pool process of its own): the launcher counts nothing itself; the counts
   come from the cluster's REST API, where each finished bundle's Beam counters arrive: Flink's
   (``/jobs/<id>/accumulators``) and the Spark driver's web UI (``/api/v1/applications/<app>/stages``). A
-  batch job's read task is one bundle, so the rows are spread unevenly over the two sub-windows: the first
-  task to finish shows its counts while the other still reads.
+  batch job's read task is one bundle, so the second sub-window's rows wait at a gate (an advisory lock the
+  test holds) until the launcher has shown the first task's counts; then the test opens it.
 
 Run as a user does::
 
@@ -18,6 +18,7 @@ Run as a user does::
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -25,9 +26,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg2
 import pytest
 
-from tests.integration.cluster_support import ROOT, osmosis, write_yaml
+from tests.integration.cluster_support import ROOT, osmosis, osmosis_watching, write_yaml
 from tests.integration.pg_support import execute
 from tests.services.java import free_port, wait_port
 
@@ -47,16 +49,30 @@ def spark_args(cluster, *environment: str) -> list[str]:
             f"--job_timeout={LIMIT}"]
 
 
-def slow_orders(tmp_path: Path, dsn: str, offsets: list[int], span: int, sleep: float) -> Path:
+GATE_WAIT = 240  # seconds a gated row waits for the gate at most (never a hang)
+GATE_LOCK = 4242  # the advisory lock the test holds while the gate is shut (closed_gate)
+
+
+def slow_orders(tmp_path: Path, dsn: str, offsets: list[int], span: int, sleep: float,
+                gated_from: int | None = None) -> Path:
     """Table ``orders`` with one row at each offset (seconds) from ``span`` s ago, read through a query that
-    sleeps ``sleep`` s per row, in two sub-windows of [span s ago, now); the pipeline's YAML."""
+    sleeps ``sleep`` s per row, in two sub-windows of [span s ago, now); the pipeline's YAML.
+
+    With ``gated_from``, the rows from that id on also wait while the gate is shut (``closed_gate``).
+    """
     start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=span)).replace(microsecond=0)
+    gate = "" if gated_from is None else (
+        # An advisory lock, not a table: a STABLE function's queries see the read's snapshot, and a VOLATILE
+        # one is evaluated for every row before the query's sort hands out the first.
+        f"IF x >= {gated_from} THEN FOR i IN 1..{GATE_WAIT * 20} LOOP "
+        f"IF pg_try_advisory_lock_shared({GATE_LOCK}) THEN PERFORM pg_advisory_unlock_shared({GATE_LOCK}); EXIT; "
+        "END IF; PERFORM pg_sleep(0.05); END LOOP; END IF; ")
     execute(
         dsn,
         "CREATE TABLE orders (id int PRIMARY KEY, total numeric, updated_at timestamptz NOT NULL)",
         "CREATE INDEX ON orders (updated_at)",
-        f"CREATE FUNCTION slow(x int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN PERFORM pg_sleep({sleep}); "
-        "RETURN x; END $$",
+        f"CREATE FUNCTION slow(x int) RETURNS int LANGUAGE plpgsql STABLE AS $$ BEGIN {gate}"
+        f"PERFORM pg_sleep({sleep}); RETURN x; END $$",
     )
     execute(dsn, "INSERT INTO orders SELECT i - 1, i * 1.5, %s::timestamptz + o * interval '1 second' "
                  "FROM unnest(%s::int[]) WITH ORDINALITY AS t(o, i)", args=(start.isoformat(), offsets))
@@ -81,9 +97,20 @@ def progress_events(stderr: str) -> list[dict]:
     return events
 
 
-def run_with_progress(home: Path, path: Path, dsn: str, cluster_args: list[str]) -> tuple[dict, list[dict]]:
-    done = osmosis(home, "--log-format", "json", "-v", "run", path, "--progress-every", "1s", *cluster_args,
-                   env={"PG_DSN": dsn})
+def run_with_progress(home: Path, path: Path, dsn: str, cluster_args: list[str],
+                      open_gate_at: int | None = None) -> tuple[dict, list[dict]]:
+    """Run the pipeline with a progress line every second; with ``open_gate_at``, open the gate
+    (``slow_orders(gated_from=...)``) once a progress line shows that many records read, or after
+    GATE_WAIT s (then the test's assertions say what was seen)."""
+    args = ["--log-format", "json", "-v", "run", path, "--progress-every", "1s", *cluster_args]
+    if open_gate_at is None:
+        done = osmosis(home, *args, env={"PG_DSN": dsn})
+    else:
+        def seen(line: str) -> bool:
+            return line.startswith("{") and json.loads(line).get("records_read") == open_gate_at
+
+        with closed_gate(dsn) as open_gate:
+            done = osmosis_watching(home, *args, env={"PG_DSN": dsn}, until=seen, then=open_gate, wait=GATE_WAIT)
     assert done["rc"] == 0, done["stderr"][-4000:]
     # The summary is the last line of stdout (``osmosis`` parses only that line).
     assert done["status"] == "succeeded", done
@@ -168,31 +195,42 @@ def worker_pool(tmp_path, pg_dsn):
             proc.wait()
 
 
-SMALL, BIG = 125, 275  # rows in the first and the second half of the window
-ROW_SLEEP = 0.03  # s per row: about 4 s of reading for the small sub-window's task, 8 s for the big one's
+SMALL, BIG = 50, 350  # rows in the first and the second half of the window
 
 
 def uneven_pipeline(tmp_path: Path, dsn: str) -> Path:
-    # The last 20 minutes: 125 rows in its first 500 s (one every 4 s), 275 from 700 s on (one a second), so the
-    # launch's few seconds past the 20 minutes never move a row across the middle.
-    # One task's counts are on show while the other still reads, for at least 4 s whatever the order: side by
-    # side (Flink), the big task reads 4 s longer; one after the other (Spark, when one executor registers well
-    # before the other and takes both tasks in turn), the second task reads for at least the small one's 4 s.
-    # The launcher asks the REST API every 2 s (PROGRESS_EVERY), so it sees them at least once.
-    offsets = [4 * i for i in range(SMALL)] + [700 + i for i in range(BIG)]
-    return slow_orders(tmp_path, dsn, offsets, span=1200, sleep=ROW_SLEEP)
+    # The last 20 minutes: 50 rows in its first 500 s (one every 10 s), 350 from 700 s on (one a second), so the
+    # launch's few seconds past the 20 minutes never move a row across the middle; 15 ms each. The second
+    # half's rows wait at the gate, which the test opens once the launcher has shown the first half's counts:
+    # whether the two read tasks start side by side or one after the other (on Spark, when one executor
+    # registers long before the other), and however long a loaded machine takes to start them, the first
+    # task's counts are on show while the second still reads.
+    offsets = [10 * i for i in range(SMALL)] + [700 + i for i in range(BIG)]
+    return slow_orders(tmp_path, dsn, offsets, span=1200, sleep=0.015, gated_from=SMALL)
 
 
-def assert_one_task_reported_first(tmp_path: Path, summary: dict, progress: list[dict], where: str,
-                                   first: set[int]) -> None:
-    """The counts came from the cluster's REST API: one read task's rows (and half the window) while the
-    other still read, then the whole run's; every row written once."""
+@contextlib.contextmanager
+def closed_gate(dsn: str):
+    """Shut the gate (hold the advisory lock) until the block ends; yields the function that opens it."""
+    conn = psycopg2.connect(dsn)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (GATE_LOCK,))
+        yield conn.close
+    finally:
+        conn.close()
+
+
+def assert_one_task_reported_first(tmp_path: Path, summary: dict, progress: list[dict], where: str) -> None:
+    """The counts came from the cluster's REST API: the first read task's rows (and half the window) while
+    the other still read (held at the gate), then the whole run's; every row written once."""
     stderr = summary["stderr"]
     assert f"live progress comes from {where}" in stderr, stderr[-3000:]  # said once, at -v
     assert stderr.count("live progress comes from") == 1
     moving = assert_counts_grew_while_running(summary, progress, SMALL + BIG)
     [(read, written)] = {(e["records_read"], e["records_written"]) for e in moving}
-    assert read == written and read in first, moving
+    assert read == written == SMALL, moving
     assert all(abs(e["share"] - 0.5) < 0.01 for e in moving), moving
     rows = sorted(json.loads(line)["id"] for f in (tmp_path / "out").rglob("*.jsonl") for line in f.read_text().splitlines())
     assert rows == list(range(SMALL + BIG))
@@ -201,9 +239,8 @@ def assert_one_task_reported_first(tmp_path: Path, summary: dict, progress: list
 @pytest.mark.xdist_group("flink_cluster")  # with the other tests on this cluster (pytest.ini)
 def test_flink_external_workers_progress_comes_from_flinks_rest_api(tmp_path, home, pg_dsn, flink_cluster, worker_pool):
     args = flink_args(flink_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}")
-    summary, progress = run_with_progress(home, uneven_pipeline(tmp_path, pg_dsn), pg_dsn, args)
-    # The two read tasks run side by side: the small sub-window's finishes first.
-    assert_one_task_reported_first(tmp_path, summary, progress, "Flink's REST API", {SMALL})
+    summary, progress = run_with_progress(home, uneven_pipeline(tmp_path, pg_dsn), pg_dsn, args, open_gate_at=SMALL)
+    assert_one_task_reported_first(tmp_path, summary, progress, "Flink's REST API")
 
 
 @pytest.mark.xdist_group("spark_cluster")  # with the other tests on this cluster (pytest.ini)
@@ -211,6 +248,5 @@ def test_spark_external_workers_progress_comes_from_the_drivers_rest_api(tmp_pat
                                                                          worker_pool):
     args = spark_args(spark_cluster, "--environment_type=EXTERNAL", f"--environment_config={worker_pool}",
                       f"--spark_ui={spark_cluster.driver_ui}")
-    summary, progress = run_with_progress(home, uneven_pipeline(tmp_path, pg_dsn), pg_dsn, args)
-    # Spark may start the two read tasks apart (an executor comes later): either may report first.
-    assert_one_task_reported_first(tmp_path, summary, progress, "the Spark driver's REST API", {SMALL, BIG})
+    summary, progress = run_with_progress(home, uneven_pipeline(tmp_path, pg_dsn), pg_dsn, args, open_gate_at=SMALL)
+    assert_one_task_reported_first(tmp_path, summary, progress, "the Spark driver's REST API")
