@@ -357,7 +357,29 @@ def test_copy_upserts_keep_the_last_row_per_key_in_cursor_order_when_keys_repeat
     )
     assert table(pg_dsn) == [(1, "late"), (2, "b-late"), (3, "tie-last"), (4, "d"), (9, "keep")]
     assert details["records"] == 4
+    # The primary key catches the repeat: the MERGE straight from the stage fails, and is undone.
+    assert "MERGE straight from the stage failed (MERGE command cannot affect row a second time" in caplog.text
     assert "keys repeat in the stage" in caplog.text
+    assert leftovers(pg_dsn) == []
+
+
+@pytest.mark.parametrize("ddl, straight", [
+    ("id int PRIMARY KEY, v text", True),
+    # Nullable key columns: a MERGE would insert two rows with a NULL key; the stage's keys are checked first.
+    ("id int UNIQUE, v text", False),
+    # A deferrable key would catch the repeat only at commit.
+    ("id int NOT NULL, v text, UNIQUE (id) DEFERRABLE INITIALLY DEFERRED", False),
+], ids=["primary-key", "nullable-unique", "deferrable"])
+def test_copy_upserts_of_new_keys_that_repeat_keep_the_last_row(pg_dsn, caplog, ddl, straight):
+    """Keys the table does not hold yet, twice in the stage: one row each, the later cursor position winning."""
+    execute(pg_dsn, f"CREATE TABLE copy ({ddl})")
+    caplog.set_level("INFO", logger="osmosis_beam.io.postgres.sink")
+    _, details = staged_copy_upsert(pg_dsn, "r", copy_rows((20, 5, "late"), (10, 5, "early"), (1, 6, "f")),
+                                    copy_rows((30, 6, "f-late")))
+    assert table(pg_dsn) == [(5, "late"), (6, "f-late")]
+    assert details["records"] == 2
+    assert ("MERGE straight from the stage failed (duplicate key value violates unique constraint" in caplog.text) is straight
+    assert "keys repeat in the stage: the last row per key" in caplog.text
     assert leftovers(pg_dsn) == []
 
 
@@ -367,7 +389,9 @@ def test_copy_upserts_with_unique_keys_skip_the_sort_and_update_and_insert(pg_ds
     _, details = staged_copy_upsert(pg_dsn, "r", copy_rows((1, 1, "new"), (2, 2, "b")), copy_rows((3, 3, "c"), (4, 4, r"\N")))
     assert table(pg_dsn) == [(1, "new"), (2, "b"), (3, "c"), (4, None), (9, "keep")]
     assert details["records"] == 4
-    assert "with MERGE (no key repeats in the stage)" in caplog.text
+    # Straight from the stage: the primary key would have caught a repeated key, so the stage went unchecked.
+    assert "with MERGE (no key repeats in the stage: the table's unique key would have caught one)" in caplog.text
+    assert "checking the stage" not in caplog.text
     # The same window again (a re-run): every key is now in the table, and the table stays as it was.
     staged_copy_upsert(pg_dsn, "r2", copy_rows((1, 1, "new"), (2, 2, "b")), copy_rows((3, 3, "c"), (4, 4, r"\N")))
     assert table(pg_dsn) == [(1, "new"), (2, "b"), (3, "c"), (4, None), (9, "keep")]
@@ -385,9 +409,14 @@ def test_copy_upserts_by_a_composite_key_with_no_other_column(pg_dsn):
     assert details["records"] == 2  # the two new pairs; (1, 'x') was there and has nothing to update
 
 
-def test_a_merge_that_meets_a_key_inserted_meanwhile_falls_back_to_on_conflict(pg_dsn, caplog):
-    """Another session inserts a key of the stage while the publish runs: the upsert still completes."""
-    execute(pg_dsn, "CREATE TABLE copy (id int PRIMARY KEY, v text)")
+@pytest.mark.parametrize("key", ["PRIMARY KEY", "UNIQUE"])
+def test_a_merge_that_meets_a_key_inserted_meanwhile_falls_back_to_on_conflict(pg_dsn, caplog, key):
+    """Another session inserts a key of the stage while the publish runs: the upsert still completes.
+
+    With a primary key, the MERGE straight from the stage meets it, and the checked MERGE after it then
+    updates that row; with a nullable unique key, the checked MERGE meets it and INSERT ... ON CONFLICT follows.
+    """
+    execute(pg_dsn, f"CREATE TABLE copy (id int {key}, v text)")
     caplog.set_level("INFO", logger="osmosis_beam.io.postgres.sink")
     target = sink(pg_dsn, key=["id"])
     target.use_encoding("pgcopy")
@@ -411,8 +440,12 @@ def test_a_merge_that_meets_a_key_inserted_meanwhile_falls_back_to_on_conflict(p
         other.close()
     assert table(pg_dsn) == [(1, "a"), (2, "ours"), (3, "c")]
     assert result["records"] == 3
-    assert "MERGE failed (duplicate key value violates unique constraint" in caplog.text
-    assert "with INSERT ... ON CONFLICT" in caplog.text
+    if key == "PRIMARY KEY":
+        assert "MERGE straight from the stage failed (duplicate key value violates unique constraint" in caplog.text
+        assert "with MERGE (no key repeats in the stage)" in caplog.text
+    else:
+        assert "MERGE failed (duplicate key value violates unique constraint" in caplog.text
+        assert "with INSERT ... ON CONFLICT" in caplog.text
     assert leftovers(pg_dsn) == []
 
 

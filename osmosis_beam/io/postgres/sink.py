@@ -115,6 +115,22 @@ def _stage_keys_unique(cur, stage_ident: sql.Composable, key: Sequence[str]) -> 
     return bool(cur.fetchone()[0])
 
 
+def _key_catches_repeats(cur, target: Target) -> bool:
+    """Whether a statement that writes one key twice into the table fails at once: the key's columns are NOT
+    NULL and an immediate (not deferrable) unique index covers exactly them."""
+    cur.execute(
+        "SELECT bool_and(a.attnotnull) AND bool_and(i.indimmediate), array_agg(a.attname::text) "
+        "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey) "
+        "WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL "
+        "GROUP BY i.indexrelid",
+        (target.schema, target.name),
+    )
+    wanted = sorted(target.key)
+    return any(strict and sorted(names) == wanted for strict, names in cur.fetchall())
+
+
 def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_columns: Mapping[str, str],
                        columns: list[str]) -> int:
     """Upsert the stage into the table, the last row per key winning; returns the rows written.
@@ -126,12 +142,50 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
     about half of ``INSERT ... ON CONFLICT``'s speculative insertion per row; a MERGE that fails for one
     of the reasons in ``_MERGE_FALLBACK`` is undone to its savepoint and the upsert runs as
     ``INSERT ... ON CONFLICT``, which handles keys other sessions insert meanwhile.
+
+    When the table itself catches a repeated key at once (``_key_catches_repeats``), the first MERGE goes
+    straight from the stage, without the check of the stage's keys (a sort of every key): a key the stage
+    holds twice fails it (``cardinality_violation`` when the table has the key, ``unique_violation`` when
+    not), and it is undone to its savepoint before the check and the steps above. The more keys repeat, the
+    sooner that MERGE fails; a stage whose source key is the sink's key repeats none.
     """
     ident = target.ident()
     key = list(target.key)
     keys = sql.SQL(", ").join(map(sql.Identifier, key))
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     updates = [c for c in columns if c not in key]
+    modern = cur.connection.server_version >= 150000
+
+    def merge_from(rows: sql.Composable) -> sql.Composable:
+        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
+        merge = sql.SQL("MERGE INTO {t} AS t USING {r} AS s ON {m} ").format(t=ident, r=rows, m=match)
+        if updates:
+            merge += sql.SQL("WHEN MATCHED THEN UPDATE SET ") + sql.SQL(", ").join(
+                sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in updates
+            ) + sql.SQL(" ")
+        return merge + sql.SQL("WHEN NOT MATCHED THEN INSERT ({c}) VALUES ({v})").format(
+            c=cols, v=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns)
+        )
+
+    def first_line(exc: psycopg2.Error) -> str:
+        return str(getattr(exc, "pgerror", None) or exc).replace("ERROR:  ", "").strip().splitlines()[0]
+
+    if modern and _key_catches_repeats(cur, target):
+        cur.execute("SAVEPOINT osmosis_merge_stage")
+        try:
+            cur.execute(merge_from(stage_ident))
+        except psycopg2.Error as exc:
+            if getattr(exc, "pgcode", None) not in _MERGE_FALLBACK:
+                raise
+            cur.execute("ROLLBACK TO SAVEPOINT osmosis_merge_stage")
+            log.info("%s: MERGE straight from the stage failed (%s); checking the stage for repeated keys",
+                     target.label, first_line(exc))
+        else:
+            written = cur.rowcount
+            cur.execute("RELEASE SAVEPOINT osmosis_merge_stage")
+            log.info("%s: upserted %d rows with MERGE (no key repeats in the stage: the table's unique key "
+                     "would have caught one)", target.label, written)
+            return written
     unique = _stage_keys_unique(cur, stage_ident, key)
     how = "no key repeats in the stage" if unique else "keys repeat in the stage: the last row per key"
     if unique:
@@ -142,24 +196,15 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
         rows = sql.SQL("(SELECT DISTINCT ON ({k}) {c} FROM {s} ORDER BY {k}, {o})").format(
             k=keys, c=cols, s=stage_ident, o=sql.SQL(", ").join(order)
         )
-    if cur.connection.server_version >= 150000:
-        match = sql.SQL(" AND ").join(sql.SQL("t.{0} = s.{0}").format(sql.Identifier(k)) for k in key)
-        merge = sql.SQL("MERGE INTO {t} AS t USING {r} AS s ON {m} ").format(t=ident, r=rows, m=match)
-        if updates:
-            merge += sql.SQL("WHEN MATCHED THEN UPDATE SET ") + sql.SQL(", ").join(
-                sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in updates
-            ) + sql.SQL(" ")
-        merge += sql.SQL("WHEN NOT MATCHED THEN INSERT ({c}) VALUES ({v})").format(
-            c=cols, v=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns)
-        )
+    if modern:
         cur.execute("SAVEPOINT osmosis_merge")
         try:
-            cur.execute(merge)
+            cur.execute(merge_from(rows))
         except psycopg2.Error as exc:
             if getattr(exc, "pgcode", None) not in _MERGE_FALLBACK:
                 raise
             log.info("%s: MERGE failed (%s); upserting with INSERT ... ON CONFLICT instead", target.label,
-                     str(getattr(exc, "pgerror", None) or exc).replace("ERROR:  ", "").strip().splitlines()[0])
+                     first_line(exc))
             cur.execute("ROLLBACK TO SAVEPOINT osmosis_merge")
         else:
             written = cur.rowcount
