@@ -167,25 +167,29 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
             c=cols, v=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns)
         )
 
-    def first_line(exc: psycopg2.Error) -> str:
-        return str(getattr(exc, "pgerror", None) or exc).replace("ERROR:  ", "").strip().splitlines()[0]
-
-    if modern and _key_catches_repeats(cur, target):
-        cur.execute("SAVEPOINT osmosis_merge_stage")
+    def try_merge(rows: sql.Composable, savepoint: str) -> tuple[int | None, str]:
+        """(rows written, "") by a MERGE from ``rows``; (None, why) when it failed for a reason in
+        ``_MERGE_FALLBACK`` and was undone to its savepoint."""
+        cur.execute(f"SAVEPOINT {savepoint}")
         try:
-            cur.execute(merge_from(stage_ident))
+            cur.execute(merge_from(rows))
         except psycopg2.Error as exc:
             if getattr(exc, "pgcode", None) not in _MERGE_FALLBACK:
                 raise
-            cur.execute("ROLLBACK TO SAVEPOINT osmosis_merge_stage")
-            log.info("%s: MERGE straight from the stage failed (%s); checking the stage for repeated keys",
-                     target.label, first_line(exc))
-        else:
-            written = cur.rowcount
-            cur.execute("RELEASE SAVEPOINT osmosis_merge_stage")
+            cur.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
+            return None, str(getattr(exc, "pgerror", None) or exc).replace("ERROR:  ", "").strip().splitlines()[0]
+        written = cur.rowcount
+        cur.execute(f"RELEASE SAVEPOINT {savepoint}")
+        return written, ""
+
+    if modern and _key_catches_repeats(cur, target):
+        written, why = try_merge(stage_ident, "osmosis_merge_stage")
+        if written is not None:
             log.info("%s: upserted %d rows with MERGE (no key repeats in the stage: the table's unique key "
                      "would have caught one)", target.label, written)
             return written
+        log.info("%s: MERGE straight from the stage failed (%s); checking the stage for repeated keys",
+                 target.label, why)
     unique = _stage_keys_unique(cur, stage_ident, key)
     how = "no key repeats in the stage" if unique else "keys repeat in the stage: the last row per key"
     if unique:
@@ -197,20 +201,11 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
             k=keys, c=cols, s=stage_ident, o=sql.SQL(", ").join(order)
         )
     if modern:
-        cur.execute("SAVEPOINT osmosis_merge")
-        try:
-            cur.execute(merge_from(rows))
-        except psycopg2.Error as exc:
-            if getattr(exc, "pgcode", None) not in _MERGE_FALLBACK:
-                raise
-            log.info("%s: MERGE failed (%s); upserting with INSERT ... ON CONFLICT instead", target.label,
-                     first_line(exc))
-            cur.execute("ROLLBACK TO SAVEPOINT osmosis_merge")
-        else:
-            written = cur.rowcount
-            cur.execute("RELEASE SAVEPOINT osmosis_merge")
+        written, why = try_merge(rows, "osmosis_merge")
+        if written is not None:
             log.info("%s: upserted %d rows with MERGE (%s)", target.label, written, how)
             return written
+        log.info("%s: MERGE failed (%s); upserting with INSERT ... ON CONFLICT instead", target.label, why)
     action = (
         sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
         if updates else sql.SQL("DO NOTHING")
