@@ -82,9 +82,12 @@ def stage_comment(pipeline_id: str, run_id: str) -> str:
 psycopg2.extensions.register_adapter(uuid.UUID, psycopg2.extras.UUID_adapter)
 
 
-def _has_unique_key(cur, schema: str, name: str, key: Sequence[str]) -> bool:
+def _unique_keys(cur, schema: str, name: str, key: Sequence[str]) -> list[bool]:
+    """One entry per unique index (no predicate, no expression) on exactly the columns ``key``: whether it
+    catches a repeated key at once (its columns NOT NULL and the index immediate, not deferrable)."""
     cur.execute(
-        "SELECT array_agg(a.attname ORDER BY a.attname) FROM pg_catalog.pg_index i "
+        "SELECT array_agg(a.attname::text), bool_and(a.attnotnull) AND bool_and(i.indimmediate) "
+        "FROM pg_catalog.pg_index i "
         "JOIN pg_catalog.pg_class c ON c.oid = i.indrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey) "
         "WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL "
@@ -92,18 +95,23 @@ def _has_unique_key(cur, schema: str, name: str, key: Sequence[str]) -> bool:
         (schema, name),
     )
     wanted = sorted(key)
-    return any(sorted(r[0]) == wanted for r in cur.fetchall())
+    return [strict for names, strict in cur.fetchall() if sorted(names) == wanted]
+
+
+def _has_unique_key(cur, schema: str, name: str, key: Sequence[str]) -> bool:
+    return bool(_unique_keys(cur, schema, name, key))
 
 
 # ---------------------------------------------------------------------------------------------
 # The upsert from a stage (publish)
 # ---------------------------------------------------------------------------------------------
 
-# Errors after which a MERGE is rolled back to its savepoint and the upsert runs as INSERT ... ON CONFLICT:
-# a key inserted by another session meanwhile (MERGE does not re-check it: unique_violation), a matched row
-# updated or deleted by another session (serialization_failure), a key matched twice (cardinality_violation,
-# only when the duplicate check was wrong), and comparisons MERGE's join needs that ON CONFLICT does not
-# (indeterminate collation, no = operator between the stage's and the table's types, a type mismatch).
+# Errors after which a MERGE is rolled back to its savepoint and the upsert runs as INSERT ... ON CONFLICT
+# (or, for a MERGE straight from the stage, as the checked MERGE): a key inserted twice, by another session
+# meanwhile or from the stage itself (unique_violation), a matched row updated or deleted by another session
+# (serialization_failure), a key matched twice (cardinality_violation), and comparisons MERGE's join needs
+# that ON CONFLICT does not (indeterminate collation, no = operator between the stage's and the table's
+# types, a type mismatch).
 _MERGE_FALLBACK = frozenset({"23505", "40001", "21000", "42P22", "42883", "42804"})
 
 
@@ -118,17 +126,7 @@ def _stage_keys_unique(cur, stage_ident: sql.Composable, key: Sequence[str]) -> 
 def _key_catches_repeats(cur, target: Target) -> bool:
     """Whether a statement that writes one key twice into the table fails at once: the key's columns are NOT
     NULL and an immediate (not deferrable) unique index covers exactly them."""
-    cur.execute(
-        "SELECT bool_and(a.attnotnull) AND bool_and(i.indimmediate), array_agg(a.attname::text) "
-        "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY (i.indkey) "
-        "WHERE n.nspname = %s AND c.relname = %s AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL "
-        "GROUP BY i.indexrelid",
-        (target.schema, target.name),
-    )
-    wanted = sorted(target.key)
-    return any(strict and sorted(names) == wanted for strict, names in cur.fetchall())
+    return any(_unique_keys(cur, target.schema, target.name, target.key))
 
 
 def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_columns: Mapping[str, str],
