@@ -117,15 +117,21 @@ def run_beam(build: Callable[[Any], Any]) -> dict[str, int]:
     return out
 
 
-def watch_cursors(source, uri: str):
+def watch_cursors(source, uri: str, kill_after: int | None = None):
     """Give ``source`` a client that records its server cursors: returns the listener, whose ``finds`` counts
-    the ``find`` commands and ``ids`` holds each ``find``'s cursor id (for a test that kills them)."""
+    the ``find`` commands and ``ids`` holds each ``find``'s cursor id (for a test that kills them).
+
+    With ``kill_after``, the first cursor is killed (from another client) as soon as its ``kill_after``-th
+    ``getMore`` has answered, in the thread that sent it and before that thread can send the next: a kill
+    from the test's thread could meet a getMore in flight in a prefetching thread, which a server may
+    finish as if nothing happened. ``killed`` then holds the server's list of the cursors it killed.
+    """
     import pymongo
     from pymongo import monitoring
 
     class Cursors(monitoring.CommandListener):
         def __init__(self):
-            self.finds, self.ids = 0, []
+            self.finds, self.ids, self.getmores, self.killed = 0, [], 0, None
 
         def started(self, event):
             self.finds += event.command_name == "find"
@@ -133,6 +139,13 @@ def watch_cursors(source, uri: str):
         def succeeded(self, event):
             if event.command_name == "find":
                 self.ids.append(event.reply["cursor"]["id"])
+            elif event.command_name == "getMore":
+                self.getmores += 1
+                if self.getmores == kill_after:
+                    with pymongo.MongoClient(uri, serverMonitoringMode="poll") as killer:
+                        reply = killer[source.config["database"]].command(
+                            "killCursors", source.config["collection"], cursors=self.ids[:1])
+                    self.killed = reply["cursorsKilled"]
 
         def failed(self, event):
             pass
