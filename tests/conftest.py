@@ -174,19 +174,51 @@ def osmosis_cli(home):
     return run
 
 
+def _claim_for_this_worker(what: str) -> Path | None:
+    """Fail if another xdist worker of this run already started the session's ``what``.
+
+    Every test on a cluster carries the cluster's xdist group, so one worker starts it. That holds only while
+    xdist's loadgroup takes effect: under pytest 9.2 it silently did not (pytest-xdist#1386), and each worker
+    started both clusters, which cost minutes. A claim file per run (xdist's run id) catches such a split.
+    """
+    worker, run = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if worker is None or run is None:
+        return None
+    import tempfile
+
+    claim = Path(tempfile.gettempdir()) / f"osmosis-tests-{run}-{what.replace(' ', '-')}"
+    try:
+        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        owner = claim.read_text()
+        if owner != worker:
+            pytest.fail(f"the {what} was already started by xdist worker {owner}, and {worker} needs one too: the "
+                        "tests on it were split across workers (--dist loadgroup did not take effect; pytest-xdist#1386 "
+                        "under pytest 9.2: install pytest<9.2, as the test extra says)", pytrace=False)
+        return None
+    with os.fdopen(fd, "w") as out:
+        out.write(worker)
+    return claim
+
+
 def _session_cluster(what: str, available, make):
     """Start ``make()`` (a cluster) for the session, or fail/skip the tests that need it; stop it at the end."""
-    ok, reason = available()
-    if not ok:
-        unavailable(what, reason)
-    cluster = make()
+    claim = _claim_for_this_worker(what)
     try:
-        cluster.start()
-    except Exception as exc:  # noqa: BLE001 - reported as the reason
+        ok, reason = available()
+        if not ok:
+            unavailable(what, reason)
+        cluster = make()
+        try:
+            cluster.start()
+        except Exception as exc:  # noqa: BLE001 - reported as the reason
+            cluster.stop()
+            unavailable(what, str(exc))
+        yield cluster
         cluster.stop()
-        unavailable(what, str(exc))
-    yield cluster
-    cluster.stop()
+    finally:
+        if claim is not None:
+            claim.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
