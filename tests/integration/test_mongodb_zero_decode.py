@@ -339,7 +339,9 @@ def test_a_server_that_stops_answering_fails_the_read_at_query_timeout(encoding,
         unavailable("CongoDB (a MongoDB-wire server of the test's own)", reason)
     server = MongoServer().start()
     try:
-        server.client()["d"]["events"].insert_many([{"ts": at(ms=i), "i": i} for i in range(30)])
+        # 20 batches: the fetch thread runs at most 3 batches ahead of the reader (2 queued, 1 in hand), so
+        # it cannot have fetched them all before the freeze
+        server.client()["d"]["events"].insert_many([{"ts": at(ms=i), "i": i} for i in range(200)])
         src = MongoDBConnector({"uri": server.uri, "database": "d", "collection": "events", "cursor_field": "ts",
                                 "batch_size": 10, "query_timeout": "1500ms", "timeout": "2s"})
         assert src.use_encoding(encoding) is None
