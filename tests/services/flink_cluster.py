@@ -3,7 +3,7 @@
 The distribution comes from PyPI (:func:`tests.services.jars.flink_home`); every JVM is started in the
 foreground by Flink's own scripts (``bin/jobmanager.sh start-foreground``) with a configuration written
 for this cluster only (free ports, small heaps, pid and log folders of its own), so several sessions can
-run clusters side by side. Beam's Flink job server runs from the runner's Maven classpath
+run clusters side by side. Beam's Flink job server runs from the runner's Maven classpath, shaded into one jar
 (``org.apache.beam.runners.flink.FlinkJobServerDriver``) and submits to the JobManager's REST port.
 
 Example (``python -m tests.services.flink_cluster`` starts one, prints its overview and stops it)::
@@ -72,7 +72,8 @@ class FlinkCluster:
     # -- life cycle -----------------------------------------------------------------------------------
     def start(self) -> "FlinkCluster":
         self.home = jars.flink_home()
-        classpath = jars.beam_classpath("beam-runners-flink-1.19") if self.with_job_server else []
+        # one jar, not the runner's 161: the job server stages its classpath with every job (jars.shaded_classpath)
+        classpath = jars.shaded_classpath("beam-runners-flink-1.19") if self.with_job_server else []
         conf = self.workdir / "conf"
         conf.mkdir(parents=True, exist_ok=True)
         for name in ("log4j-console.properties", "log4j.properties", "logback-console.xml"):
