@@ -160,18 +160,24 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0
 """
 
 
-def beam_classpath(artifact: str, version: str = BEAM_JAVA_VERSION) -> list[Path]:
-    """The jars of ``org.apache.beam:<artifact>:<version>`` and its runtime dependencies, from Maven Central."""
-    root = CACHE / "maven" / f"{artifact}-{version}"
+def _maven_build(name: str, pom: str, goals: list[str]) -> Path:
+    """``mvn goals`` run once on ``pom`` in ``$CACHE/maven/<name>`` (under a lock; marked complete after)."""
+    root = CACHE / "maven" / name
     if not (root / ".complete").exists():
-        with _locked(f"{artifact}-{version}"):
+        with _locked(name):
             if not (root / ".complete").exists():
                 shutil.rmtree(root, ignore_errors=True)
                 root.mkdir(parents=True)
-                (root / "pom.xml").write_text(_POM.format(artifact=artifact, version=version))
-                _run(["mvn", "-B", "-q", "dependency:copy-dependencies", "-DincludeScope=runtime",
-                      "-DoutputDirectory=lib"], cwd=root)
-                (root / ".complete").write_text(version)
+                (root / "pom.xml").write_text(pom)
+                _run(["mvn", "-B", "-q", *goals], cwd=root)
+                (root / ".complete").write_text(name)
+    return root
+
+
+def beam_classpath(artifact: str, version: str = BEAM_JAVA_VERSION) -> list[Path]:
+    """The jars of ``org.apache.beam:<artifact>:<version>`` and its runtime dependencies, from Maven Central."""
+    root = _maven_build(f"{artifact}-{version}", _POM.format(artifact=artifact, version=version),
+                        ["dependency:copy-dependencies", "-DincludeScope=runtime", "-DoutputDirectory=lib"])
     jars = sorted((root / "lib").glob("*.jar"))
     if not jars:
         raise FetchError(f"no jars in {root / 'lib'}")
@@ -201,18 +207,11 @@ def shaded_classpath(artifact: str, version: str = BEAM_JAVA_VERSION) -> list[Pa
     puts them into its BLOB store one by one. For the 161 jars of the runner's classpath that took 13 s of
     every job submission here; one jar of the same 157 MB takes under a second.
     """
-    root = CACHE / "maven" / f"{artifact}-{version}-shaded"
+    root = _maven_build(f"{artifact}-{version}-shaded", _SHADE_POM.format(artifact=artifact, version=version),
+                        ["package", "-DskipTests"])
     jar = root / "target" / f"{artifact}-shaded-1.jar"
-    if not (root / ".complete").exists():
-        with _locked(f"{artifact}-{version}-shaded"):
-            if not (root / ".complete").exists():
-                shutil.rmtree(root, ignore_errors=True)
-                root.mkdir(parents=True)
-                (root / "pom.xml").write_text(_SHADE_POM.format(artifact=artifact, version=version))
-                _run(["mvn", "-B", "-q", "package", "-DskipTests"], cwd=root)
-                if not jar.is_file():
-                    raise FetchError(f"maven-shade-plugin left no {jar}")
-                (root / ".complete").write_text(version)
+    if not jar.is_file():
+        raise FetchError(f"maven-shade-plugin left no {jar}")
     return [jar]
 
 
