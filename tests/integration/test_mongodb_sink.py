@@ -297,6 +297,54 @@ def test_a_lost_connection_fails_the_bundle_without_the_password():
     assert "db.example:27017" in str(err.value) and PASSWORD not in str(err.value)
 
 
+def test_a_server_that_stops_answering_fails_the_write_at_write_timeout(monkeypatch):
+    """A real server frozen between two bulk writes (SIGSTOP): the next write gets no reply, and the bundle fails
+    after ``write_timeout`` with an error that says so, instead of hanging. It freezes a CongoDB of its own."""
+    import os
+    import signal
+    import time
+
+    from tests.services import unavailable
+    from tests.services.mongo_server import ENV_URI, MongoServer, available
+
+    monkeypatch.delenv(ENV_URI, raising=False)
+    ok, reason = available(install=True)
+    if not ok:
+        unavailable("CongoDB (a MongoDB-wire server of the test's own)", reason)
+    server = MongoServer().start()
+    try:
+        sink = MongoDBSink({"uri": server.uri, "database": "d", "collection": "c", "key": ["id"],
+                            "timeout": "2s", "write_timeout": "1500ms"})
+        sink.prepare("run-1")
+        fn = sink.write("run-1")._fn
+        fn.setup()
+        try:
+            assert _dead(fn.process([{"id": 1}, {"id": 2}])) == []
+            os.kill(server._proc.pid, signal.SIGSTOP)
+            started = time.monotonic()
+            try:
+                with pytest.raises(SinkError) as err:
+                    list(fn.process([{"id": 3}]))
+            finally:
+                os.kill(server._proc.pid, signal.SIGCONT)
+            assert time.monotonic() - started < 30
+        finally:
+            fn.teardown()
+        assert "sink d.c: MongoDB at mongodb://127.0.0.1:" in str(err.value)
+        assert "sent no reply within write_timeout (1.5s)" in str(err.value)
+        # The first write is stored; the frozen one may yet be, once the server wakes (upserts: a re-run rewrites it).
+        assert {1, 2} <= {d["id"] for d in server.client()["d"]["c"].find()}
+    finally:
+        server.stop()
+
+
+def test_write_timeout_is_checked_with_the_other_options():
+    with pytest.raises(ConfigError, match="sink.write_timeout"):
+        MongoDBSink({"uri": "mongodb://h", "database": "d", "collection": "c", "key": ["id"], "write_timeout": "soon"})
+    with pytest.raises(ConfigError, match="sink.write_timeout: must be a positive duration"):
+        WriteToMongoDB(uri="mongodb://h", database="d", collection="c", key=["id"], write_timeout=dt.timedelta(0))
+
+
 # -- end to end --------------------------------------------------------------------------------------------
 
 

@@ -90,6 +90,9 @@ class MongoDBSink(BaseSink):
         Option("batch_size", "int", default=1000, minimum=1, help="operations per bulk write"),
         Option("create_index", "bool", default=True, help="create a unique index on the key fields in prepare()"),
         Option("timeout", "duration", default=dt.timedelta(seconds=10), help="server selection and connect timeout"),
+        Option("write_timeout", "duration", default=dt.timedelta(minutes=5),
+               help="the deadline of each server round trip (a bulk write, the key index): a server that stops "
+                    "answering fails the run after it"),
     )
 
     def __init__(self, options: Mapping[str, Any] | None = None, *, pipeline_id: str = "", **kwargs: Any) -> None:
@@ -98,7 +101,12 @@ class MongoDBSink(BaseSink):
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> list[str]:
-        return check_sink_options(values)
+        problems = check_sink_options(values)
+        for name in ("timeout", "write_timeout"):
+            value = values.get(name)
+            if isinstance(value, dt.timedelta) and value <= dt.timedelta(0):
+                problems.append(f"{name}: must be a positive duration")
+        return problems
 
     @property
     def _uri(self) -> str:
@@ -114,7 +122,8 @@ class MongoDBSink(BaseSink):
     def prepare(self, run_id: str, *, full_refresh: bool = False) -> None:
         """Checks the server answers and, in upsert mode, makes sure a unique index covers the key."""
         try:
-            client = new_client(self._uri, self.config["timeout"], app="osmosis-beam sink")
+            client = new_client(self._uri, self.config["timeout"], app="osmosis-beam sink",
+                                round_trip=self.config["write_timeout"])
         except ConnectorError as exc:
             raise SinkError(f"sink.{exc.message}") from None
         try:
@@ -165,6 +174,7 @@ class MongoDBSink(BaseSink):
             update=self.config["update"],
             batch_size=self.config["batch_size"],
             timeout=self.config["timeout"],
+            write_timeout=self.config["write_timeout"],
         )
 
     def publish(self, run_id: str, *, window_hi: dt.datetime, full_refresh: bool = False) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from apache_beam.metrics import Metrics
 from osmosis_beam.core.errors import ConfigError, ConnectorError, SinkError
 from osmosis_beam.core.records import DEAD_LETTER_TAG, METRICS_NAMESPACE, DeadLetter
 from osmosis_beam.core.secrets import Secret, redact_url, reveal
+from osmosis_beam.core.timefmt import format_duration
 from osmosis_beam.io.mongodb.client import (
     MISSING,
     MODES,
@@ -27,11 +28,16 @@ from osmosis_beam.io.mongodb.client import (
 from osmosis_beam.io.mongodb.source import get_path, new_client, scrub
 
 
+#: The deadline of each server round trip of a write (``socketTimeoutMS``), unless the sink says otherwise.
+DEFAULT_WRITE_TIMEOUT = dt.timedelta(minutes=5)
+
+
 class _WriteMongoFn(beam.DoFn):
     """Writes each batch of records with bulk writes; records that cannot be stored go to the dead-letter output."""
 
     def __init__(self, uri: Secret, database: str, collection: str, mode: str, key: tuple[str, ...],
-                 batch_size: int, timeout: dt.timedelta, update: str = "replace") -> None:
+                 batch_size: int, timeout: dt.timedelta, update: str = "replace",
+                 write_timeout: dt.timedelta | None = None) -> None:
         self._uri = uri
         self._database = database
         self._collection_name = collection
@@ -40,6 +46,7 @@ class _WriteMongoFn(beam.DoFn):
         self._key = tuple(key)
         self._batch_size = batch_size
         self._timeout = timeout
+        self._write_timeout = write_timeout or DEFAULT_WRITE_TIMEOUT  # each round trip's deadline (socketTimeoutMS)
         self._client = None
         self._written = Metrics.counter(METRICS_NAMESPACE, "records_written")
         self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letter")
@@ -52,7 +59,8 @@ class _WriteMongoFn(beam.DoFn):
 
     def setup(self) -> None:
         try:
-            self._client = new_client(reveal(self._uri), self._timeout, app="osmosis-beam sink")
+            self._client = new_client(reveal(self._uri), self._timeout, app="osmosis-beam sink",
+                                      round_trip=self._write_timeout)
         except ConnectorError as exc:
             raise SinkError(f"sink.{exc.message}") from None
         self._coll = self._client.get_database(self._database).get_collection(self._collection_name)
@@ -185,10 +193,21 @@ class _WriteMongoFn(beam.DoFn):
                 ops = [(o, op) for o, op in pending if o not in bad]
                 start = 0
             except PyMongoError as exc:
-                raise SinkError(
-                    f"{self._where()}: cannot write to MongoDB at {redact_url(reveal(self._uri))} ({self._scrub(exc)}); "
-                    "the run fails and its window is written again by the next run"
-                ) from None
+                raise self._failed(exc, "write to") from None
+
+    def _failed(self, exc: Exception, doing: str) -> SinkError:
+        from pymongo.errors import NetworkTimeout
+
+        if isinstance(exc, NetworkTimeout):
+            return SinkError(
+                f"{self._where()}: MongoDB at {redact_url(reveal(self._uri))} sent no reply within write_timeout "
+                f"({format_duration(self._write_timeout)}); the run fails and its window is written again by the next "
+                "run (raise sink.write_timeout if the server is only slow)"
+            )
+        return SinkError(
+            f"{self._where()}: cannot {doing} MongoDB at {redact_url(reveal(self._uri))} ({self._scrub(exc)}); "
+            "the run fails and its window is written again by the next run"
+        )
 
     def _stored_ids(self, ids: list[Any]) -> set[Any]:
         """Which of ``ids`` are the ``_id`` of a stored document."""
@@ -197,10 +216,7 @@ class _WriteMongoFn(beam.DoFn):
         try:
             return {doc["_id"] for doc in self._coll.find({"_id": {"$in": ids}}, {"_id": 1})}
         except PyMongoError as exc:
-            raise SinkError(
-                f"{self._where()}: cannot read from MongoDB at {redact_url(reveal(self._uri))} ({self._scrub(exc)}); "
-                "the run fails and its window is written again by the next run"
-            ) from None
+            raise self._failed(exc, "read from") from None
 
     def _describe(self, error: Mapping[str, Any]) -> str:
         return f"write error {error.get('code')}: {self._scrub(error.get('errmsg', 'unknown'))}"
@@ -220,7 +236,8 @@ class MongoDBBatchWrite(beam.PTransform):
 
     def __init__(self, *, uri: str | Secret, database: str, collection: str, mode: str = "upsert",
                  key: list[str] | tuple[str, ...] | None = None, update: str = "replace", batch_size: int = 1000,
-                 timeout: dt.timedelta = dt.timedelta(seconds=10)) -> None:
+                 timeout: dt.timedelta = dt.timedelta(seconds=10),
+                 write_timeout: dt.timedelta = DEFAULT_WRITE_TIMEOUT) -> None:
         super().__init__()
         values = {"uri": uri, "database": database, "collection": collection, "mode": mode, "key": key, "update": update}
         problems = check_sink_options(values)
@@ -233,9 +250,12 @@ class MongoDBBatchWrite(beam.PTransform):
         for name in ("database", "collection"):
             if not isinstance(values[name], str) or not values[name]:
                 problems.append(f"{name}: required")
+        if not isinstance(write_timeout, dt.timedelta) or write_timeout <= dt.timedelta(0):
+            problems.append("write_timeout: must be a positive duration")
         if problems:
             raise ConfigError(problems=[f"sink.{p}" for p in problems])
-        self._fn = _WriteMongoFn(Secret(uri), database, collection, mode, tuple(key or ()), batch_size, timeout, update)
+        self._fn = _WriteMongoFn(Secret(uri), database, collection, mode, tuple(key or ()), batch_size, timeout, update,
+                                 write_timeout)
         self._label = f"{database}.{collection}"
         self._mode = mode
 
