@@ -49,14 +49,19 @@ class EncodedBatch:
     in cursor order, so the splittable read claims and cuts these batches by exactly the rules it applies
     to lists of dicts. ``dropped`` holds the positions of rows a filter done in the source's query left
     out: they were read (the read counts and claims them as the typed path does) but have no line.
+    ``origin`` is the start of the restriction (sub-window) the batch was read in, set by the splittable
+    read: the batches of one origin come in cursor order, so a sink can keep them together (the postgres
+    sink stages each origin in a table of its own, and publishes them in cursor order).
     """
 
-    __slots__ = ("encoding", "lines", "positions", "columns", "dropped")
+    __slots__ = ("encoding", "lines", "positions", "columns", "dropped", "origin")
 
     def __init__(self, encoding: str, lines: list, positions: list[int] | None = None,
-                 columns: tuple[str, ...] | None = None, dropped: list[int] | None = None) -> None:
+                 columns: tuple[str, ...] | None = None, dropped: list[int] | None = None,
+                 origin: int | None = None) -> None:
         self.encoding, self.lines, self.positions, self.columns = encoding, lines, positions, columns
         self.dropped = dropped or None
+        self.origin = origin
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -80,7 +85,7 @@ class EncodedBatch:
         """The batch without the dropped rows' positions (what a sink takes)."""
         if not self.dropped:
             return self
-        return EncodedBatch(self.encoding, self.lines, self.positions, self.columns)
+        return EncodedBatch(self.encoding, self.lines, self.positions, self.columns, origin=self.origin)
 
     def position(self, index: int) -> int:
         """The cursor position of the record at ``index``."""
@@ -97,14 +102,15 @@ class EncodedBatch:
         n = bisect.bisect_left(positions, stop)
         kept = None if self.positions is None else positions[:n]
         dropped = self.dropped[: bisect.bisect_left(self.dropped, stop)] if self.dropped else None
-        return EncodedBatch(self.encoding, self.lines[:n], kept, self.columns, dropped)
+        return EncodedBatch(self.encoding, self.lines[:n], kept, self.columns, dropped, self.origin)
 
     def __getstate__(self):
-        return (self.encoding, self.lines, self.positions, self.columns, self.dropped)
+        return (self.encoding, self.lines, self.positions, self.columns, self.dropped, self.origin)
 
     def __setstate__(self, state) -> None:
         self.encoding, self.lines, self.positions, self.columns = state[:4]
         self.dropped = state[4] if len(state) > 4 else None
+        self.origin = state[5] if len(state) > 5 else None
 
     def __repr__(self) -> str:
         return f"EncodedBatch({self.encoding!r}, {len(self.lines)} records)"

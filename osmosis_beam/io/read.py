@@ -390,6 +390,7 @@ class _ReadWindowFn(beam.DoFn):
                     self._advance(mark, claimed)
                 if encoded:
                     out = out.written()
+                    out.origin = start  # the batches of one restriction come in cursor order
                 if out:
                     yield out
             if done:

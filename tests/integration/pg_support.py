@@ -141,8 +141,10 @@ def read_through_beam(connector, window: SyncWindow, *, splits: int = 4, batch_s
 
 
 def sync_once(connector, sink, window: SyncWindow, run_id: str, *, splits: int = 2, full_refresh: bool = False,
-              prepare_full_refresh: bool | None = None) -> tuple[dict, list[dict]]:
-    """One run as the SyncRunner does it: prepare, read -> write on Beam, publish. Returns (details, dead)."""
+              prepare_full_refresh: bool | None = None, split_from: dt.datetime | None = None) -> tuple[dict, list[dict]]:
+    """One run as the SyncRunner does it: prepare, read -> write on Beam, publish. Returns (details, dead).
+    ``split_from`` is the lowest cursor, from which a window without a lower bound splits (the runner asks the
+    source for it)."""
     connector.connect()
     try:
         empty = connector.window_is_empty(window) is True
@@ -155,7 +157,7 @@ def sync_once(connector, sink, window: SyncWindow, run_id: str, *, splits: int =
         else:
             sink.prepare(run_id, full_refresh=prepare_full_refresh)
         with pipeline() as p:
-            read = p | "Read" >> ReadWindow(connector, window, splits=splits, batch_size=500)
+            read = p | "Read" >> ReadWindow(connector, window, splits=splits, batch_size=500, split_from=split_from)
             written = read.records | "Write" >> sink.write(run_id)
             (read.dead_letter, written.dead_letter) | beam.Flatten() | beam.Map(dead.add)
     details = sink.publish(run_id, window_hi=window.hi if isinstance(window.hi, dt.datetime) else T0,

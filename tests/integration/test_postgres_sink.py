@@ -329,9 +329,11 @@ def test_records_without_any_value_are_dead_letters_not_empty_rows(pg_dsn):
 
 
 # -- upserts from a COPY stage (the zero-decode path): MERGE, the unique-key shortcut, ties, the fallback --------------
-def copy_rows(*rows: tuple) -> EncodedBatch:
-    """A pgcopy batch as the postgres source sends it: ``(position, id, v)`` rows in COPY text."""
-    return EncodedBatch("pgcopy", [("\t".join(map(str, row)) + "\n").encode() for row in rows], None, ("id", "v"))
+def copy_rows(*rows: tuple, origin: int | None = None) -> EncodedBatch:
+    """A pgcopy batch as the postgres source sends it: ``(position, id, v)`` rows in COPY text, read from the
+    restriction starting at ``origin`` (as the splittable read tags them), or untagged."""
+    return EncodedBatch("pgcopy", [("\t".join(map(str, row)) + "\n").encode() for row in rows], None, ("id", "v"),
+                        origin=origin)
 
 
 def staged_copy_upsert(dsn: str, run_id: str, *batches: EncodedBatch, name: str = "copy") -> tuple[PostgresSink, dict]:
@@ -378,7 +380,9 @@ def test_copy_upserts_of_new_keys_that_repeat_keep_the_last_row(pg_dsn, caplog, 
                                     copy_rows((30, 6, "f-late")))
     assert table(pg_dsn) == [(5, "late"), (6, "f-late")]
     assert details["records"] == 2
-    assert ("MERGE straight from the stage failed (duplicate key value violates unique constraint" in caplog.text) is straight
+    # (an INSERT, since the table is empty; a MERGE into a table with rows, as below)
+    assert ("INSERT (the table is empty) straight from the stage failed (duplicate key value violates unique "
+            "constraint" in caplog.text) is straight
     assert "keys repeat in the stage: the last row per key" in caplog.text
     assert leftovers(pg_dsn) == []
 
@@ -409,14 +413,95 @@ def test_copy_upserts_by_a_composite_key_with_no_other_column(pg_dsn):
     assert details["records"] == 2  # the two new pairs; (1, 'x') was there and has nothing to update
 
 
+def stage_tables(dsn: str) -> dict[str, int]:
+    """The stage tables and their own rows (a part's rows are not its stage's)."""
+    names = leftovers(dsn)
+    return {n: fetch(dsn, f'SELECT count(*) FROM ONLY "{n}"')[0][0] for n in names}
+
+
+def physical_order(dsn: str, name: str = "copy") -> list:
+    return [r[0] for r in fetch(dsn, f"SELECT id FROM {name} ORDER BY ctid")]
+
+
+@pytest.mark.parametrize("mode", ["upsert", "append"])
+def test_copy_rows_of_each_restriction_are_staged_apart_and_published_in_cursor_order(pg_dsn, mode, caplog):
+    """Two restrictions' batches arrive interleaved (two splits read side by side): each restriction's rows go
+    into a part of the stage, and the publish writes them part after part, in cursor order, then drops them."""
+    execute(pg_dsn, "CREATE TABLE copy (id int PRIMARY KEY, v text)")
+    target = sink(pg_dsn, key=["id"], mode=mode) if mode == "upsert" else sink(pg_dsn, mode=mode)
+    target.use_encoding("pgcopy")
+    target.prepare("r")
+    hi_split, lo_split = 1_000, -5  # restriction starts; the second sorts first (a negative position too)
+    batches = [
+        copy_rows((1_000, 100, "a"), (1_001, 101, "b"), origin=hi_split),
+        copy_rows((-5, 1, "c"), (-4, 2, "d"), origin=lo_split),
+        copy_rows((1_002, 102, "e"), origin=hi_split),
+        copy_rows((-3, 3, "f"), origin=lo_split),
+    ]
+    for batch in batches:  # one pipeline each: in this order
+        assert write_through_beam(target, "r", [batch]) == []
+    staged = stage_tables(pg_dsn)
+    stage = min(staged, key=len)
+    parts = {f"{stage}_{(o + (1 << 63)):016x}": n for o, n in ((lo_split, 3), (hi_split, 3))}
+    assert staged == {stage: 0, **parts}
+    assert sorted(parts) == list(parts)  # the names sort as the restrictions do
+    caplog.set_level("INFO", logger="osmosis_beam.io.postgres.sink")
+    details = target.publish("r", window_hi=HI)
+    assert "publishing the stage's 2 parts (one per restriction read) one after the other" in caplog.text
+    if mode == "upsert":  # a first load: into the empty table, a plain INSERT does what the MERGE would
+        assert "upserted 6 rows with INSERT (the table is empty) (no key repeats in the stage" in caplog.text
+    assert details["records"] == 6
+    assert physical_order(pg_dsn) == [1, 2, 3, 100, 101, 102]  # part after part, each in cursor order
+    assert table(pg_dsn) == [(1, "c"), (2, "d"), (3, "f"), (100, "a"), (101, "b"), (102, "e")]
+    assert leftovers(pg_dsn) == []
+
+
+def test_copy_upserts_with_keys_repeated_across_parts_keep_the_last_cursor_position(pg_dsn):
+    """A key in two restrictions (the cursor moved it): the later position wins, whatever the parts' order."""
+    execute(pg_dsn, "CREATE TABLE copy (id int PRIMARY KEY, v text)")
+    _, details = staged_copy_upsert(
+        pg_dsn, "r",
+        copy_rows((50, 1, "late"), (51, 2, "b"), origin=50),
+        copy_rows((10, 1, "early"), (11, 3, "c"), origin=10),
+        copy_rows((12, 4, "untagged")),  # a batch without a restriction goes into the stage itself
+    )
+    assert table(pg_dsn) == [(1, "late"), (2, "b"), (3, "c"), (4, "untagged")]
+    assert details["records"] == 4
+    assert leftovers(pg_dsn) == []
+
+
+def test_a_failed_run_leaves_no_stage_parts(pg_dsn):
+    """Abort, the next prepare of the run and the stale-stage clean-up each drop the parts with their stage."""
+    execute(pg_dsn, "CREATE TABLE copy (id int PRIMARY KEY, v text)")
+    target = sink(pg_dsn, key=["id"])
+    target.use_encoding("pgcopy")
+    for how in ("abort", "clean", "prepare"):
+        target.prepare("r")
+        write_through_beam(target, "r", [copy_rows((1, 1, "a"), origin=1), copy_rows((9, 9, "b"), origin=9)])
+        assert len(stage_tables(pg_dsn)) == 3
+        if how == "abort":
+            target.abort("r")
+        elif how == "clean":
+            assert sink(pg_dsn, key=["id"]).clean_stale_staging() == 1  # another object: the run is not its own
+        else:
+            sink(pg_dsn, key=["id"], mode="append").prepare("r")  # a staged run starts from an empty stage
+        assert leftovers(pg_dsn) == [], how
+    assert table(pg_dsn) == []
+
+
+@pytest.mark.parametrize("rows", ["empty", "rows"])
 @pytest.mark.parametrize("key", ["PRIMARY KEY", "UNIQUE"])
-def test_a_merge_that_meets_a_key_inserted_meanwhile_falls_back_to_on_conflict(pg_dsn, caplog, key):
+def test_a_merge_that_meets_a_key_inserted_meanwhile_falls_back_to_on_conflict(pg_dsn, caplog, key, rows):
     """Another session inserts a key of the stage while the publish runs: the upsert still completes.
 
     With a primary key, the MERGE straight from the stage meets it, and the checked MERGE after it then
     updates that row; with a nullable unique key, the checked MERGE meets it and INSERT ... ON CONFLICT follows.
+    Into an empty table the first attempt is a plain INSERT, which meets it the same way.
     """
     execute(pg_dsn, f"CREATE TABLE copy (id int {key}, v text)")
+    if rows == "rows":
+        execute(pg_dsn, "INSERT INTO copy VALUES (9, 'keep')")
+    verb = "INSERT (the table is empty)" if rows == "empty" else "MERGE"
     caplog.set_level("INFO", logger="osmosis_beam.io.postgres.sink")
     target = sink(pg_dsn, key=["id"])
     target.use_encoding("pgcopy")
@@ -430,21 +515,22 @@ def test_a_merge_that_meets_a_key_inserted_meanwhile_falls_back_to_on_conflict(p
         publisher = threading.Thread(target=lambda: result.update(target.publish("r", window_hi=HI)))
         publisher.start()
         deadline = time.monotonic() + 30
-        while not fetch(pg_dsn, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'MERGE%'"):
-            assert publisher.is_alive() and time.monotonic() < deadline, "the MERGE never waited for the other insert"
+        while not fetch(pg_dsn, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                "AND (query LIKE 'MERGE%' OR query LIKE 'INSERT INTO \"public\".\"copy\" %')"):
+            assert publisher.is_alive() and time.monotonic() < deadline, "the publish never waited for the other insert"
             time.sleep(0.05)
         other.commit()  # the MERGE now meets a unique violation
         publisher.join(60)
         assert not publisher.is_alive()
     finally:
         other.close()
-    assert table(pg_dsn) == [(1, "a"), (2, "ours"), (3, "c")]
+    assert table(pg_dsn) == [(1, "a"), (2, "ours"), (3, "c")] + ([(9, "keep")] if rows == "rows" else [])
     assert result["records"] == 3
     if key == "PRIMARY KEY":
-        assert "MERGE straight from the stage failed (duplicate key value violates unique constraint" in caplog.text
+        assert f"{verb} straight from the stage failed (duplicate key value violates unique constraint" in caplog.text
         assert "with MERGE (no key repeats in the stage)" in caplog.text
     else:
-        assert "MERGE failed (duplicate key value violates unique constraint" in caplog.text
+        assert f"{verb} failed (duplicate key value violates unique constraint" in caplog.text
         assert "with INSERT ... ON CONFLICT" in caplog.text
     assert leftovers(pg_dsn) == []
 

@@ -389,7 +389,8 @@ _T0_US = 1_704_067_200_000_000
 
 @pytest.mark.parametrize("fraction", [0.0, 0.4, 0.9])
 def test_a_dynamic_split_counts_each_dropped_row_once_and_never_writes_it(fraction):
-    """The read claims and counts the rows a pushed filter dropped as it does kept ones, across a split."""
+    """The read claims and counts the rows a pushed filter dropped as it does kept ones, across a split, and
+    tags each batch with the start of the restriction that read it (the residual's own start after the split)."""
     task = _ReadTask(_T0_US, _T0_US + 10_000, ())
     fn = _ReadWindowFn(_EncodedWithDrops({}), batch_size=7)
     counts: list[int] = []
@@ -401,6 +402,7 @@ def test_a_dynamic_split_counts_each_dropped_row_once_and_never_writes_it(fracti
         lines, residual = [], None
         for item in fn.process(task, tracker=tracker):
             assert isinstance(item, EncodedBatch) and item.dropped is None and item.lines  # sinks get lines only
+            assert item.origin == restriction.start  # the restriction it was read in (a sink's stage part)
             lines += [json.loads(x)["id"] for x in item.lines]
             if split_after is not None and residual is None and len(lines) >= split_after:
                 split = tracker.try_split(fraction)

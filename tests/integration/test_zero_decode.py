@@ -7,6 +7,7 @@ with the typed path's, row by row, including the rows the typed path dead-letter
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import apache_beam as beam
@@ -192,8 +193,9 @@ def _pg_table(dsn: str, table: str) -> list[tuple]:
 
 
 @pytest.mark.parametrize("mode", ["upsert", "append"])
-def test_postgres_copy_path_equals_typed(pg_dsn, mode):
-    """PostgreSQL -> PostgreSQL: COPY rows through the stage give the table the typed path gives."""
+def test_postgres_copy_path_equals_typed(pg_dsn, mode, caplog):
+    """PostgreSQL -> PostgreSQL: COPY rows through the stage give the table the typed path gives (the COPY
+    rows staged in one part per sub-window read)."""
     # Without the values the typed path cannot read (rows 4-6) or write (jsonb[] of objects, uuid[] and enum[]: the typed sink sends them as text[]).
     execute(pg_dsn, _TABLE, _ROWS, "DELETE FROM every_type WHERE id IN (4, 5, 6)", "ALTER TABLE every_type DROP COLUMN jba, DROP COLUMN ua, DROP COLUMN ea")
     results = {}
@@ -205,8 +207,12 @@ def test_postgres_copy_path_equals_typed(pg_dsn, mode):
         encoding = None if path == "typed" else "pgcopy"
         assert connector.use_encoding(encoding) is None
         sink.use_encoding(encoding)
-        details, dead = sync_once(connector, sink, WINDOW, f"run-{path}", splits=3)
+        caplog.clear()
+        caplog.set_level("INFO", logger="osmosis_beam.io.postgres.sink")
+        details, dead = sync_once(connector, sink, WINDOW, f"run-{path}", splits=3, split_from=utc(1800, 1, 1))
         assert dead == []
+        parts = re.findall(r"publishing the stage's (\d+) parts", caplog.text)
+        assert parts == ([] if path == "typed" else ["3"])  # one per sub-window
         assert details.get("records") == (None if (mode, path) == ("upsert", "typed") else 2505)
         results[path] = _pg_table(pg_dsn, f"out_{path}")
     assert len(results["pgcopy"]) == 2505

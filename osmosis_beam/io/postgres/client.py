@@ -132,6 +132,12 @@ class Target:
         digest = hashlib.sha1(f"{self.schema}.{self.name}\x00{run_id}".encode()).hexdigest()[:24]
         return STAGE_PREFIX + digest
 
+    @staticmethod
+    def stage_part_name(stage: str, origin: int) -> str:
+        """The stage's part for the COPY rows read from the restriction starting at ``origin`` (a table that
+        inherits the stage). The names sort as the origins do (the position offset by 2**63, in 16 hex digits)."""
+        return f"{stage}_{(origin + (1 << 63)) & ((1 << 64) - 1):016x}"
+
     def connect(self):
         try:
             return open_connection(self.dsn, "sink postgres", deadlines=self.deadlines)

@@ -103,6 +103,44 @@ def _has_unique_key(cur, schema: str, name: str, key: Sequence[str]) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# The stage and its parts
+# ---------------------------------------------------------------------------------------------
+
+
+def _stage_parts(cur, schema: str, stage: str) -> list[str]:
+    """The stage's parts (the tables inheriting it that the writers created, one per restriction read), in
+    cursor order of their restrictions."""
+    cur.execute(
+        "SELECT c.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = to_regclass(%s) AND starts_with(c.relname, %s) ORDER BY c.relname",
+        (sql.Identifier(schema, stage).as_string(cur.connection), stage + "_"),
+    )
+    return [name for (name,) in cur.fetchall()]
+
+
+def _drop_stage(cur, schema: str, stage: str) -> None:
+    """Drop a stage and its parts (in one statement, so without CASCADE: nothing else is dropped)."""
+    names = [stage, *_stage_parts(cur, schema, stage)]
+    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.SQL(", ").join(sql.Identifier(schema, n) for n in names)))
+
+
+def _ordered_stage(schema: str, stage: str, parts: list[str], columns: list[str],
+                   stage_order: sql.Composable | None = None) -> sql.Composable:
+    """The stage's rows as a subquery: its own rows (``stage_order``, when given), then each part's, one
+    part after the other in cursor order; the stage itself when it has no parts."""
+    ident = sql.Identifier(schema, stage)
+    if not parts and stage_order is None:
+        return ident
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    own = sql.SQL("SELECT {} FROM ONLY {}").format(cols, ident)
+    if stage_order is not None:
+        own += sql.SQL(" ORDER BY ") + stage_order
+    selects = [sql.SQL("({})").format(own)]
+    selects += [sql.SQL("(SELECT {} FROM {})").format(cols, sql.Identifier(schema, p)) for p in parts]
+    return sql.SQL("({})").format(sql.SQL(" UNION ALL ").join(selects))
+
+
+# ---------------------------------------------------------------------------------------------
 # The upsert from a stage (publish)
 # ---------------------------------------------------------------------------------------------
 
@@ -123,6 +161,11 @@ def _stage_keys_unique(cur, stage_ident: sql.Composable, key: Sequence[str]) -> 
     return bool(cur.fetchone()[0])
 
 
+def _is_empty(cur, ident: sql.Composable) -> bool:
+    cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(ident))
+    return bool(cur.fetchone()[0])
+
+
 def _key_catches_repeats(cur, target: Target) -> bool:
     """Whether a statement that writes one key twice into the table fails at once: the key's columns are NOT
     NULL and an immediate (not deferrable) unique index covers exactly them."""
@@ -130,7 +173,7 @@ def _key_catches_repeats(cur, target: Target) -> bool:
 
 
 def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_columns: Mapping[str, str],
-                       columns: list[str]) -> int:
+                       columns: list[str], ordered: sql.Composable | None = None) -> int:
     """Upsert the stage into the table, the last row per key winning; returns the rows written.
 
     The last row per key is the one with the highest cursor position (COPY stages carry it), then the last
@@ -146,7 +189,11 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
     holds twice fails it (``cardinality_violation`` when the table has the key, ``unique_violation`` when
     not), and it is undone to its savepoint before the check and the steps above. The more keys repeat, the
     sooner that MERGE fails; a stage whose source key is the sink's key repeats none.
+
+    ``ordered`` is the stage's rows part after part (:func:`_ordered_stage`); the MERGEs of a stage whose
+    keys do not repeat read them that way.
     """
+    ordered = stage_ident if ordered is None else ordered
     ident = target.ident()
     key = list(target.key)
     keys = sql.SQL(", ").join(map(sql.Identifier, key))
@@ -165,12 +212,23 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
             c=cols, v=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns)
         )
 
+    # Into an empty table (a first load) the upsert inserts every row: a plain INSERT does that with less work
+    # per row than MERGE's join and actions. A key another session inserts meanwhile fails it like the MERGE
+    # (unique_violation), and the MERGEs after it run as usual.
+    empty = [modern and _is_empty(cur, ident)]
+
+    def verb() -> str:
+        return "INSERT (the table is empty)" if empty[0] else "MERGE"
+
     def try_merge(rows: sql.Composable, savepoint: str) -> tuple[int | None, str]:
-        """(rows written, "") by a MERGE from ``rows``; (None, why) when it failed for a reason in
-        ``_MERGE_FALLBACK`` and was undone to its savepoint."""
+        """(rows written, "") by a MERGE from ``rows`` (an INSERT into an empty table); (None, why) when it
+        failed for a reason in ``_MERGE_FALLBACK`` and was undone to its savepoint."""
         cur.execute(f"SAVEPOINT {savepoint}")
         try:
-            cur.execute(merge_from(rows))
+            if empty[0]:
+                cur.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {r} AS s").format(t=ident, c=cols, r=rows))
+            else:
+                cur.execute(merge_from(rows))
         except psycopg2.Error as exc:
             if getattr(exc, "pgcode", None) not in _MERGE_FALLBACK:
                 raise
@@ -181,17 +239,18 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
         return written, ""
 
     if modern and _key_catches_repeats(cur, target):
-        written, why = try_merge(stage_ident, "osmosis_merge_stage")
+        written, why = try_merge(ordered, "osmosis_merge_stage")
         if written is not None:
-            log.info("%s: upserted %d rows with MERGE (no key repeats in the stage: the table's unique key "
-                     "would have caught one)", target.label, written)
+            log.info("%s: upserted %d rows with %s (no key repeats in the stage: the table's unique key "
+                     "would have caught one)", target.label, written, verb())
             return written
-        log.info("%s: MERGE straight from the stage failed (%s); checking the stage for repeated keys",
-                 target.label, why)
+        log.info("%s: %s straight from the stage failed (%s); checking the stage for repeated keys",
+                 target.label, verb(), why)
+        empty[0] = False  # or another session's key met the INSERT
     unique = _stage_keys_unique(cur, stage_ident, key)
     how = "no key repeats in the stage" if unique else "keys repeat in the stage: the last row per key"
     if unique:
-        rows = stage_ident
+        rows = ordered
     else:
         order = [sql.SQL("{} DESC NULLS LAST").format(sql.Identifier(POSITION))] if POSITION in stage_columns else []
         order.append(sql.SQL("{} DESC").format(sql.Identifier(SEQ)))
@@ -201,9 +260,9 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
     if modern:
         written, why = try_merge(rows, "osmosis_merge")
         if written is not None:
-            log.info("%s: upserted %d rows with MERGE (%s)", target.label, written, how)
+            log.info("%s: upserted %d rows with %s (%s)", target.label, written, verb(), how)
             return written
-        log.info("%s: MERGE failed (%s); upserting with INSERT ... ON CONFLICT instead", target.label, why)
+        log.info("%s: %s failed (%s); upserting with INSERT ... ON CONFLICT instead", target.label, verb(), why)
     action = (
         sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
         if updates else sql.SQL("DO NOTHING")
@@ -317,7 +376,7 @@ class PostgresSink(BaseSink):
                         raise SinkError(f"{target.label}: key column {', '.join(absent)} does not exist in the table")
                 self._ensure_runs_table(cur, target)
                 if staged:
-                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(target.schema, target.stage_name(run_id))))
+                    _drop_stage(cur, target.schema, target.stage_name(run_id))
             conn.commit()
         except psycopg2.Error as exc:
             conn.rollback()
@@ -373,7 +432,7 @@ class PostgresSink(BaseSink):
                 records = None
                 if stage_columns is not None:
                     records = self._merge(cur, target, stage, stage_columns, full_refresh)
-                    cur.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(target.schema, stage)))
+                    _drop_stage(cur, target.schema, stage)
                 elif full_refresh:
                     if self._staged.get(run_id) is False:
                         details["warning"] = (
@@ -420,6 +479,10 @@ class PostgresSink(BaseSink):
                 raise SinkError(f"{target.label}: the table has no column {', '.join(absent)} and create_table is false")
             add_columns(cur, ident, absent, target.label)
         cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+        parts = _stage_parts(cur, target.schema, stage)
+        if parts:
+            log.info("%s: publishing the stage's %d parts (one per restriction read) one after the other, in cursor "
+                     "order", target.label, len(parts))
         if self.mode == "upsert":
             absent_key = [k for k in target.key if k not in columns]
             if absent_key:
@@ -429,15 +492,14 @@ class PostgresSink(BaseSink):
                 cur.execute(
                     sql.SQL("DELETE FROM {} AS t WHERE NOT EXISTS (SELECT 1 FROM {} AS s WHERE {})").format(ident, stage_ident, match)
                 )
-            return _upsert_from_stage(cur, target, stage_ident, stage_columns, columns)
-        else:
-            if full_refresh:
-                cur.execute(sql.SQL("DELETE FROM {}").format(ident))
-            cur.execute(
-                sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {s} ORDER BY {seq}").format(
-                    t=ident, c=cols, s=stage_ident, seq=sql.Identifier(SEQ)
-                )
-            )
+            return _upsert_from_stage(cur, target, stage_ident, stage_columns, columns,
+                                      _ordered_stage(target.schema, stage, parts, columns))
+        if full_refresh:
+            cur.execute(sql.SQL("DELETE FROM {}").format(ident))
+        # In write order: the stage's own rows by their sequence, then each part's (a restriction's rows, in
+        # cursor order), without sorting them all.
+        rows = _ordered_stage(target.schema, stage, parts, columns, sql.Identifier(SEQ))
+        cur.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {r} AS s").format(t=ident, c=cols, r=rows))
         return cur.rowcount
 
     def abort(self, run_id: str) -> None:
@@ -445,7 +507,7 @@ class PostgresSink(BaseSink):
         conn, target = self._open()
         try:
             with conn.cursor() as cur:
-                cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(target.schema, target.stage_name(run_id))))
+                _drop_stage(cur, target.schema, target.stage_name(run_id))
             conn.commit()
         except psycopg2.Error as exc:
             conn.rollback()
@@ -479,7 +541,7 @@ class PostgresSink(BaseSink):
                     run_id = comment[len(prefix):]
                     if run_id in self._staged or name != target.stage_name(run_id):
                         continue  # a run this object prepared, or a stage of another table
-                    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(target.schema, name)))
+                    _drop_stage(cur, target.schema, name)
                     dropped += 1
             conn.commit()
         except psycopg2.Error as exc:

@@ -53,6 +53,7 @@ class _WritePostgresFn(beam.DoFn):
         self._conn = self._target.connect()
         self._dest_columns: dict[str, str] | None = None
         self._target_columns: dict[str, str] | None = None
+        self._parts: set[str] = set()  # the stage parts (one per restriction) this instance created or found
 
     def teardown(self) -> None:
         conn = getattr(self, "_conn", None)
@@ -170,16 +171,41 @@ class _WritePostgresFn(beam.DoFn):
                     lock(cur, target)
                     add_columns(cur, self._dest_ident(), {POSITION: "bigint"}, f"{target.label} (staging)")
                     self._load_columns(cur)
+                dest, part = self._dest_ident(), None
+                if batch.origin is not None:
+                    part = self._part(cur, batch.origin)
+                    dest = sql.Identifier(target.schema, part)
                 names = sql.SQL(", ").join(map(sql.Identifier, [POSITION, *fields]))
-                statement = sql.SQL("COPY {} ({}) FROM STDIN").format(self._dest_ident(), names).as_string(conn)
+                statement = sql.SQL("COPY {} ({}) FROM STDIN").format(dest, names).as_string(conn)
                 cur.copy_expert(statement, io.BytesIO(b"".join(batch.lines)), size=1 << 18)
             conn.commit()
+            if part is not None:
+                self._parts.add(part)
         except SinkError:
             conn.rollback()
             raise
         except psycopg2.Error as exc:
             raise self._write_failed(conn, exc) from None
         self._written.inc(len(batch))
+
+    def _part(self, cur, origin: int) -> str:
+        """The stage part for the rows of the restriction starting at ``origin``, created in this transaction
+        when new.
+
+        Each restriction's rows go into a table of their own (inheriting the stage, so the stage reads them
+        all), in cursor order. The publish then merges the parts one after the other: where the key follows
+        the cursor, the table and its indexes take the rows in key order, instead of the splits' batches
+        interleaved as their COPYs came (a MERGE of 1M rows 3.7-4.1 s interleaved, 2.4-2.9 s in key order).
+        """
+        part = Target.stage_part_name(self._stage, origin)
+        if part not in self._parts:
+            lock(cur, self._target)  # against another worker creating it (a retried bundle) meanwhile
+            cur.execute(
+                sql.SQL("CREATE UNLOGGED TABLE IF NOT EXISTS {} () INHERITS ({}) "
+                        "WITH (autovacuum_enabled = false, toast.autovacuum_enabled = false)").format(
+                    sql.Identifier(self._target.schema, part), self._dest_ident())
+            )
+        return part
 
     def _write_failed(self, conn, exc: psycopg2.Error) -> SinkError:
         """Roll back a failed write (the columns are looked up again next time); the error to raise."""
