@@ -828,5 +828,34 @@ def _debug_traceback(args) -> None:
     _report_error(args, text, event="traceback")
 
 
+def entry() -> None:
+    """The ``osmosis`` command (and ``python -m osmosis_beam.cli``): :func:`main`, then :func:`exit_now`."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> None:
+    """End the process with ``code`` without the interpreter's teardown of every module.
+
+    After a Beam job that teardown (about 900 modules, Beam's protos, grpc's and pyarrow's extension types)
+    took 0.3-0.6 s of the process's 1.5-2 s on this machine, with nothing left for it to do. Whatever the exit
+    must still do is done first: the ``atexit`` handlers run (logging's flush and close, temporary files
+    and folders left to ``weakref.finalize``, pymongo's and multiprocessing's clean-ups), then stdout and
+    stderr are flushed. While a thread other than the main one still runs and is not a daemon, the exit
+    is the normal one, which waits for it.
+    """
+    import atexit
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(code if isinstance(code, int) else 1)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()
