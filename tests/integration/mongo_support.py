@@ -14,6 +14,7 @@ what it needs; say why in ``reason``.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import re
@@ -154,3 +155,21 @@ def watch_cursors(source, uri: str, kill_after: int | None = None):
     source._client = pymongo.MongoClient(uri, event_listeners=[listener], tz_aware=True, tzinfo=UTC,
                                          uuidRepresentation="standard", serverMonitoringMode="poll")
     return listener
+
+
+@contextlib.contextmanager
+def own_congodb(monkeypatch):
+    """A CongoDB of the test's own, never the server of $OSMOSIS_TEST_MONGO_URI (for tests that freeze or kill
+    it); stopped on exit. Unavailable: the test fails under CI=true, else skips."""
+    from tests.services import unavailable
+    from tests.services.mongo_server import ENV_URI, MongoServer, available
+
+    monkeypatch.delenv(ENV_URI, raising=False)
+    ok, reason = available(install=True)
+    if not ok:
+        unavailable("CongoDB (a MongoDB-wire server of the test's own)", reason)
+    server = MongoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

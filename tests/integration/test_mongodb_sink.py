@@ -32,7 +32,7 @@ from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.mongodb.sink import MongoDBSink
 from osmosis_beam.io.mongodb.transforms import WriteToMongoDB
 from osmosis_beam.io.read import ReadWindow
-from tests.integration.mongo_support import UTC, at, mongo_db, only_on, run_beam  # noqa: F401  (fixture)
+from tests.integration.mongo_support import UTC, at, mongo_db, only_on, own_congodb, run_beam  # noqa: F401  (fixture)
 
 NO_DECIMAL128 = "FerretDB 1.x has no Decimal128 (it closes the connection)"
 NO_FERRETDB_TYPES = "FerretDB 1.x has no Decimal128, Code or MinKey/MaxKey"
@@ -304,15 +304,7 @@ def test_a_server_that_stops_answering_fails_the_write_at_write_timeout(monkeypa
     import signal
     import time
 
-    from tests.services import unavailable
-    from tests.services.mongo_server import ENV_URI, MongoServer, available
-
-    monkeypatch.delenv(ENV_URI, raising=False)
-    ok, reason = available(install=True)
-    if not ok:
-        unavailable("CongoDB (a MongoDB-wire server of the test's own)", reason)
-    server = MongoServer().start()
-    try:
+    with own_congodb(monkeypatch) as server:
         sink = MongoDBSink({"uri": server.uri, "database": "d", "collection": "c", "key": ["id"],
                             "timeout": "2s", "write_timeout": "1500ms"})
         sink.prepare("run-1")
@@ -334,8 +326,6 @@ def test_a_server_that_stops_answering_fails_the_write_at_write_timeout(monkeypa
         assert "sent no reply within write_timeout (1.5s)" in str(err.value)
         # The first write is stored; the frozen one may yet be, once the server wakes (upserts: a re-run rewrites it).
         assert {1, 2} <= {d["id"] for d in server.client()["d"]["c"].find()}
-    finally:
-        server.stop()
 
 
 def test_write_timeout_is_checked_with_the_other_options():

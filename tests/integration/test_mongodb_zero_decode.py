@@ -35,7 +35,7 @@ from osmosis_beam.core.window import SyncWindow
 from osmosis_beam.io.files.jsonl_write import WriteJSONL
 from osmosis_beam.io.mongodb.encoded import FieldPlan, decimal128_text
 from osmosis_beam.io.read import ReadWindow
-from tests.integration.mongo_support import UTC, at, mongo_db, only_on, watch_cursors  # noqa: F401  (fixture)
+from tests.integration.mongo_support import UTC, at, mongo_db, only_on, own_congodb, watch_cursors  # noqa: F401  (fixture)
 from tests.integration.pg_support import _Store, pipeline
 
 NO_FERRETDB_TYPES = "FerretDB 1.x has no Decimal128, Code, MinKey/MaxKey, DBRef or nested arrays"
@@ -330,15 +330,8 @@ def test_a_server_that_stops_answering_fails_the_read_at_query_timeout(encoding,
 
     from osmosis_beam.core.errors import RetriableConnectorError
     from osmosis_beam.io.mongodb.source import MongoDBConnector
-    from tests.services import unavailable
-    from tests.services.mongo_server import ENV_URI, MongoServer, available
 
-    monkeypatch.delenv(ENV_URI, raising=False)
-    ok, reason = available(install=True)
-    if not ok:
-        unavailable("CongoDB (a MongoDB-wire server of the test's own)", reason)
-    server = MongoServer().start()
-    try:
+    with own_congodb(monkeypatch) as server:
         # 20 batches: the fetch thread runs at most 3 batches ahead of the reader (2 queued, 1 in hand), so
         # it cannot have fetched them all before the freeze
         server.client()["d"]["events"].insert_many([{"ts": at(ms=i), "i": i} for i in range(200)])
@@ -357,8 +350,6 @@ def test_a_server_that_stops_answering_fails_the_read_at_query_timeout(encoding,
         assert time.monotonic() - started < 30
         assert "sent no reply within query_timeout (1.5s)" in str(err.value)
         src.disconnect()
-    finally:
-        server.stop()
 
 
 @only_on("congodb", reason="FerretDB 1.x does not store NaN")
