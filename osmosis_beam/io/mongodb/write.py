@@ -37,7 +37,7 @@ class _WriteMongoFn(beam.DoFn):
 
     def __init__(self, uri: Secret, database: str, collection: str, mode: str, key: tuple[str, ...],
                  batch_size: int, timeout: dt.timedelta, update: str = "replace",
-                 write_timeout: dt.timedelta | None = None) -> None:
+                 write_timeout: dt.timedelta = DEFAULT_WRITE_TIMEOUT) -> None:
         self._uri = uri
         self._database = database
         self._collection_name = collection
@@ -46,7 +46,7 @@ class _WriteMongoFn(beam.DoFn):
         self._key = tuple(key)
         self._batch_size = batch_size
         self._timeout = timeout
-        self._write_timeout = write_timeout or DEFAULT_WRITE_TIMEOUT  # each round trip's deadline (socketTimeoutMS)
+        self._write_timeout = write_timeout  # each round trip's deadline (socketTimeoutMS)
         self._client = None
         self._written = Metrics.counter(METRICS_NAMESPACE, "records_written")
         self._dead = Metrics.counter(METRICS_NAMESPACE, "dead_letter")

@@ -215,17 +215,17 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
     # Into an empty table (a first load) the upsert inserts every row: a plain INSERT does that with less work
     # per row than MERGE's join and actions. A key another session inserts meanwhile fails it like the MERGE
     # (unique_violation), and the MERGEs after it run as usual.
-    empty = [modern and _is_empty(cur, ident)]
+    empty = modern and _is_empty(cur, ident)
 
-    def verb() -> str:
-        return "INSERT (the table is empty)" if empty[0] else "MERGE"
+    def verb(insert: bool) -> str:
+        return "INSERT (the table is empty)" if insert else "MERGE"
 
-    def try_merge(rows: sql.Composable, savepoint: str) -> tuple[int | None, str]:
-        """(rows written, "") by a MERGE from ``rows`` (an INSERT into an empty table); (None, why) when it
-        failed for a reason in ``_MERGE_FALLBACK`` and was undone to its savepoint."""
+    def try_merge(rows: sql.Composable, savepoint: str, insert: bool) -> tuple[int | None, str]:
+        """(rows written, "") by a MERGE from ``rows`` (``insert``: an INSERT, into an empty table); (None, why)
+        when it failed for a reason in ``_MERGE_FALLBACK`` and was undone to its savepoint."""
         cur.execute(f"SAVEPOINT {savepoint}")
         try:
-            if empty[0]:
+            if insert:
                 cur.execute(sql.SQL("INSERT INTO {t} ({c}) SELECT {c} FROM {r} AS s").format(t=ident, c=cols, r=rows))
             else:
                 cur.execute(merge_from(rows))
@@ -239,14 +239,14 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
         return written, ""
 
     if modern and _key_catches_repeats(cur, target):
-        written, why = try_merge(ordered, "osmosis_merge_stage")
+        written, why = try_merge(ordered, "osmosis_merge_stage", empty)
         if written is not None:
             log.info("%s: upserted %d rows with %s (no key repeats in the stage: the table's unique key "
-                     "would have caught one)", target.label, written, verb())
+                     "would have caught one)", target.label, written, verb(empty))
             return written
         log.info("%s: %s straight from the stage failed (%s); checking the stage for repeated keys",
-                 target.label, verb(), why)
-        empty[0] = False  # or another session's key met the INSERT
+                 target.label, verb(empty), why)
+        empty = False  # or another session's key met the INSERT
     unique = _stage_keys_unique(cur, stage_ident, key)
     how = "no key repeats in the stage" if unique else "keys repeat in the stage: the last row per key"
     if unique:
@@ -258,11 +258,11 @@ def _upsert_from_stage(cur, target: Target, stage_ident: sql.Composable, stage_c
             k=keys, c=cols, s=stage_ident, o=sql.SQL(", ").join(order)
         )
     if modern:
-        written, why = try_merge(rows, "osmosis_merge")
+        written, why = try_merge(rows, "osmosis_merge", empty)
         if written is not None:
-            log.info("%s: upserted %d rows with %s (%s)", target.label, written, verb(), how)
+            log.info("%s: upserted %d rows with %s (%s)", target.label, written, verb(empty), how)
             return written
-        log.info("%s: %s failed (%s); upserting with INSERT ... ON CONFLICT instead", target.label, verb(), why)
+        log.info("%s: %s failed (%s); upserting with INSERT ... ON CONFLICT instead", target.label, verb(empty), why)
     action = (
         sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in updates)
         if updates else sql.SQL("DO NOTHING")
